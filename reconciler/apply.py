@@ -1,0 +1,132 @@
+"""Run a plan through an engine, one target at a time, each under its lock."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+from .engines import ENGINES, ActionResult, Session, Statement
+from .errors import Problem, UserError
+from .model import ActualState, Target
+from .plan import TargetPlan, desired_state, diff
+from .validate import Snapshot
+
+
+@dataclass
+class TargetRun:
+    target: Target
+    plan: TargetPlan | None = None
+    statements: list[Statement] = field(default_factory=list)
+    results: list[ActionResult] = field(default_factory=list)
+    error: str | None = None
+    executed: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.error or any(r.error for r in self.results):
+            return "failed"
+        return "ok"
+
+    @property
+    def changes(self) -> int:
+        return len(self.plan.actions) if self.plan else 0
+
+
+@dataclass
+class Run:
+    snapshot: Snapshot
+    started: datetime
+    targets: list[TargetRun]
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    finished: datetime | None = None
+
+    @property
+    def problems(self) -> list[Problem]:
+        found = list(self.snapshot.problems)
+        for t in self.targets:
+            found.extend(t.plan.problems if t.plan else ())
+        return found
+
+    @property
+    def failed(self) -> bool:
+        return (any(t.status == "failed" for t in self.targets)
+                or any(p.severity == "error" for p in self.problems))
+
+    @property
+    def has_changes(self) -> bool:
+        return any(t.changes for t in self.targets)
+
+
+def select_targets(snapshot: Snapshot, only: str | None) -> list[Target]:
+    targets = sorted(snapshot.policy.targets.values(), key=lambda t: t.name)
+    if only is None:
+        return targets
+    chosen = [t for t in targets if t.name == only]
+    if not chosen:
+        raise UserError(f"unknown target {only!r}")
+    return chosen
+
+
+def group_roles(snapshot: Snapshot) -> frozenset[str]:
+    return frozenset(r for level in snapshot.policy.access.values() for r in level.roles)
+
+
+def offline_state(snapshot: Snapshot) -> ActualState:
+    """What a server with none of our logins, and every group role, would report."""
+    return ActualState(roles=MappingProxyType({}), existing_groups=group_roles(snapshot),
+                       admin="", admin_is_superuser=False, database="")
+
+
+def reconcile(snapshot: Snapshot, now: datetime, *, only: str | None = None,
+              execute: bool = False, offline: bool = False,
+              env: Mapping[str, str] | None = None) -> Run:
+    """Plan (and with `execute`, apply) every selected target; a failing target never stops
+    the others."""
+    env = os.environ if env is None else env
+    run = Run(snapshot, now, [])
+    for target in select_targets(snapshot, only):
+        run.targets.append(_one_target(snapshot, target, now, execute, offline, env))
+    run.finished = datetime.now(now.tzinfo)
+    return run
+
+
+def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool,
+                offline: bool, env: Mapping[str, str]) -> TargetRun:
+    engine = ENGINES.get(target.engine)
+    result = TargetRun(target)
+    if engine is None:
+        result.error = f"target {target.name}: engine {target.engine!r} is not available"
+        return result
+    desired = desired_state(snapshot, target, now)
+    if offline:
+        actual = offline_state(snapshot)
+        result.plan = diff(desired, actual, now)
+        result.statements = engine.render(result.plan, actual)
+        return result
+    dsn = env.get(target.dsn_env)
+    if not dsn:
+        result.error = f"target {target.name}: environment variable {target.dsn_env} is not set"
+        return result
+    session: Session | None = None
+    try:
+        session = engine.connect(target, dsn)
+        if execute:
+            session.lock()
+        actual = session.inspect(group_roles(snapshot))
+        result.plan = diff(desired, actual, now)
+        result.statements = engine.render(result.plan, actual)
+        if execute and result.plan.actions:
+            result.executed = True
+            result.results = session.execute(result.plan, result.statements, actual)
+    except UserError as exc:
+        result.error = str(exc)
+        if result.plan and result.executed and not result.results:
+            result.results = [ActionResult(error=str(exc)) for _ in result.plan.actions]
+    finally:
+        if session is not None:
+            session.close()
+    return result

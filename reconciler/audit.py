@@ -1,0 +1,88 @@
+"""The audit record of one apply run: what changed, why, approved where, and how it went."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .apply import Run, TargetRun
+from .model import Grant, Provenance
+from .timeutil import iso
+
+SCHEMA_VERSION = 1
+
+
+def audit_path(run: Run) -> str:
+    started = run.started.astimezone(timezone.utc)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    return f"audit/{started:%Y/%m/%d}/{stamp}-{run.run_id}.json"
+
+
+def record(run: Run, actor: str) -> dict[str, Any]:
+    grants = {g.path: g for g in run.snapshot.grants + run.snapshot.inactive}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run.run_id,
+        "started": iso(run.started),
+        "finished": iso(run.finished or datetime.now(timezone.utc)),
+        "jitgrant_version": __version__,
+        "commit": run.snapshot.commit,
+        "actor": os.environ.get("GITHUB_ACTOR") or actor,
+        "targets": [{"target": t.target.name, "engine": t.target.engine, "status": t.status,
+                     "error": t.error, "actions": len(t.plan.actions) if t.plan else 0}
+                    for t in run.targets],
+        "actions": [a for t in run.targets for a in _actions(t, grants)],
+    }
+
+
+def _actions(run: TargetRun, grants: dict[str, Grant]) -> list[dict[str, Any]]:
+    if not run.plan:
+        return []
+    out = []
+    for index, action in enumerate(run.plan.actions):
+        result = run.results[index] if index < len(run.results) else None
+        status = result.status if result else ("failed" if run.error else "planned")
+        out.append({
+            "target": action.target, "login": action.login, "grantee": action.grantee,
+            "access": action.access, "action": action.kind, "cause": action.cause,
+            "changes": action.changes.describe(), "expires": iso(action.expires),
+            "grant_files": list(action.grant_files),
+            "grants": [_provenance(p, grants.get(p)) for p in action.grant_files],
+            "statements": result.statements if result else 0,
+            "sql": [s.shown for s in run.statements if s.action == index],
+            "sessions_ended": result.sessions_ended if result else 0,
+            "owned_objects": [{"database": db, "reassigned_to": owner}
+                              for db, owner in sorted((result.owned_objects if result else {})
+                                                      .items())],
+            "status": status,
+            "error": (result.error if result else None) or (run.error if status == "failed"
+                                                             else None),
+        })
+    return out
+
+
+def _provenance(path: str, grant: Grant | None) -> dict[str, Any]:
+    prov: Provenance | None = grant.provenance if grant else None
+    entry: dict[str, Any] = {"file": path, "reason": grant.reason if grant else None,
+                             "ticket": grant.ticket if grant else None}
+    if prov:
+        entry.update(commit=prov.commit, author=prov.author, author_email=prov.author_email,
+                     authored=iso(prov.authored), merge_commit=prov.merge_commit,
+                     pull_request=prov.pull_request)
+    return entry
+
+
+def to_json(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def write(root: Path, run: Run, data: dict[str, Any]) -> str:
+    rel = audit_path(run)
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(to_json(data))
+    return rel

@@ -1,0 +1,173 @@
+"""The jitgrant command line: parse options, build objects, call one function, map exit codes."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import UserError
+
+EXIT_BUG = 3
+repo_option = click.option("--repo", "repo", type=click.Path(file_okay=False, path_type=Path),
+                           default=Path("."), show_default=True,
+                           help="The access repository (a git checkout).")
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def handled(func: Callable[..., int]) -> Callable[..., None]:
+    """Run a command; a UserError is one line and exit 1, anything else a bug and exit 3."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        verbose = click.get_current_context().find_root().params.get("verbose", False)
+        try:
+            code = func(*args, **kwargs)
+        except UserError as exc:
+            if verbose:
+                traceback.print_exc()
+            click.echo(f"jitgrant: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception:  # noqa: BLE001 - the last line of defence
+            if verbose:
+                traceback.print_exc()
+            else:
+                click.echo(f"jitgrant: internal error: {sys.exc_info()[1]!r}", err=True)
+            click.echo("This is a bug in jitgrant. Please report it with the output of -v.",
+                       err=True)
+            sys.exit(EXIT_BUG)
+        sys.exit(code)
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(__version__, prog_name="jitgrant")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks.")
+def main(verbose: bool) -> None:
+    """Just-in-time database access the GitOps way."""
+
+
+@main.command()
+@repo_option
+@click.option("--base", help="Mark grants new or changed against this ref (the PR's base).")
+@click.option("--rev", help="Validate this commit instead of the working tree.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text")
+@handled
+def validate(repo: Path, base: str | None, rev: str | None, fmt: str) -> int:
+    """Check policies and grants; every problem as path:line: message."""
+    from .render import problems_github, problems_json, problems_text
+    from .snapshot import read_snapshot
+
+    snapshot = read_snapshot(repo, rev, now_utc(), base)
+    render = {"text": problems_text, "json": problems_json, "github": problems_github}[fmt]
+    output = render(snapshot.problems)
+    if output and fmt != "json":
+        click.echo(output, err=fmt == "text")
+    if fmt == "json":
+        click.echo(output)
+    if fmt == "text":
+        active = sum(1 for g in snapshot.grants if g.is_current(now_utc()))
+        summary = (f"{len(snapshot.grants) + len(snapshot.inactive)} valid grant files "
+                   f"({active} active now), {len(snapshot.invalid_grants)} invalid, "
+                   f"{len(snapshot.policy.targets)} targets")
+        click.echo(summary if not snapshot.errors else f"invalid: {summary}")
+    return 1 if snapshot.errors else 0
+
+
+@main.command()
+@repo_option
+@click.option("--rev", default="HEAD", show_default=True, help="The commit to plan from.")
+@click.option("--target", "only", help="Only this target.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text")
+@click.option("--offline", is_flag=True, help="Need no database: plan from the grants alone.")
+@handled
+def plan(repo: Path, rev: str, only: str | None, fmt: str, offline: bool) -> int:
+    """Show what apply would do (exit 0 in sync, 2 changes, 1 error)."""
+    from .apply import reconcile
+    from .snapshot import read_snapshot
+
+    snapshot = read_snapshot(repo, rev, now_utc())
+    run = reconcile(snapshot, now_utc(), only=only, offline=offline)
+    _print_run(run, fmt)
+    if run.failed:
+        return 1
+    return 2 if run.has_changes else 0
+
+
+def _print_run(run: Any, fmt: str) -> None:
+    from .render import plan_json, plan_markdown, plan_text, problems_text
+
+    if fmt == "json":
+        click.echo(plan_json(run))
+        return
+    if fmt == "markdown":
+        click.echo(plan_markdown(run))
+        return
+    if run.problems:
+        click.echo(problems_text(run.problems), err=True)
+    click.echo(plan_text(run))
+
+
+@main.command()
+@repo_option
+@click.option("--rev", default="HEAD", show_default=True, help="The commit to reconcile.")
+@click.option("--target", "only", help="Only this target.")
+@click.option("--dry-run", is_flag=True, help="Plan only: the same output as `plan`.")
+@click.option("--no-commit", is_flag=True, help="Write the audit record but do not commit it.")
+@click.option("--push", is_flag=True, help="Push the audit commit (rebasing when main moved).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@handled
+def apply(repo: Path, rev: str, only: str | None, dry_run: bool, no_commit: bool, push: bool,
+          fmt: str) -> int:
+    """Reconcile the databases with the grants at a commit, then audit and commit."""
+    from . import audit, gitrepo
+    from .apply import reconcile
+    from .snapshot import read_snapshot
+
+    started = now_utc()
+    snapshot = read_snapshot(repo, rev, started)
+    run = reconcile(snapshot, started, only=only, execute=not dry_run)
+    _print_run(run, fmt)
+    if dry_run:
+        return 1 if run.failed else (2 if run.has_changes else 0)
+    if any(t.executed for t in run.targets):
+        git_repo = gitrepo.open_repo(repo)
+        data = audit.record(run, gitrepo.identity(git_repo))
+        rel = audit.write(Path(str(git_repo.working_tree_dir)), run, data)
+        if not no_commit:
+            changed = sum(len(t.plan.actions) for t in run.targets if t.plan and t.executed)
+            gitrepo.commit_file(git_repo, rel, audit.to_json(data),
+                                f"audit: {changed} change(s) by jitgrant apply {run.run_id}"
+                                " [skip ci]")
+            if push:
+                gitrepo.push(git_repo)
+        if fmt == "text":
+            click.echo(f"audit record: {rel}")
+    return 1 if run.failed else 0
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Leave the temporary repository in place.")
+@handled
+def demo(keep: bool) -> int:
+    """End to end on an embedded PostgreSQL, nothing to configure."""
+    from .demo import run_demo
+
+    return run_demo(keep=keep)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,60 @@
+"""The engine protocol: how jitgrant talks to one kind of database server."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..model import ActualState, Target
+from ..plan import TargetPlan
+
+PHASES = ("lockout", "sessions", "objects", "main")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement of a plan. `sql` may carry a password verifier: only `shown` is printed."""
+
+    action: int  # index of the action in the TargetPlan
+    phase: str  # lockout | sessions | objects | main, run in that order
+    sql: str = field(repr=False)
+    shown: str
+    database: str | None = None  # None: the admin connection's own database
+
+
+@dataclass
+class ActionResult:
+    statements: int = 0
+    sessions_ended: int = 0
+    owned_objects: dict[str, str] = field(default_factory=dict)  # database -> new owner
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.error else "ok"
+
+
+class Session(Protocol):
+    """An open admin connection to one target."""
+
+    def lock(self) -> None:
+        """Take the target's lock or raise LockHeld."""
+
+    def inspect(self, groups: frozenset[str]) -> ActualState:
+        """The whole actual state in a few batched catalog queries."""
+
+    def execute(self, plan: TargetPlan, statements: Sequence[Statement],
+                actual: ActualState) -> list[ActionResult]:
+        """Run the statements; one result per action of the plan."""
+
+    def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    name: str
+
+    def connect(self, target: Target, dsn: str) -> Session: ...
+
+    def render(self, plan: TargetPlan, actual: ActualState) -> list[Statement]:
+        """The exact statements `execute` will run for `plan`, in order; pure."""

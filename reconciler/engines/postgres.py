@@ -1,0 +1,379 @@
+"""PostgreSQL: every statement jitgrant sends to a PostgreSQL server is in this file."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from ..errors import LockHeld, TargetError
+from ..model import ActualRole, ActualState, Target
+from ..plan import Action, TargetPlan, marker_comment
+from .base import ActionResult, Statement
+
+INFINITY = datetime.max.replace(tzinfo=timezone.utc)
+NEG_INFINITY = datetime.min.replace(tzinfo=timezone.utc)
+ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
+MASK = "'********'"
+
+_INFO = """SELECT current_user, current_database(),
+  (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+  current_setting('server_version_num')::int"""
+_ROLES = """SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcreaterole,
+  r.rolreplication, r.rolbypassrls, r.rolinherit,
+  CASE WHEN isfinite(r.rolvaliduntil) THEN r.rolvaliduntil END,
+  r.rolvaliduntil = 'infinity', r.rolvaliduntil = '-infinity',
+  r.rolconnlimit, {password}, shobj_description(r.oid, 'pg_authid'), r.rolconfig IS NOT NULL
+FROM pg_roles r {join}
+WHERE starts_with(r.rolname, %(prefix)s)"""
+_MEMBERS = """SELECT m.rolname, g.rolname, coalesce(gr.rolname, '')
+FROM pg_auth_members am
+JOIN pg_roles m ON m.oid = am.member
+JOIN pg_roles g ON g.oid = am.roleid
+LEFT JOIN pg_roles gr ON gr.oid = am.grantor
+WHERE starts_with(m.rolname, %(prefix)s) OR starts_with(g.rolname, %(prefix)s)"""
+_GROUPS = "SELECT rolname FROM pg_roles WHERE rolname = ANY(%(groups)s)"
+_DEPENDS = """SELECT r.rolname, coalesce(d.datname, '')
+FROM pg_shdepend s
+JOIN pg_roles r ON s.refclassid = 'pg_authid'::regclass AND s.refobjid = r.oid
+LEFT JOIN pg_database d ON d.oid = s.dbid
+WHERE starts_with(r.rolname, %(prefix)s) AND s.deptype <> 'p'
+GROUP BY 1, 2"""
+_OWNERS = "SELECT datname, pg_get_userbyid(datdba) FROM pg_database"
+_SESSIONS = """SELECT usename, count(*) FROM pg_stat_activity
+WHERE starts_with(usename, %(prefix)s) GROUP BY 1"""
+
+
+def lock_key(target: Target) -> int:
+    """A 64-bit advisory lock key for the namespace, the same for every run on this server."""
+    digest = hashlib.sha256(f"jitgrant:{target.role_prefix}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class PostgresEngine:
+    name = "postgres"
+
+    def connect(self, target: Target, dsn: str) -> PostgresSession:
+        return PostgresSession(target, dsn)
+
+    def render(self, plan: TargetPlan, actual: ActualState) -> list[Statement]:
+        out: list[Statement] = []
+        for index, action in enumerate(plan.actions):
+            out.extend(_render_action(index, action, plan.target, actual))
+        order = {phase: n for n, phase in enumerate(("lockout", "sessions", "objects", "main"))}
+        return sorted(out, key=lambda s: order[s.phase])  # stable: action order within a phase
+
+
+# -- rendering (pure) ------------------------------------------------------------------------
+
+
+def _text(query: sql.Composable) -> str:
+    return query.as_string(None)
+
+
+def _stmt(index: int, phase: str, query: sql.Composable, shown: sql.Composable | None = None,
+          database: str | None = None) -> Statement:
+    return Statement(index, phase, _text(query), _text(shown if shown is not None else query),
+                     database)
+
+
+def _render_action(index: int, action: Action, target: Target,
+                   actual: ActualState) -> list[Statement]:
+    if action.kind == "create":
+        return _render_create(index, action)
+    if action.kind == "update":
+        return _render_update(index, action, actual)
+    return _render_revoke(index, action, target, actual)
+
+
+def _password(verifier: str | None) -> tuple[sql.Composable, sql.Composable]:
+    if verifier is None:
+        return sql.SQL("PASSWORD NULL"), sql.SQL("PASSWORD NULL")
+    return sql.SQL("PASSWORD {}").format(sql.Literal(verifier)), sql.SQL("PASSWORD " + MASK)
+
+
+def _limit(value: int | None) -> sql.Composable:
+    return sql.SQL("CONNECTION LIMIT {}").format(sql.Literal(-1 if value is None else value))
+
+
+def _until(value: datetime) -> sql.Composable:
+    return sql.SQL("VALID UNTIL {}").format(sql.Literal(value.isoformat()))
+
+
+def _render_create(index: int, action: Action) -> list[Statement]:
+    want = action.desired
+    assert want is not None
+    role = sql.Identifier(want.name)
+    secret, masked = _password(want.verifier)
+    head = sql.SQL("CREATE ROLE {} WITH " + ATTRIBUTES + " ").format(role)
+    tail = sql.SQL(" {} {}").format(_limit(want.connection_limit), _until(want.expires))
+    out = [_stmt(index, "main", head + secret + tail, head + masked + tail)]
+    if want.roles:
+        grant = sql.SQL("GRANT {} TO {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, want.roles)), role)
+        out.append(_stmt(index, "main", grant))
+    out.append(_stmt(index, "main", sql.SQL("COMMENT ON ROLE {} IS {}").format(
+        role, sql.Literal(marker_comment(want)))))
+    return out
+
+
+def _render_update(index: int, action: Action, actual: ActualState) -> list[Statement]:
+    want, have, ch = action.desired, action.actual, action.changes
+    assert want is not None and have is not None
+    role = sql.Identifier(want.name)
+    options: list[sql.Composable] = []
+    shown: list[sql.Composable] = []
+    for flag, clause in ((ch.attributes, sql.SQL(ATTRIBUTES)),
+                         (ch.connection_limit, _limit(want.connection_limit)),
+                         (ch.valid_until, _until(want.expires))):
+        if flag:
+            options.append(clause)
+            shown.append(clause)
+    if ch.password:
+        secret, masked = _password(want.verifier)
+        options.append(secret)
+        shown.append(masked)
+    out = []
+    if options:
+        head = sql.SQL("ALTER ROLE {} WITH ").format(role)
+        out.append(_stmt(index, "main", head + sql.SQL(" ").join(options),
+                         head + sql.SQL(" ").join(shown)))
+    if ch.reset_config:
+        out.append(_stmt(index, "main", sql.SQL("ALTER ROLE {} RESET ALL").format(role)))
+    if ch.grant_roles:
+        out.append(_stmt(index, "main", sql.SQL("GRANT {} TO {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, ch.grant_roles)), role)))
+    for group in ch.revoke_roles:
+        out.extend(_revoke_membership(index, group, want.name, have.member_of_grants, actual))
+    for member in ch.revoke_members:
+        out.extend(_revoke_membership(index, want.name, member, have.members_grants, actual))
+    if ch.comment:
+        out.append(_stmt(index, "main", sql.SQL("COMMENT ON ROLE {} IS {}").format(
+            role, sql.Literal(marker_comment(want)))))
+    return out
+
+
+def _revoke_membership(index: int, group: str, member: str,
+                       grants: tuple[tuple[str, str], ...], actual: ActualState) -> list[Statement]:
+    """REVOKE group FROM member; on 16+ once per grantor, since each grant is its own row."""
+    base = sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), sql.Identifier(member))
+    grantors = sorted({grantor for name, grantor in grants if name in (group, member) and grantor})
+    if actual.server_version < 160000 or not grantors:
+        return [_stmt(index, "main", base)]
+    return [_stmt(index, "main", base + sql.SQL(" GRANTED BY {}").format(sql.Identifier(g)))
+            for g in grantors]
+
+
+def _render_revoke(index: int, action: Action, target: Target,
+                   actual: ActualState) -> list[Statement]:
+    have = action.actual
+    assert have is not None
+    role = sql.Identifier(have.name)
+    out = []
+    if have.can_login:
+        out.append(_stmt(index, "lockout", sql.SQL("ALTER ROLE {} WITH NOLOGIN").format(role)))
+    out.append(_stmt(index, "sessions", sql.SQL(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+        "WHERE usename = {} AND pid <> pg_backend_pid()").format(sql.Literal(have.name))))
+    for database in _databases(have, actual):
+        owner = reassign_target(target, actual, database, have.name)
+        phase = "main" if database == actual.database else "objects"
+        where = None if phase == "main" else database
+        out.append(_stmt(index, phase, sql.SQL("REASSIGN OWNED BY {} TO {}").format(
+            role, sql.Identifier(owner)), database=where))
+        out.append(_stmt(index, phase, sql.SQL("DROP OWNED BY {}").format(role),
+                         database=where))
+    out.append(_stmt(index, "main", sql.SQL("DROP ROLE {}").format(role)))
+    return out
+
+
+def _databases(role: ActualRole, actual: ActualState) -> list[str]:
+    """Where REASSIGN/DROP OWNED must run: shared objects ('') are handled from the admin DB."""
+    found = {actual.database if db == "" else db for db in role.depends_in}
+    others = sorted(found - {actual.database})
+    return others + ([actual.database] if actual.database in found else [])
+
+
+def reassign_target(target: Target, actual: ActualState, database: str, login: str) -> str:
+    owner = target.reassign_owned_to or actual.database_owners.get(database) or actual.admin
+    return actual.admin if owner == login else owner
+
+
+# -- the session (I/O) -----------------------------------------------------------------------
+
+CHUNK = 500  # statements per round trip on the fast path
+
+
+class PostgresSession:
+    def __init__(self, target: Target, dsn: str) -> None:
+        self.target = target
+        self.dsn = dsn
+        self.conn = _connect(dsn, target)
+        row = self.conn.execute(_INFO).fetchone()
+        assert row is not None
+        self.admin, self.database, self.superuser, self.version = row
+
+    def lock(self) -> None:
+        row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(self.target)])
+        got = row.fetchone()
+        if not got or not got[0]:
+            raise LockHeld(f"target {self.target.name}: another jitgrant run holds the lock")
+
+    def inspect(self, groups: frozenset[str]) -> ActualState:
+        """One round trip: six catalog queries sent together in a pipeline."""
+        prefix = {"prefix": self.target.role_prefix}
+        password = "a.rolpassword" if self.superuser else "NULL"
+        join = "JOIN pg_authid a ON a.oid = r.oid" if self.superuser else ""
+        queries: list[tuple[str, dict[str, Any] | None]] = [
+            (_ROLES.format(password=password, join=join), prefix),  # noqa: S608 - constants
+            (_MEMBERS, prefix), (_GROUPS, {"groups": sorted(groups)}), (_DEPENDS, prefix),
+            (_OWNERS, None), (_SESSIONS, prefix)]
+        with self.conn.pipeline():
+            cursors = [self.conn.cursor() for _ in queries]
+            for cur, (query, params) in zip(cursors, queries):
+                cur.execute(query, params)
+        roles, members, found, depends, owners, sessions = (c.fetchall() for c in cursors)
+        return self._state(roles, members, found, depends, owners, sessions)
+
+    def _state(self, roles: list[Any], members: list[Any], groups: list[Any], depends: list[Any],
+               owners: list[Any], sessions: list[Any]) -> ActualState:
+        member_of: dict[str, list[tuple[str, str]]] = {}
+        has_members: dict[str, list[tuple[str, str]]] = {}
+        for member, group, grantor in members:
+            member_of.setdefault(member, []).append((group, grantor))
+            has_members.setdefault(group, []).append((member, grantor))
+        deps: dict[str, list[str]] = {}
+        for name, database in depends:
+            deps.setdefault(name, []).append(database)
+        counts = dict(sessions)
+        built = {row[0]: _role(row, member_of.get(row[0], []), has_members.get(row[0], []),
+                               deps.get(row[0], []), counts.get(row[0], 0), self.superuser)
+                 for row in roles}
+        return ActualState(
+            roles=MappingProxyType(built), existing_groups=frozenset(r[0] for r in groups),
+            admin=self.admin, admin_is_superuser=bool(self.superuser), database=self.database,
+            database_owners=MappingProxyType(dict(owners)), server_version=self.version)
+
+    def execute(self, plan: TargetPlan, statements: Sequence[Statement],
+                actual: ActualState) -> list[ActionResult]:
+        results = [ActionResult() for _ in plan.actions]
+        for phase in ("lockout", "sessions", "objects", "main"):
+            batch = [s for s in statements if s.phase == phase and not results[s.action].error]
+            if phase == "sessions":
+                self._terminate(batch, results)
+            else:
+                self._run_phase(batch, results)
+        for index, action in enumerate(plan.actions):
+            if action.kind == "revoke" and action.actual and not results[index].error:
+                results[index].owned_objects = {
+                    db: reassign_target(plan.target, actual, db, action.login)
+                    for db in _databases(action.actual, actual)}
+        return results
+
+    def _terminate(self, batch: list[Statement], results: list[ActionResult]) -> None:
+        # Each stands alone: ending a backend is not transactional.
+        for stmt in batch:
+            try:
+                rows = self.conn.execute(stmt.sql.encode()).fetchall()
+            except psycopg.Error as exc:
+                self._alive(self.conn, exc)
+                _fail([stmt], results, _one_line(exc))
+                continue
+            results[stmt.action].statements += 1
+            results[stmt.action].sessions_ended += sum(1 for row in rows if row[0])
+
+    def _run_phase(self, batch: list[Statement], results: list[ActionResult]) -> None:
+        by_database: dict[str | None, list[Statement]] = {}
+        for stmt in batch:
+            by_database.setdefault(stmt.database, []).append(stmt)
+        for database, stmts in by_database.items():
+            if database is None:
+                self._transaction(self.conn, stmts, results)
+                continue
+            try:
+                other = _connect(make_conninfo(self.dsn, dbname=database), self.target)
+            except TargetError as exc:
+                _fail(stmts, results, f"database {database}: {exc}")
+                continue
+            with other:
+                self._transaction(other, stmts, results)
+
+    def _transaction(self, conn: psycopg.Connection[Any], stmts: list[Statement],
+                     results: list[ActionResult]) -> None:
+        """Fast path: the whole batch in one transaction, many statements per round trip.
+        When that fails, the same transaction again with a savepoint per action, so one bad
+        action is reported and the others still happen."""
+        try:
+            with conn.transaction():
+                for start in range(0, len(stmts), CHUNK):
+                    conn.execute(";\n".join(s.sql for s in stmts[start:start + CHUNK]).encode())
+        except psycopg.Error as exc:
+            self._alive(conn, exc)
+            self._per_action(conn, stmts, results)
+            return
+        for stmt in stmts:
+            results[stmt.action].statements += 1
+
+    def _per_action(self, conn: psycopg.Connection[Any], stmts: list[Statement],
+                    results: list[ActionResult]) -> None:
+        groups: dict[int, list[Statement]] = {}
+        for stmt in stmts:
+            groups.setdefault(stmt.action, []).append(stmt)
+        with conn.transaction():
+            for index, group in groups.items():
+                try:
+                    with conn.transaction():
+                        for stmt in group:
+                            conn.execute(stmt.sql.encode())
+                except psycopg.Error as exc:
+                    self._alive(conn, exc)
+                    _fail(group, results, _one_line(exc))
+                    continue
+                results[index].statements += len(group)
+
+    def _alive(self, conn: psycopg.Connection[Any], exc: psycopg.Error) -> None:
+        if conn.closed or conn.broken:
+            raise TargetError(f"target {self.target.name}: connection lost: "
+                              f"{_one_line(exc)}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _fail(stmts: list[Statement], results: list[ActionResult], error: str) -> None:
+    for index in {s.action for s in stmts}:
+        if results[index].error is None:
+            results[index].error = error
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _connect(dsn: str, target: Target) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=10,
+                               application_name="jitgrant", options="-c lock_timeout=10s")
+    except psycopg.Error as exc:
+        raise TargetError(f"target {target.name}: cannot connect: {_one_line(exc)}") from None
+
+
+def _role(row: Any, member_of: list[tuple[str, str]], members: list[tuple[str, str]],
+          depends: list[str], sessions: int, superuser: bool) -> ActualRole:
+    (name, login, sup, createdb, createrole, repl, bypass, inherit, until, inf, neginf,
+     connlimit, password, comment, config) = row
+    valid_until = INFINITY if inf else NEG_INFINITY if neginf else until
+    return ActualRole(
+        name=name, can_login=login, superuser=sup, createdb=createdb, createrole=createrole,
+        replication=repl, bypassrls=bypass, inherit=inherit, valid_until=valid_until,
+        connection_limit=None if connlimit < 0 else connlimit, verifier=password,
+        verifier_known=bool(superuser), comment=comment,
+        member_of=frozenset(g for g, _ in member_of), member_of_grants=tuple(member_of),
+        members=frozenset(m for m, _ in members), members_grants=tuple(members),
+        has_config=bool(config), depends_in=tuple(sorted(depends)), sessions=sessions)

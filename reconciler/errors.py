@@ -1,0 +1,42 @@
+"""One error tree. A UserError is the user's to fix (exit 1); anything else is a bug (exit 3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with the access repository, located at a file and line."""
+
+    path: str
+    line: int
+    message: str
+    severity: str = "error"  # error | warning
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        prefix = "warning: " if self.severity == "warning" else ""
+        return f"{where}: {prefix}{self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"path": self.path, "line": self.line, "message": self.message,
+                "severity": self.severity}
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line, exit code 1."""
+
+    exit_code = 1
+
+
+class ConfigError(UserError):
+    """The repository, a DSN or an option is unusable."""
+
+
+class TargetError(UserError):
+    """A target could not be reconciled (unreachable, locked, refused)."""
+
+
+class LockHeld(TargetError):
+    """Another run holds the target's lock."""

@@ -1,0 +1,216 @@
+"""Everything jitgrant does with git, and the only module that imports it."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import git
+
+from .errors import ConfigError, UserError
+from .load import MAX_FILE_BYTES, YAML_SUFFIXES, SourceFile
+from .model import Provenance
+
+_MERGE_PR = re.compile(r"^Merge pull request #(\d+) ")
+_SQUASH_PR = re.compile(r"\(#(\d+)\)\s*$")
+_DEFAULT_IDENTITY = {"GIT_AUTHOR_NAME": "jitgrant", "GIT_AUTHOR_EMAIL": "jitgrant@localhost",
+                     "GIT_COMMITTER_NAME": "jitgrant", "GIT_COMMITTER_EMAIL": "jitgrant@localhost"}
+
+
+def open_repo(path: Path) -> git.Repo:
+    try:
+        return git.Repo(path, search_parent_directories=False)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise ConfigError(f"{path}: not a git repository (use --repo)") from None
+
+
+def resolve(repo: git.Repo, rev: str) -> str:
+    try:
+        return str(repo.git.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}"))
+    except git.GitCommandError:
+        raise ConfigError(f"unknown revision {rev!r}") from None
+
+
+def read_tree(repo: git.Repo, commit: str, tops: Iterable[str]) -> list[SourceFile]:
+    """The YAML files under `tops` at `commit`, read with one ls-tree and one cat-file."""
+    listing = repo.git.ls_tree("-r", "-z", "--long", "--full-tree", commit, "--", *tops)
+    entries = []
+    for item in filter(None, listing.split("\0")):
+        meta, path = item.split("\t", 1)
+        mode, kind, sha, size = meta.split()
+        if kind == "blob" and path.endswith(YAML_SUFFIXES):
+            entries.append((mode, sha, int(size), path))
+    wanted = [sha for mode, sha, size, _ in entries if size <= MAX_FILE_BYTES or mode == "120000"]
+    blobs = cat_blobs(repo, wanted)
+    return [_source(repo, commit, mode, sha, size, path, blobs) for mode, sha, size, path in entries]
+
+
+def _source(repo: git.Repo, commit: str, mode: str, sha: str, size: int, path: str,
+            blobs: dict[str, bytes]) -> SourceFile:
+    if mode == "120000":
+        return _follow_link(repo, commit, path, blobs[sha].decode("utf-8", "replace"))
+    if size > MAX_FILE_BYTES:
+        return SourceFile(path, None, sha, f"file is {size} bytes, over the limit of "
+                                           f"{MAX_FILE_BYTES}")
+    return SourceFile(path, blobs[sha], sha)
+
+
+def _follow_link(repo: git.Repo, commit: str, path: str, link: str) -> SourceFile:
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), link))
+    if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
+        return SourceFile(path, None, error="symlink leads outside the repository")
+    try:
+        line = repo.git.ls_tree("--long", commit, "--", resolved)
+    except git.GitCommandError:
+        line = ""
+    parts = line.split()
+    if len(parts) < 4 or parts[1] != "blob" or parts[0] == "120000":
+        return SourceFile(path, None, error=f"symlink target {resolved} is not a file")
+    if int(parts[3]) > MAX_FILE_BYTES:
+        return SourceFile(path, None, error="symlink target is over the size limit")
+    data = cat_blobs(repo, [parts[2]])[parts[2]]
+    return SourceFile(path, data, parts[2])
+
+
+def cat_blobs(repo: git.Repo, shas: list[str]) -> dict[str, bytes]:
+    """Read many blobs through one `git cat-file --batch` process."""
+    if not shas:
+        return {}
+    proc = subprocess.run(["git", "-C", str(repo.working_tree_dir or repo.git_dir), "cat-file",
+                           "--batch"], input="".join(s + "\n" for s in shas).encode(),
+                          capture_output=True, check=True)
+    out, pos, result = proc.stdout, 0, {}
+    for _ in shas:
+        end = out.index(b"\n", pos)
+        sha, _kind, size = out[pos:end].split(b" ")
+        start = end + 1
+        result[sha.decode()] = out[start:start + int(size)]
+        pos = start + int(size) + 1
+    return result
+
+
+@dataclass(frozen=True)
+class _Commit:
+    sha: str
+    parents: tuple[str, ...]
+    author: str
+    email: str
+    authored: datetime
+    committed: datetime
+    subject: str
+
+
+def provenance(repo: git.Repo, commit: str, files: dict[str, str]) -> dict[str, Provenance]:
+    """For each path -> blob at `commit`, the newest commit that wrote that blob to that path,
+    and the merge (or squash) commit on the first-parent line that brought it. One `git log`."""
+    out = repo.git.log(commit, "--topo-order", "--raw", "--no-abbrev", "--no-renames", "-z",
+                       "--format=%x1e%H%x1f%P%x1f%an%x1f%ae%x1f%aI%x1f%cI%x1f%s",
+                       stdout_as_string=False).decode("utf-8", "replace")
+    commits: dict[str, _Commit] = {}
+    wrote: dict[str, str] = {}  # path -> commit sha (newest first: first seen wins)
+    for record in out.split("\x1e")[1:]:
+        head, _, rest = record.partition("\0")
+        c = _parse_header(head)
+        commits[c.sha] = c
+        tokens = rest.lstrip("\n").split("\0")
+        for meta, path in zip(tokens[0::2], tokens[1::2]):
+            fields = meta.split()
+            if len(fields) >= 4 and files.get(path) == fields[3] and path not in wrote:
+                wrote[path] = c.sha
+    arrived = _arrivals(commits, commit)
+    result = {}
+    for path, sha in wrote.items():
+        c = commits[sha]
+        merge = commits.get(arrived.get(sha, sha))
+        result[path] = Provenance(c.sha, c.author, c.email, c.authored, c.committed,
+                                  merge.sha if merge else None, _pr_number(merge))
+    return result
+
+
+def _parse_header(head: str) -> _Commit:
+    sha, parents, author, email, authored, committed, subject = head.split("\x1f", 6)
+    return _Commit(sha, tuple(parents.split()), author, email,
+                   datetime.fromisoformat(authored).astimezone(timezone.utc),
+                   datetime.fromisoformat(committed).astimezone(timezone.utc), subject)
+
+
+def _arrivals(commits: dict[str, _Commit], tip: str) -> dict[str, str]:
+    """Map every commit to the first-parent-line commit that brought it in (itself if on it)."""
+    mainline = []
+    sha: str | None = tip
+    while sha and sha in commits:
+        mainline.append(sha)
+        sha = commits[sha].parents[0] if commits[sha].parents else None
+    arrived: dict[str, str] = {}
+    for main in reversed(mainline):
+        arrived[main] = main
+        stack = list(commits[main].parents[1:])
+        while stack:
+            sha = stack.pop()
+            if sha in arrived or sha not in commits:
+                continue
+            arrived[sha] = main
+            stack.extend(commits[sha].parents)
+    return arrived
+
+
+def _pr_number(c: _Commit | None) -> int | None:
+    if c is None:
+        return None
+    m = _MERGE_PR.match(c.subject) or _SQUASH_PR.search(c.subject)
+    return int(m.group(1)) if m else None
+
+
+def identity(repo: git.Repo) -> str:
+    reader = repo.config_reader()
+    name = reader.get_value("user", "name", "")
+    email = reader.get_value("user", "email", "")
+    return f"{name} <{email}>" if name or email else "unknown"
+
+
+def changed_since(repo: git.Repo, base: str, head: str | None) -> set[str]:
+    """Paths that differ between `base` and `head` (the working tree when head is None)."""
+    args = [resolve(repo, base)] + ([resolve(repo, head)] if head else [])
+    out = repo.git.diff("--name-only", "--no-renames", "-z", *args)
+    changed = set(filter(None, out.split("\0")))
+    if head is None:
+        changed |= set(repo.untracked_files)
+    return changed
+
+
+def commit_file(repo: git.Repo, rel_path: str, content: bytes, message: str) -> str:
+    """Write one file and commit only it on the current branch; return the new commit sha."""
+    target = Path(str(repo.working_tree_dir)) / rel_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(content)
+    env = {k: v for k, v in _DEFAULT_IDENTITY.items() if not os.environ.get(k)}
+    if identity(repo) != "unknown":
+        env = {}
+    try:
+        repo.git.add("--", rel_path)
+        repo.git.commit("--only", "--no-verify", "-q", "-m", message, "--", rel_path, env=env)
+    except git.GitCommandError as exc:
+        raise UserError(f"could not commit {rel_path}: {exc.stderr.strip()}") from None
+    return str(repo.head.commit.hexsha)
+
+
+def push(repo: git.Repo, attempts: int = 5) -> None:
+    """Push the current branch; when main moved, rebase our commits on it and try again."""
+    branch = repo.active_branch.name
+    for attempt in range(attempts):
+        try:
+            repo.git.push("origin", f"HEAD:refs/heads/{branch}")
+            return
+        except git.GitCommandError as exc:
+            if attempt == attempts - 1:
+                raise UserError(f"git push failed: {exc.stderr.strip()}") from None
+            repo.git.fetch("origin", branch)
+            repo.git.rebase(f"origin/{branch}")
+            time.sleep(0.2 * (attempt + 1))

@@ -1,0 +1,173 @@
+"""Read the access repository's YAML from a git commit or a folder, keeping file and line."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Problem
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 32
+YAML_SUFFIXES = (".yaml", ".yml")
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file as read from a commit or the working tree; `error` when it cannot be read."""
+
+    path: str
+    data: bytes | None
+    blob: str | None = None  # git blob sha of the content
+    error: str | None = None
+
+
+@dataclass
+class Document:
+    """Parsed YAML plus the line of every key and list item, by path."""
+
+    path: str
+    data: Any
+    lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
+
+    def line(self, *keys: Any) -> int:
+        """Line of the deepest existing prefix of `keys` (1 for the document itself)."""
+        for end in range(len(keys), 0, -1):
+            found = self.lines.get(tuple(keys[:end]))
+            if found:
+                return found
+        return 1
+
+
+class YamlProblem(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def blob_sha(data: bytes) -> str:
+    """The git blob id of `data`, to tell whether a working-tree file differs from a commit."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # noqa: S324 - git's id
+
+
+def parse_yaml(source: SourceFile) -> Document:
+    """Parse one file safely; raise YamlProblem with a line on anything unusable."""
+    if source.error:
+        raise YamlProblem(1, source.error)
+    assert source.data is not None
+    text = _decode(source.data)
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise YamlProblem(line, f"invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise YamlProblem(1, f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise YamlProblem(1, "invalid YAML: nested too deeply") from None
+    if node is None:
+        raise YamlProblem(1, "the file is empty")
+    doc = Document(source.path, None)
+    doc.data = _convert(node, (), doc.lines, set(), 0)
+    return doc
+
+
+def _decode(data: bytes) -> str:
+    if b"\0" in data:
+        raise YamlProblem(1, "the file contains a NUL byte")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise YamlProblem(data[: exc.start].count(b"\n") + 1, "the file is not UTF-8") from None
+
+
+def _convert(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
+             seen: set[int], depth: int) -> Any:
+    line = node.start_mark.line + 1
+    if id(node) in seen:
+        raise YamlProblem(line, "YAML aliases (*name) are not allowed")
+    seen.add(id(node))
+    if depth > MAX_DEPTH:
+        raise YamlProblem(line, f"nested more than {MAX_DEPTH} levels deep")
+    if isinstance(node, yaml.MappingNode):
+        return _convert_mapping(node, path, lines, seen, depth)
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for index, child in enumerate(node.value):
+            lines[path + (index,)] = child.start_mark.line + 1
+            items.append(_convert(child, path + (index,), lines, seen, depth + 1))
+        return items
+    return _scalar(node, line)
+
+
+def _convert_mapping(node: yaml.MappingNode, path: tuple[Any, ...],
+                     lines: dict[tuple[Any, ...], int], seen: set[int], depth: int) -> Any:
+    result: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        line = key_node.start_mark.line + 1
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            raise YamlProblem(line, "keys must be plain strings (no merge keys or complex keys)")
+        key = str(key_node.value)
+        if key in result:
+            raise YamlProblem(line, f"duplicate key {key!r}")
+        lines[path + (key,)] = line
+        result[key] = _convert(value_node, path + (key,), lines, seen, depth + 1)
+    return result
+
+
+def _scalar(node: yaml.Node, line: int) -> Any:
+    # Timestamps stay strings: we parse them ourselves to insist on a zone.
+    if node.tag == _TIMESTAMP:
+        return str(node.value)
+    try:
+        return _CONSTRUCTOR.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise YamlProblem(line, f"invalid YAML: {problem}") from None
+
+
+def to_problem(source: SourceFile, exc: YamlProblem) -> Problem:
+    return Problem(source.path, exc.line, exc.message)
+
+
+def read_folder(root: Path, tops: Iterable[str]) -> list[SourceFile]:
+    """The YAML files below `tops` in a working tree, refusing links that leave the repository."""
+    root = root.resolve()
+    files: list[SourceFile] = []
+    for top in tops:
+        base = root / top
+        if not base.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.endswith(YAML_SUFFIXES):
+                    files.append(_read_one(root, Path(dirpath) / name))
+    return files
+
+
+def _read_one(root: Path, path: Path) -> SourceFile:
+    rel = path.relative_to(root).as_posix()
+    real = path.resolve()
+    if path.is_symlink() and not real.is_relative_to(root):
+        return SourceFile(rel, None, error="symlink leads outside the repository")
+    try:
+        size = real.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return SourceFile(rel, None, error=f"file is {size} bytes, over the limit of "
+                                                 f"{MAX_FILE_BYTES}")
+        data = real.read_bytes()
+    except OSError as exc:
+        return SourceFile(rel, None, error=f"cannot read: {exc.strerror}")
+    return SourceFile(rel, data, blob=blob_sha(data))

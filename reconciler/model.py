@@ -1,0 +1,190 @@
+"""The nouns of jitgrant as frozen dataclasses: policy, grants, desired and actual state."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+ENGINE_NAME_LIMITS = {"postgres": 63, "mysql": 32}  # PostgreSQL counts bytes, MySQL characters
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    engine: str
+    dsn_env: str
+    environment: str | None = None
+    role_prefix: str = "jit_"
+    reassign_owned_to: str | None = None
+    never_touch: frozenset[str] = frozenset()
+    approvers: tuple[str, ...] = ()
+    requesters_for_others: tuple[str, ...] = ()
+    connect: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    expiry_backstop: str | None = None
+    path: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class AccessLevel:
+    name: str
+    roles: tuple[str, ...]
+    max_duration: timedelta
+    description: str = ""
+    environments: tuple[str, ...] | None = None
+    allowed_groups: tuple[str, ...] | None = None
+    auto_approve: bool = False
+    connection_limit: int | None = None
+    path: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Person:
+    handle: str
+    email: str | None = None
+    github: str | None = None
+    groups: tuple[str, ...] = ()
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Policy:
+    targets: Mapping[str, Target]
+    access: Mapping[str, AccessLevel]
+    people: Mapping[str, Person]
+    policy_owners: tuple[str, ...] = ()
+    # False when any policy file had an error: apply then only takes access away.
+    valid: bool = True
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a grant file's current content came from in git."""
+
+    commit: str
+    author: str
+    author_email: str
+    authored: datetime
+    committed: datetime
+    merge_commit: str | None = None
+    pull_request: int | None = None
+
+
+@dataclass(frozen=True)
+class Grant:
+    path: str
+    grantee: str
+    target: str
+    access: str
+    expires: datetime
+    reason: str
+    starts: datetime | None = None
+    ticket: str | None = None
+    password_verifier: str | None = field(default=None, repr=False)
+    provenance: Provenance | None = None
+
+    def is_current(self, now: datetime) -> bool:
+        """starts <= now < expires (the grantee's status is checked separately)."""
+        return (self.starts is None or self.starts <= now) and now < self.expires
+
+
+def login_name(prefix: str, grantee: str, access: str, engine: str) -> str:
+    """`<prefix><grantee>_<access>`, lowercased, cut to the engine's limit with a hash suffix."""
+    full = f"{prefix}{grantee}_{access}".lower()
+    limit = ENGINE_NAME_LIMITS[engine]
+    measure = (lambda s: len(s.encode())) if engine == "postgres" else len
+    if measure(full) <= limit:
+        return full
+    suffix = "_" + hashlib.sha256(full.encode()).hexdigest()[:6]
+    cut = full
+    while measure(cut) + len(suffix) > limit:
+        cut = cut[:-1]
+    return cut + suffix
+
+
+@dataclass(frozen=True)
+class DesiredLogin:
+    """What one login should look like on its server right now."""
+
+    name: str
+    grantee: str
+    access: str
+    expires: datetime
+    roles: tuple[str, ...]
+    connection_limit: int | None
+    verifier: str | None = field(repr=False)
+    grants: tuple[Grant, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        """Short digest of the granted state, kept in the role comment to tell drift from change."""
+        parts = [self.expires.isoformat(), ",".join(sorted(self.roles)),
+                 str(self.connection_limit), self.verifier or ""]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class KnownLogin:
+    """A login name that some grant file at the reconciled commit maps to, active or not."""
+
+    grantee: str
+    access: str
+    cause: str  # why it is not desired: expired, offboarded, removed, invalid
+    expires: datetime | None
+    grant_files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    target: Target
+    logins: Mapping[str, DesiredLogin]
+    known: Mapping[str, KnownLogin]
+    # When False (policies invalid) the plan only revokes, it never creates or changes.
+    may_grant: bool = True
+
+
+@dataclass(frozen=True)
+class ActualRole:
+    """A role or account in the namespace as the server reports it."""
+
+    name: str
+    can_login: bool = True
+    superuser: bool = False
+    createdb: bool = False
+    createrole: bool = False
+    replication: bool = False
+    bypassrls: bool = False
+    inherit: bool = True
+    valid_until: datetime | None = None
+    connection_limit: int | None = None
+    verifier: str | None = field(default=None, repr=False)
+    verifier_known: bool = True  # False when the reconciler cannot read password hashes
+    comment: str | None = None
+    member_of: frozenset[str] = frozenset()
+    member_of_grants: tuple[tuple[str, str], ...] = ()  # (group role, grantor) rows, PostgreSQL 16+
+    members_grants: tuple[tuple[str, str], ...] = ()  # (member, grantor) rows of this login
+    default_roles: frozenset[str] | None = None  # MySQL: default roles
+    members: frozenset[str] = frozenset()  # roles that are members of this login
+    has_config: bool = False  # PostgreSQL: ALTER ROLE ... SET was used
+    locked: bool = False  # MySQL: ACCOUNT LOCK
+    depends_in: tuple[str, ...] = ()  # databases where it owns objects or holds privileges
+    sessions: int = 0
+    events: tuple[str, ...] = ()  # MySQL: backstop events for this account
+
+
+@dataclass(frozen=True)
+class ActualState:
+    roles: Mapping[str, ActualRole]
+    existing_groups: frozenset[str]
+    admin: str
+    admin_is_superuser: bool
+    database: str
+    database_owners: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    protected: frozenset[str] = frozenset()  # in the namespace but never touched
+    server_version: int = 0
+    event_scheduler: bool = False

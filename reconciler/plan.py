@@ -1,0 +1,261 @@
+"""The pure heart: desired state (from grants, at `now`) against actual state gives actions.
+
+No I/O here: no database driver, no git, no clock. The same actions are rendered by `plan`,
+run by `apply` and written to the audit, so a dry run is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+from .errors import Problem
+from .model import (ActualRole, ActualState, DesiredLogin, DesiredState, Grant, KnownLogin,
+                    Target, login_name)
+from .validate import RawGrant, Snapshot
+
+MARKER = "jitgrant:"  # role comments that start with this mark logins jitgrant created
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What an update must put back or change on an existing login."""
+
+    attributes: bool = False
+    valid_until: bool = False
+    password: bool = False
+    connection_limit: bool = False
+    comment: bool = False
+    reset_config: bool = False
+    unlock: bool = False
+    default_roles: bool = False
+    grant_roles: tuple[str, ...] = ()
+    revoke_roles: tuple[str, ...] = ()
+    revoke_members: tuple[str, ...] = ()
+
+    def describe(self) -> list[str]:
+        flags = [("attributes", "login attributes"), ("valid_until", "expiry"),
+                 ("password", "password"), ("connection_limit", "connection limit"),
+                 ("comment", "marker comment"), ("reset_config", "role settings"),
+                 ("unlock", "account lock"), ("default_roles", "default roles")]
+        out = [text for name, text in flags if getattr(self, name)]
+        out += [f"grant {r}" for r in self.grant_roles]
+        out += [f"revoke {r}" for r in self.revoke_roles]
+        out += [f"remove member {r}" for r in self.revoke_members]
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self.describe())
+
+
+@dataclass(frozen=True)
+class Action:
+    target: str
+    kind: str  # create | update | revoke
+    login: str
+    cause: str  # granted | drift | expired | removed | offboarded | invalid | unknown
+    grantee: str | None = None
+    access: str | None = None
+    expires: datetime | None = None
+    grant_files: tuple[str, ...] = ()
+    changes: Changes = field(default_factory=Changes)
+    desired: DesiredLogin | None = None
+    actual: ActualRole | None = None
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    target: Target
+    actions: tuple[Action, ...]
+    problems: tuple[Problem, ...] = ()
+
+
+# -- desired state ---------------------------------------------------------------------------
+
+
+def desired_state(snapshot: Snapshot, target: Target, now: datetime) -> DesiredState:
+    by_login: dict[str, list[Grant]] = {}
+    for grant in snapshot.grants:
+        if grant.target == target.name and grant.is_current(now):
+            name = login_name(target.role_prefix, grant.grantee, grant.access, target.engine)
+            by_login.setdefault(name, []).append(grant)
+    logins = {name: _desired_login(snapshot, name, grants) for name, grants in by_login.items()}
+    known = _known_logins(snapshot, target, now)
+    return DesiredState(target, MappingProxyType(logins), MappingProxyType(known),
+                        may_grant=snapshot.policy.valid)
+
+
+def _desired_login(snapshot: Snapshot, name: str, grants: list[Grant]) -> DesiredLogin:
+    latest = max(grants, key=lambda g: (g.expires, g.path))
+    level = snapshot.policy.access[latest.access]
+    return DesiredLogin(name=name, grantee=latest.grantee, access=latest.access,
+                        expires=latest.expires, roles=level.roles,
+                        connection_limit=level.connection_limit,
+                        verifier=latest.password_verifier,
+                        grants=tuple(sorted(grants, key=lambda g: g.path)))
+
+
+def _known_logins(snapshot: Snapshot, target: Target, now: datetime) -> dict[str, KnownLogin]:
+    """Every login some grant file maps to, with why it is not (or no longer) granted."""
+    found: dict[str, list[tuple[str, str, datetime | None]]] = {}
+    names: dict[str, tuple[str, str]] = {}
+
+    def add(grantee: str, access: str, path: str, cause: str, expires: datetime | None) -> None:
+        name = login_name(target.role_prefix, grantee, access, target.engine)
+        found.setdefault(name, []).append((path, cause, expires))
+        names.setdefault(name, (grantee, access))
+
+    for grant in snapshot.grants:
+        if grant.target == target.name:
+            add(grant.grantee, grant.access, grant.path, _time_cause(grant, now), grant.expires)
+    for grant in snapshot.inactive:
+        if grant.target == target.name:
+            add(grant.grantee, grant.access, grant.path, "offboarded", grant.expires)
+    for raw in _raw_for(snapshot.invalid_grants, target):
+        add(str(raw.grantee), str(raw.access), raw.path, "invalid", raw.expires)
+    return {name: _known(names[name], entries) for name, entries in found.items()}
+
+
+def _raw_for(raws: Iterable[RawGrant], target: Target) -> Iterable[RawGrant]:
+    for raw in raws:
+        folder = raw.path.split("/")[1] if raw.path.count("/") == 2 else None
+        if raw.grantee and raw.access and target.name in (raw.target, folder):
+            yield raw
+
+
+def _time_cause(grant: Grant, now: datetime) -> str:
+    if grant.is_current(now):
+        return "granted"
+    return "expired" if grant.expires <= now else "removed"
+
+
+def _known(who: tuple[str, str], entries: list[tuple[str, str, datetime | None]]) -> KnownLogin:
+    causes = {cause for _, cause, _ in entries}
+    cause = next(c for c in ("granted", "offboarded", "invalid", "expired", "removed")
+                 if c in causes or c == "removed")
+    expiries = [e for _, _, e in entries if e is not None]
+    return KnownLogin(who[0], who[1], cause, max(expiries) if expiries else None,
+                      tuple(sorted(path for path, _, _ in entries)))
+
+
+# -- the diff --------------------------------------------------------------------------------
+
+
+def is_managed(role: ActualRole) -> bool:
+    return (role.comment or "").startswith(MARKER)
+
+
+def protection(role: ActualRole, target: Target, actual: ActualState) -> str | None:
+    """Why a role inside the namespace must never be modified, or None."""
+    if role.name == actual.admin:
+        return "it is the reconciler's own role"
+    if role.name.startswith("pg_"):
+        return "pg_ roles belong to the server"
+    if role.name in target.never_touch:
+        return "it is listed in never_touch"
+    if role.superuser and not (is_managed(role) and actual.admin_is_superuser):
+        return "it is a superuser"
+    return None
+
+
+def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPlan:
+    """The actions that take `actual` to `desired`; pure."""
+    target = desired.target
+    problems: list[Problem] = []
+    actions: list[Action] = []
+    unprotected = {}
+    for name, role in sorted(actual.roles.items()):
+        why = protection(role, target, actual)
+        if why is None:
+            unprotected[name] = role
+        elif is_managed(role) or name in desired.logins:
+            problems.append(_target_problem(target, f"login {name} is left alone: {why}"))
+    for name, want in sorted(desired.logins.items()):
+        if name in actual.roles and name not in unprotected:
+            continue
+        action = _grant_action(target, want, unprotected.get(name), actual, desired, problems)
+        if action is not None:
+            actions.append(action)
+    keep = set(desired.logins) | (set() if desired.may_grant else _still_current(desired, now))
+    for name, role in unprotected.items():
+        if name not in keep:
+            actions.append(_revoke_action(target, role, desired.known.get(name)))
+    return TargetPlan(target, tuple(actions), tuple(problems))
+
+
+def _target_problem(target: Target, message: str) -> Problem:
+    return Problem(target.path or "policies", target.line, f"target {target.name}: {message}")
+
+
+def _still_current(desired: DesiredState, now: datetime) -> set[str]:
+    """With invalid policies, logins whose grant file has not expired are left as they are."""
+    return {name for name, known in desired.known.items()
+            if known.expires is None or known.expires > now}
+
+
+def _grant_action(target: Target, want: DesiredLogin, have: ActualRole | None,
+                  actual: ActualState, desired: DesiredState,
+                  problems: list[Problem]) -> Action | None:
+    missing = [r for r in want.roles if r not in actual.existing_groups]
+    if missing:
+        for grant in want.grants:
+            problems.append(Problem(grant.path, 0, f"group role {', '.join(missing)} does not "
+                                    f"exist on target {target.name}; grant skipped"))
+        return None
+    if not desired.may_grant:
+        return None
+    files = tuple(g.path for g in want.grants)
+    common = dict(target=target.name, login=want.name, grantee=want.grantee,
+                  access=want.access, expires=want.expires, grant_files=files, desired=want)
+    if have is None:
+        return Action(kind="create", cause="granted", **common)  # type: ignore[arg-type]
+    changes = compare(target, want, have, actual)
+    if not changes:
+        return None
+    cause = "drift" if fingerprint_of(have) == want.fingerprint else "granted"
+    return Action(kind="update", cause=cause, changes=changes, actual=have,
+                  **common)  # type: ignore[arg-type]
+
+
+def fingerprint_of(role: ActualRole) -> str | None:
+    comment = role.comment or ""
+    return comment.rsplit("state ", 1)[-1] if is_managed(role) and "state " in comment else None
+
+
+def marker_comment(want: DesiredLogin) -> str:
+    return f"{MARKER} {want.grantee} ({want.access}) state {want.fingerprint}"
+
+
+def compare(target: Target, want: DesiredLogin, have: ActualRole,
+            actual: ActualState) -> Changes:
+    """Every difference between a login as granted and as found."""
+    postgres = target.engine == "postgres"
+    bad_attrs = (not have.can_login or have.superuser or have.createdb or have.createrole
+                 or have.replication or have.bypassrls or not have.inherit)
+    wanted_roles = set(want.roles)
+    return Changes(
+        attributes=bad_attrs,
+        valid_until=postgres and have.valid_until != want.expires,
+        password=have.verifier_known and have.verifier != want.verifier,
+        connection_limit=have.connection_limit != want.connection_limit,
+        comment=postgres and have.comment != marker_comment(want),
+        reset_config=have.has_config,
+        unlock=not postgres and have.locked,
+        default_roles=(not postgres and have.default_roles is not None
+                       and have.default_roles != wanted_roles),
+        grant_roles=tuple(sorted(wanted_roles - have.member_of)),
+        revoke_roles=tuple(sorted(have.member_of - wanted_roles)),
+        revoke_members=tuple(sorted(have.members - {actual.admin})),
+    )
+
+
+def _revoke_action(target: Target, role: ActualRole, known: KnownLogin | None) -> Action:
+    if known is None:
+        cause = "removed" if is_managed(role) else "unknown"
+        return Action(target=target.name, kind="revoke", login=role.name, cause=cause,
+                      actual=role)
+    return Action(target=target.name, kind="revoke", login=role.name, cause=known.cause,
+                  grantee=known.grantee, access=known.access, expires=known.expires,
+                  grant_files=known.grant_files, actual=role)

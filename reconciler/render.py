@@ -1,0 +1,111 @@
+"""Plans and problems as text, JSON, markdown and GitHub annotations."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jinja2
+
+from .apply import Run, TargetRun
+from .errors import Problem
+from .plan import Action
+from .timeutil import iso
+
+SYMBOLS = {"create": "+", "update": "~", "revoke": "-"}
+
+
+def problems_text(problems: list[Problem]) -> str:
+    return "\n".join(str(p) for p in problems)
+
+
+def problems_json(problems: list[Problem]) -> str:
+    return json.dumps([p.as_dict() for p in problems], indent=2)
+
+
+def problems_github(problems: list[Problem]) -> str:
+    lines = []
+    for p in problems:
+        level = "warning" if p.severity == "warning" else "error"
+        message = p.message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        lines.append(f"::{level} file={p.path},line={max(p.line, 1)}::{message}")
+    return "\n".join(lines)
+
+
+def action_line(action: Action) -> str:
+    who = f" for {action.grantee} ({action.access})" if action.grantee else ""
+    until = f" until {iso(action.expires)}" if action.expires and action.kind != "revoke" else ""
+    changes = ": " + ", ".join(action.changes.describe()) if action.kind == "update" else ""
+    return f"{SYMBOLS[action.kind]} {action.kind} {action.login}{who}{until}{changes} " \
+           f"[{action.cause}]"
+
+
+def plan_text(run: Run, show_sql: bool = True) -> str:
+    out = []
+    for t in run.targets:
+        out.append(_target_header(t))
+        if not t.plan:
+            continue
+        for index, action in enumerate(t.plan.actions):
+            result = t.results[index] if index < len(t.results) else None
+            suffix = f"  FAILED: {result.error}" if result and result.error else ""
+            out.append(f"  {action_line(action)}{suffix}")
+            if show_sql:
+                out.extend(f"      {s.shown};" for s in t.statements if s.action == index)
+    return "\n".join(out)
+
+
+def _target_header(t: TargetRun) -> str:
+    head = f"target {t.target.name} ({t.target.engine})"
+    if t.error:
+        return f"{head}: error: {t.error}"
+    count = t.changes
+    return f"{head}: {'in sync' if not count else f'{count} change' + ('s' if count > 1 else '')}"
+
+
+def plan_data(run: Run) -> dict[str, Any]:
+    return {
+        "commit": run.snapshot.commit,
+        "problems": [p.as_dict() for p in run.problems],
+        "targets": [_target_data(t) for t in run.targets],
+    }
+
+
+def _target_data(t: TargetRun) -> dict[str, Any]:
+    actions = []
+    for index, action in enumerate(t.plan.actions if t.plan else ()):
+        result = t.results[index] if index < len(t.results) else None
+        actions.append({
+            "action": action.kind, "login": action.login, "cause": action.cause,
+            "grantee": action.grantee, "access": action.access, "expires": iso(action.expires),
+            "changes": action.changes.describe(), "grant_files": list(action.grant_files),
+            "statements": [s.shown for s in t.statements if s.action == index],
+            "status": result.status if result else "planned",
+            "error": result.error if result else None,
+        })
+    return {"target": t.target.name, "engine": t.target.engine, "status": t.status,
+            "error": t.error, "actions": actions}
+
+
+def plan_json(run: Run) -> str:
+    return json.dumps(plan_data(run), indent=2, ensure_ascii=False)
+
+
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("reconciler", "templates"),
+                          autoescape=False, trim_blocks=True, lstrip_blocks=True,
+                          keep_trailing_newline=True)
+
+
+def _md(value: object) -> str:
+    """Escape text that came from grant files so it cannot break out of a markdown table."""
+    text = "" if value is None else str(value)
+    for ch in "\\`*_{}[]<>|#":
+        text = text.replace(ch, "\\" + ch)
+    return " ".join(text.split())
+
+
+_ENV.filters["md"] = _md
+
+
+def plan_markdown(run: Run) -> str:
+    return _ENV.get_template("plan.md.j2").render(plan=plan_data(run), symbols=SYMBOLS)

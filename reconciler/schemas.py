@@ -1,0 +1,74 @@
+"""The JSON Schemas, shipped in the package and kept in the repository's schema/ folder."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+_PACKAGED = Path(__file__).parent / "_data" / "schema"
+_SOURCE = Path(__file__).resolve().parent.parent / "schema"
+
+
+def schema_dir() -> Path:
+    return _PACKAGED if _PACKAGED.is_dir() else _SOURCE
+
+
+@cache
+def validator(name: str) -> Any:
+    """A compiled validator for schema/<name>.schema.json."""
+    schema = json.loads((schema_dir() / f"{name}.schema.json").read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def describe(error: jsonschema.ValidationError) -> list[tuple[tuple[Any, ...], str]]:
+    """Turn one jsonschema error into (path, message) pairs a person can act on."""
+    path = tuple(error.absolute_path)
+    label = ".".join(str(p) for p in path)
+    where = f"{label}: " if label else ""
+    kind = error.validator
+    if kind == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in known]
+        return [(path + (k,), f"{where}unknown key {_short(k)}") for k in extra]
+    if kind == "required":
+        missing = str(error.message).split("'")[1] if "'" in error.message else error.message
+        return [(path, f"{where}missing required key '{missing}'")]
+    if kind == "propertyNames":
+        name = error.instance
+        return [(path + (name,), f"{where}invalid name {_short(name)}: use lowercase letters, "
+                                 "digits and - (. and _ where allowed)")]
+    if kind == "type":
+        return [(path, f"{where}must be {_article(error.validator_value)}")]
+    if kind == "enum":
+        options = ", ".join(str(v) for v in error.validator_value)
+        return [(path, f"{where}must be one of: {options}")]
+    if kind == "pattern":
+        return [(path, f"{where}invalid value {_short(error.instance)}")]
+    if kind in ("minLength", "minItems") and error.validator_value == 1:
+        return [(path, f"{where}must not be empty")]
+    if kind == "maxLength":
+        return [(path, f"{where}longer than {error.validator_value} characters")]
+    return [(path, f"{where}{_short_message(error.message)}")]
+
+
+def _article(kind: Any) -> str:
+    names = {"string": "a string", "integer": "a whole number", "boolean": "true or false",
+             "object": "a mapping", "array": "a list", "number": "a number"}
+    if isinstance(kind, list):
+        return " or ".join(names.get(k, k) for k in kind)
+    return names.get(kind, str(kind))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short_message(message: str, limit: int = 160) -> str:
+    one_line = " ".join(message.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 3] + "..."

@@ -1,0 +1,45 @@
+"""Read a Snapshot of the access repository from a commit or from the working tree."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from . import gitrepo
+from .errors import ConfigError
+from .load import read_folder
+from .validate import Context, Snapshot, build_snapshot
+
+
+def read_snapshot(repo_path: Path, rev: str | None, now: datetime,
+                  base: str | None = None) -> Snapshot:
+    """`rev` None reads the working tree (what pre-commit and editors see); else that commit."""
+    repo = gitrepo.open_repo(repo_path)
+    head = _head(repo)
+    if rev is None:
+        root = Path(str(repo.working_tree_dir))
+        policy_files = read_folder(root, ["policies"])
+        grant_files = read_folder(root, ["grants"])
+        commit = head
+    else:
+        commit = gitrepo.resolve(repo, rev)
+        files = gitrepo.read_tree(repo, commit, ["policies", "grants"])
+        policy_files = [f for f in files if f.path.startswith("policies/")]
+        grant_files = [f for f in files if f.path.startswith("grants/")]
+    blobs = {f.path: f.blob for f in grant_files if f.blob}
+    provenance = gitrepo.provenance(repo, commit, blobs) if commit else {}
+    if base is not None:
+        changed: frozenset[str] | None = frozenset(gitrepo.changed_since(repo, base, rev))
+    elif rev is None:
+        changed = frozenset(f.path for f in grant_files if f.path not in provenance)
+    else:
+        changed = None
+    ctx = Context(now=now, provenance=provenance, changed=changed)
+    return build_snapshot(policy_files, grant_files, ctx, commit)
+
+
+def _head(repo: object) -> str | None:
+    try:
+        return gitrepo.resolve(repo, "HEAD")  # type: ignore[arg-type]
+    except ConfigError:
+        return None

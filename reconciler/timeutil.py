@@ -1,0 +1,68 @@
+"""Timestamps and durations as the grant files write them, parsed by hand for precise errors."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?$")
+_SHORT = re.compile(r"^(\d{1,6})([smhdw])$")
+_ISO = re.compile(
+    r"^P(?:(\d{1,6})W)?(?:(\d{1,6})D)?(?:T(?:(\d{1,6})H)?(?:(\d{1,6})M)?(?:(\d{1,6})S)?)?$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp that must carry a zone; return it in UTC."""
+    m = _RFC3339.match(text)
+    if not m:
+        raise ValueError("must be an RFC 3339 date and time, like 2026-11-21T18:00:00Z")
+    if not m.group(2):
+        raise ValueError("must include a time zone (Z or +HH:MM)")
+    frac = m.group(1) or ""
+    # fromisoformat takes at most 6 fractional digits.
+    cleaned = text.replace(frac, frac[:7]) if len(frac) > 7 else text
+    cleaned = cleaned.replace("z", "Z").replace("t", "T")
+    try:
+        return datetime.fromisoformat(cleaned.replace("Z", "+00:00")).astimezone(timezone.utc)
+    except ValueError as exc:
+        raise ValueError(f"is not a valid date and time ({exc})") from None
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse 30m, 8h, 2d, 1w or ISO-8601 (PT8H, P1DT2H); must be positive."""
+    text = text.strip()
+    m = _SHORT.match(text)
+    if m:
+        value = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    else:
+        iso = _ISO.match(text.upper())
+        if not iso or text.upper() in ("P", "PT") or text.upper().endswith("T"):
+            raise ValueError("must be a duration like 30m, 8h, 2d or PT8H")
+        w, d, h, mi, s = (int(g) if g else 0 for g in iso.groups())
+        value = timedelta(weeks=w, days=d, hours=h, minutes=mi, seconds=s)
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+def format_duration(value: timedelta) -> str:
+    """A short human form: 2d3h, 8h, 45m."""
+    total = int(value.total_seconds())
+    sign = "-" if total < 0 else ""
+    total = abs(total)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
+    if not parts:
+        parts = [f"{seconds}s"]
+    return sign + "".join(parts)
+
+
+def iso(value: datetime | None) -> str | None:
+    """UTC timestamp as 2026-11-21T18:00:00Z, the form used in output and audit."""
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

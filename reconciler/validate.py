@@ -1,0 +1,322 @@
+"""Schema and policy checks: files in, Policy + Grants + problems (each at path:line) out."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+from .errors import Problem
+from .load import Document, SourceFile, YamlProblem, parse_yaml, to_problem
+from .model import AccessLevel, Grant, Person, Policy, Provenance, Target, login_name
+from .schemas import describe, validator
+from .timeutil import format_duration, parse_duration, parse_timestamp
+
+POLICY_SECTIONS = ("targets", "access", "people")
+VERIFIER_FORMATS = {
+    "postgres": (re.compile(r"^SCRAM-SHA-256\$[1-9][0-9]{3,6}:[A-Za-z0-9+/]+={0,2}"
+                            r"\$[A-Za-z0-9+/]{43}=:[A-Za-z0-9+/]{43}=$"),
+                 "must be a SCRAM-SHA-256 verifier (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>"
+                 ":<ServerKey>)"),
+    "mysql": (re.compile(r"^\*[0-9A-F]{40}$"),
+              "must be a mysql_native_password hash (* followed by 40 upper-case hex digits)"),
+}
+
+
+@dataclass(frozen=True)
+class RawGrant:
+    """What could be read of a grant file even when it is invalid: enough to name its login."""
+
+    path: str
+    grantee: str | None
+    target: str | None
+    access: str | None
+    expires: datetime | None
+
+
+@dataclass
+class Snapshot:
+    """Everything read from one commit (or the working tree) of the access repository."""
+
+    policy: Policy
+    grants: list[Grant]
+    problems: list[Problem]
+    invalid_grants: list[RawGrant] = field(default_factory=list)
+    inactive: list[Grant] = field(default_factory=list)  # valid files of people who left
+    commit: str | None = None
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+
+@dataclass(frozen=True)
+class Context:
+    """Facts the checks need that do not come from the files themselves."""
+
+    now: datetime
+    provenance: Mapping[str, Provenance] = field(default_factory=dict)
+    changed: frozenset[str] | None = None  # paths new or changed against --base; None: unknown
+
+
+def build_snapshot(policy_files: list[SourceFile], grant_files: list[SourceFile],
+                   ctx: Context, commit: str | None = None) -> Snapshot:
+    problems: list[Problem] = []
+    policy = load_policy(policy_files, problems)
+    grants: list[Grant] = []
+    invalid: list[RawGrant] = []
+    inactive: list[Grant] = []
+    for source in grant_files:
+        found: list[Problem] = []
+        grant, raw = check_grant(source, policy, ctx, found)
+        problems.extend(found)
+        if grant is None or any(p.severity == "error" for p in found):
+            invalid.append(raw)
+        elif _person_active(policy, grant.grantee):
+            grants.append(grant)
+        else:
+            inactive.append(grant)
+    return Snapshot(policy, grants, sorted(problems), invalid, inactive, commit)
+
+
+# -- policies --------------------------------------------------------------------------------
+
+
+def load_policy(files: list[SourceFile], problems: list[Problem]) -> Policy:
+    merged: dict[str, dict[str, tuple[Document, Any]]] = {s: {} for s in POLICY_SECTIONS}
+    owners: list[str] = []
+    bad_entries: set[tuple[str, str]] = set()
+    start = len(problems)
+    for source in files:
+        doc = _parse(source, problems)
+        if doc is None:
+            continue
+        bad_entries |= _schema_problems(doc, "policy", problems)
+        if not isinstance(doc.data, dict):
+            continue
+        for section in POLICY_SECTIONS:
+            _merge_section(doc, section, merged[section], problems)
+        repo_section = doc.data.get("repository")
+        if isinstance(repo_section, dict):
+            owners.extend(o for o in repo_section.get("policy_owners", []) if isinstance(o, str))
+    targets = _build(merged["targets"], "targets", bad_entries, _target, problems)
+    access = _build(merged["access"], "access", bad_entries, _access, problems)
+    people = _build(merged["people"], "people", bad_entries, _person, problems)
+    valid = not any(p.severity == "error" for p in problems[start:]) and bool(files)
+    if not files:
+        problems.append(Problem("policies", 0, "no policy files found under policies/"))
+    return Policy(MappingProxyType(targets), MappingProxyType(access), MappingProxyType(people),
+                  tuple(owners), valid)
+
+
+def _parse(source: SourceFile, problems: list[Problem]) -> Document | None:
+    try:
+        return parse_yaml(source)
+    except YamlProblem as exc:
+        problems.append(to_problem(source, exc))
+        return None
+
+
+def _schema_problems(doc: Document, schema: str, problems: list[Problem]) -> set[tuple[str, str]]:
+    """Add schema problems; return the (section, name) entries they touch."""
+    touched: set[tuple[str, str]] = set()
+    for error in validator(schema).iter_errors(doc.data):
+        for path, message in describe(error):
+            problems.append(Problem(doc.path, doc.line(*path), message))
+            if len(path) >= 2:
+                touched.add((str(path[0]), str(path[1])))
+            elif path:
+                touched.add((str(path[0]), "*"))
+    return touched
+
+
+def _merge_section(doc: Document, section: str, into: dict[str, tuple[Document, Any]],
+                   problems: list[Problem]) -> None:
+    entries = doc.data.get(section)
+    if not isinstance(entries, dict):
+        return
+    for name, value in entries.items():
+        if name in into:
+            first = into[name][0]
+            problems.append(Problem(doc.path, doc.line(section, name),
+                                    f"{section}.{name} is defined twice: in {first.path}:"
+                                    f"{first.line(section, name)} and here"))
+            continue
+        into[name] = (doc, value)
+
+
+def _build(entries: dict[str, tuple[Document, Any]], section: str, bad: set[tuple[str, str]],
+           make: Any, problems: list[Problem]) -> dict[str, Any]:
+    built = {}
+    for name, (doc, value) in entries.items():
+        if (section, name) in bad or (section, "*") in bad or not isinstance(value, dict):
+            continue
+        item = make(name, value, doc, problems)
+        if item is not None:
+            built[name] = item
+    return built
+
+
+def _target(name: str, v: dict[str, Any], doc: Document, problems: list[Problem]) -> Target | None:
+    if v.get("expiry_backstop") == "event" and v["engine"] != "mysql":
+        problems.append(Problem(doc.path, doc.line("targets", name, "expiry_backstop"),
+                                f"targets.{name}.expiry_backstop: event is for mysql targets"))
+        return None
+    return Target(
+        name=name, engine=v["engine"], dsn_env=v["dsn_env"], environment=v.get("environment"),
+        role_prefix=v.get("role_prefix", "jit_"), reassign_owned_to=v.get("reassign_owned_to"),
+        never_touch=frozenset(v.get("never_touch", ())), approvers=tuple(v.get("approvers", ())),
+        requesters_for_others=tuple(v.get("requesters_for_others", ())),
+        connect=MappingProxyType(dict(v.get("connect", {}))),
+        expiry_backstop=v.get("expiry_backstop"), path=doc.path, line=doc.line("targets", name))
+
+
+def _access(name: str, v: dict[str, Any], doc: Document,
+            problems: list[Problem]) -> AccessLevel | None:
+    try:
+        max_duration = parse_duration(str(v["max_duration"]))
+    except ValueError as exc:
+        problems.append(Problem(doc.path, doc.line("access", name, "max_duration"),
+                                f"access.{name}.max_duration: {exc}"))
+        return None
+    return AccessLevel(
+        name=name, roles=tuple(v["roles"]), max_duration=max_duration,
+        description=v.get("description", ""), environments=_opt_tuple(v.get("environments")),
+        allowed_groups=_opt_tuple(v.get("allowed_groups")),
+        auto_approve=bool(v.get("auto_approve", False)),
+        connection_limit=v.get("connection_limit"), path=doc.path, line=doc.line("access", name))
+
+
+def _person(name: str, v: dict[str, Any], doc: Document, problems: list[Problem]) -> Person:
+    return Person(handle=name, email=v.get("email"), github=v.get("github"),
+                  groups=tuple(v.get("groups", ())), active=bool(v.get("active", True)))
+
+
+def _opt_tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
+def _person_active(policy: Policy, handle: str) -> bool:
+    person = policy.people.get(handle)
+    return person is not None and person.active
+
+
+# -- grants ----------------------------------------------------------------------------------
+
+
+def check_grant(source: SourceFile, policy: Policy, ctx: Context,
+                problems: list[Problem]) -> tuple[Grant | None, RawGrant]:
+    raw = RawGrant(source.path, None, None, None, None)
+    doc = _parse(source, problems)
+    if doc is None:
+        return None, raw
+    data = doc.data if isinstance(doc.data, dict) else {}
+    raw = RawGrant(source.path, *(_str_or_none(data.get(k)) for k in ("grantee", "target",
+                                                                       "access")), None)
+    _schema_problems(doc, "grant", problems)
+    _check_folder(doc, data, problems)
+    if any(p.severity == "error" for p in problems):
+        return None, raw
+    times = _grant_times(doc, data, problems)
+    if times is None:
+        return None, raw
+    expires, starts = times
+    raw = RawGrant(source.path, raw.grantee, raw.target, raw.access, expires)
+    grant = Grant(path=source.path, grantee=data["grantee"], target=data["target"],
+                  access=data["access"], expires=expires, starts=starts, reason=data["reason"],
+                  ticket=data.get("ticket"), password_verifier=data.get("password_verifier"),
+                  provenance=ctx.provenance.get(source.path))
+    _check_policy(doc, grant, policy, ctx, problems)
+    return grant, raw
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _check_folder(doc: Document, data: dict[str, Any], problems: list[Problem]) -> None:
+    parts = doc.path.split("/")
+    if len(parts) != 3 or parts[0] != "grants":
+        problems.append(Problem(doc.path, 1, "grant files belong in grants/<target>/"))
+    elif isinstance(data.get("target"), str) and parts[1] != data["target"]:
+        problems.append(Problem(doc.path, doc.line("target"),
+                                f"target: {data['target']!r} does not match the folder "
+                                f"grants/{parts[1]}/"))
+
+
+def _grant_times(doc: Document, data: dict[str, Any],
+                 problems: list[Problem]) -> tuple[datetime, datetime | None] | None:
+    parsed: dict[str, datetime | None] = {"starts": None}
+    for key in ("expires", "starts"):
+        if key in data:
+            try:
+                parsed[key] = parse_timestamp(str(data[key]))
+            except ValueError as exc:
+                problems.append(Problem(doc.path, doc.line(key), f"{key}: {exc}"))
+                return None
+    expires, starts = parsed["expires"], parsed["starts"]
+    assert expires is not None
+    if starts is not None and expires <= starts:
+        problems.append(Problem(doc.path, doc.line("expires"), "expires: must be after starts"))
+        return None
+    return expires, starts
+
+
+def _check_policy(doc: Document, grant: Grant, policy: Policy, ctx: Context,
+                  problems: list[Problem]) -> None:
+    def error(key: str, message: str, severity: str = "error") -> None:
+        problems.append(Problem(doc.path, doc.line(key), message, severity))
+
+    target = policy.targets.get(grant.target)
+    level = policy.access.get(grant.access)
+    person = policy.people.get(grant.grantee)
+    is_new = ctx.changed is not None and grant.path in ctx.changed
+    if target is None:
+        error("target", f"target: unknown target {grant.target!r}")
+    if level is None:
+        error("access", f"access: unknown access level {grant.access!r}")
+    if person is None or not person.active:
+        state = "is not in people" if person is None else "is not active"
+        if is_new:
+            error("grantee", f"grantee: {grant.grantee!r} {state}")
+        else:
+            error("grantee", f"grantee: {grant.grantee!r} {state}; the grant is inactive and "
+                             "the file can be deleted", "warning")
+    if target is not None and level is not None:
+        _check_level(grant, target, level, person, error)
+        _check_lifetime(grant, level, ctx, error)
+    if target is not None and grant.password_verifier is not None:
+        pattern, message = VERIFIER_FORMATS[target.engine]
+        if not pattern.match(grant.password_verifier):
+            error("password_verifier", f"password_verifier: {message}")
+    if is_new and grant.expires <= ctx.now:
+        error("expires", "expires: already in the past")
+
+
+def _check_level(grant: Grant, target: Target, level: AccessLevel, person: Person | None,
+                 error: Any) -> None:
+    if level.environments is not None and target.environment not in level.environments:
+        error("access", f"access: {level.name!r} is not allowed in environment "
+                        f"{target.environment!r} of target {target.name!r}")
+    if person is not None and level.allowed_groups is not None:
+        if not set(level.allowed_groups) & set(person.groups):
+            error("access", f"access: {level.name!r} is only for groups "
+                            f"{', '.join(level.allowed_groups)}; {person.handle} is in "
+                            f"{', '.join(person.groups) or 'none'}")
+    name = login_name(target.role_prefix, grant.grantee, grant.access, target.engine)
+    if name in target.never_touch:
+        error("grantee", f"grantee: the login {name!r} is listed in never_touch")
+
+
+def _check_lifetime(grant: Grant, level: AccessLevel, ctx: Context, error: Any) -> None:
+    committed = grant.provenance.committed if grant.provenance else ctx.now
+    begin = max(committed, grant.starts) if grant.starts else committed
+    lifetime = grant.expires - begin
+    if lifetime <= timedelta(0):
+        error("expires", "expires: was already past when the grant was committed")
+    elif lifetime > level.max_duration:
+        error("expires", f"expires: the grant lasts {format_duration(lifetime)}, over the "
+                         f"{format_duration(level.max_duration)} allowed for {level.name!r}")
