@@ -40,8 +40,8 @@ def free_port() -> int:
 class EmbeddedPostgres:
     """initdb + pg_ctl start in a temporary folder; stop() removes everything."""
 
-    def __init__(self, superuser_password: str) -> None:
-        self.bin = _bin_dir()
+    def __init__(self, superuser_password: str, bin_dir: Path | None = None) -> None:
+        self.bin = bin_dir or _bin_dir()
         self.root = Path(tempfile.mkdtemp(prefix="jitgrant-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
@@ -60,7 +60,8 @@ class EmbeddedPostgres:
         entry = pwd.getpwnam(SYSTEM_USER)
         os.chmod(self.root, 0o755)
         for path in (self.bin, self.bin.parent / "lib", self.bin.parent / "share"):
-            _make_readable(path)
+            if path.exists():
+                _make_readable(path)
         os.chown(self.root, entry.pw_uid, entry.pw_gid)
         return {"user": entry.pw_uid, "group": entry.pw_gid}
 

@@ -1,0 +1,111 @@
+"""Real servers for the tests: the machine's PostgreSQL, an embedded PostgreSQL 18, and
+throwaway password-authenticated clusters. Nothing here is a mock."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from reconciler.embedded import EmbeddedPostgres
+from tests.helpers import IDENTITY
+
+MACHINE_PG_DSN = "postgresql://root@127.0.0.1:5432/postgres"
+PG15_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _git_identity() -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in IDENTITY}
+    os.environ.update(IDENTITY)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@dataclass
+class PgServer:
+    label: str
+    admin_dsn: str  # a superuser
+    scram: bool  # password authentication is enforced
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {k: str(v) for k, v in conninfo_to_dict(self.admin_dsn).items()}
+
+    def conn(self, dbname: str | None = None) -> psycopg.Connection[tuple[object, ...]]:
+        dsn = make_conninfo(self.admin_dsn, dbname=dbname) if dbname else self.admin_dsn
+        return psycopg.connect(dsn, autocommit=True)
+
+    def login_dsn(self, user: str, password: str | None, dbname: str = "postgres") -> str:
+        p = self.params
+        return make_conninfo(host=p.get("host", "127.0.0.1"), port=p.get("port", "5432"),
+                             user=user, password=password or "", dbname=dbname,
+                             connect_timeout="5")
+
+    @property
+    def version(self) -> int:
+        with self.conn() as c:
+            row = c.execute("SELECT current_setting('server_version_num')::int").fetchone()
+            assert row is not None
+            return int(row[0])
+
+
+def _machine_pg() -> PgServer | None:
+    dsn = os.environ.get("JITGRANT_TEST_PG_DSN") or MACHINE_PG_DSN
+    try:
+        psycopg.connect(dsn, connect_timeout=3).close()
+    except psycopg.Error:
+        if os.environ.get("JITGRANT_TEST_PG_DSN"):
+            raise
+        return None
+    return PgServer("pg15", dsn, scram=False)
+
+
+@pytest.fixture(scope="session")
+def pg18() -> Iterator[PgServer]:
+    password = secrets.token_urlsafe(16)
+    with EmbeddedPostgres(password) as server:
+        yield PgServer("pg18", server.uri(), scram=True)
+
+
+@pytest.fixture(scope="session")
+def pg15() -> Iterator[PgServer]:
+    server = _machine_pg()
+    if server is not None:
+        yield server
+        return
+    if not PG15_BIN.is_dir():
+        pytest.skip("no PostgreSQL 15: neither a server on 127.0.0.1:5432 nor its binaries")
+    with EmbeddedPostgres(secrets.token_urlsafe(16), PG15_BIN) as local:
+        yield PgServer("pg15", local.uri(), scram=True)
+
+
+@pytest.fixture(scope="session")
+def pg15_scram() -> Iterator[PgServer]:
+    """PostgreSQL 15 with scram-sha-256, from the machine's binaries (trust would hide expiry)."""
+    if not PG15_BIN.is_dir():
+        pytest.skip("no PostgreSQL 15 binaries for a password-authenticated cluster")
+    with EmbeddedPostgres(secrets.token_urlsafe(16), PG15_BIN) as local:
+        yield PgServer("pg15-scram", local.uri(), scram=True)
+
+
+@pytest.fixture(params=["pg15", "pg18"])
+def pg(request: pytest.FixtureRequest) -> PgServer:
+    """The machine's PostgreSQL 15 (superuser path) and the embedded PostgreSQL 18."""
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=["pg15_scram", "pg18"])
+def scram_pg(request: pytest.FixtureRequest) -> PgServer:
+    """Servers that enforce passwords and VALID UNTIL."""
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
