@@ -129,8 +129,10 @@ def _render_update(index: int, action: Action, actual: ActualState) -> list[Stat
     role = sql.Identifier(want.name)
     options: list[sql.Composable] = []
     shown: list[sql.Composable] = []
-    for flag, clause in ((ch.attributes, sql.SQL(ATTRIBUTES)),
-                         (ch.connection_limit, _limit(want.connection_limit)),
+    if ch.attributes:
+        options.extend(_attribute_fixes(have))
+        shown.extend(_attribute_fixes(have))
+    for flag, clause in ((ch.connection_limit, _limit(want.connection_limit)),
                          (ch.valid_until, _until(want.expires))):
         if flag:
             options.append(clause)
@@ -157,6 +159,16 @@ def _render_update(index: int, action: Action, actual: ActualState) -> list[Stat
         out.append(_stmt(index, "main", sql.SQL("COMMENT ON ROLE {} IS {}").format(
             role, sql.Literal(marker_comment(want)))))
     return out
+
+
+def _attribute_fixes(have: ActualRole) -> list[sql.Composable]:
+    """Only the attributes that are wrong: a CREATEROLE reconciler may not even mention
+    REPLICATION or BYPASSRLS unless it has them."""
+    wrong = [(not have.can_login, "LOGIN"), (have.superuser, "NOSUPERUSER"),
+             (have.createdb, "NOCREATEDB"), (have.createrole, "NOCREATEROLE"),
+             (have.replication, "NOREPLICATION"), (have.bypassrls, "NOBYPASSRLS"),
+             (not have.inherit, "INHERIT")]
+    return [sql.SQL(word) for bad, word in wrong if bad]
 
 
 def _revoke_membership(index: int, group: str, member: str,
