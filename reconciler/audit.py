@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, gitrepo
 from .apply import Run, TargetRun
 from .model import Grant, Provenance
 from .timeutil import iso
@@ -85,4 +85,20 @@ def write(root: Path, run: Run, data: dict[str, Any]) -> str:
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(to_json(data))
+    return rel
+
+
+def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) -> str | None:
+    """Write the run's audit record when anything was executed; commit (and push) it."""
+    if not any(t.executed for t in run.targets):
+        return None
+    repo = gitrepo.open_repo(repo_path)
+    data = record(run, gitrepo.identity(repo))
+    rel = write(Path(str(repo.working_tree_dir)), run, data)
+    if commit:
+        changed = sum(len(t.plan.actions) for t in run.targets if t.plan and t.executed)
+        gitrepo.commit_file(repo, rel, to_json(data),
+                            f"audit: {changed} change(s) by jitgrant apply {run.run_id} [skip ci]")
+        if push:
+            gitrepo.push(repo)
     return rel

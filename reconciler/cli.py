@@ -133,8 +133,8 @@ def _print_run(run: Any, fmt: str) -> None:
 def apply(repo: Path, rev: str, only: str | None, dry_run: bool, no_commit: bool, push: bool,
           fmt: str) -> int:
     """Reconcile the databases with the grants at a commit, then audit and commit."""
-    from . import audit, gitrepo
     from .apply import reconcile
+    from .audit import persist
     from .snapshot import read_snapshot
 
     started = now_utc()
@@ -143,19 +143,9 @@ def apply(repo: Path, rev: str, only: str | None, dry_run: bool, no_commit: bool
     _print_run(run, fmt)
     if dry_run:
         return 1 if run.failed else (2 if run.has_changes else 0)
-    if any(t.executed for t in run.targets):
-        git_repo = gitrepo.open_repo(repo)
-        data = audit.record(run, gitrepo.identity(git_repo))
-        rel = audit.write(Path(str(git_repo.working_tree_dir)), run, data)
-        if not no_commit:
-            changed = sum(len(t.plan.actions) for t in run.targets if t.plan and t.executed)
-            gitrepo.commit_file(git_repo, rel, audit.to_json(data),
-                                f"audit: {changed} change(s) by jitgrant apply {run.run_id}"
-                                " [skip ci]")
-            if push:
-                gitrepo.push(git_repo)
-        if fmt == "text":
-            click.echo(f"audit record: {rel}")
+    rel = persist(repo, run, commit=not no_commit, push=push)
+    if rel and fmt == "text":
+        click.echo(f"audit record: {rel}")
     return 1 if run.failed else 0
 
 

@@ -214,3 +214,17 @@ def push(repo: git.Repo, attempts: int = 5) -> None:
             repo.git.fetch("origin", branch)
             repo.git.rebase(f"origin/{branch}")
             time.sleep(0.2 * (attempt + 1))
+
+
+def init_repo(path: Path) -> git.Repo:
+    repo = git.Repo.init(path, initial_branch="main")
+    return repo
+
+
+def commit_all(repo: git.Repo, message: str, author: str, email: str) -> str:
+    """Stage everything and commit as `author` (the demo's and tests' stand-in for a merge)."""
+    env = {"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": email,
+           "GIT_COMMITTER_NAME": author, "GIT_COMMITTER_EMAIL": email}
+    repo.git.add("-A")
+    repo.git.commit("-q", "--no-verify", "-m", message, env=env)
+    return str(repo.head.commit.hexsha)

@@ -9,12 +9,20 @@ from typing import Any
 
 import jsonschema
 
-_PACKAGED = Path(__file__).parent / "_data" / "schema"
-_SOURCE = Path(__file__).resolve().parent.parent / "schema"
+_PACKAGED = Path(__file__).parent / "_data"
+_SOURCE = Path(__file__).resolve().parent.parent
 
 
 def schema_dir() -> Path:
-    return _PACKAGED if _PACKAGED.is_dir() else _SOURCE
+    """schema/ inside the installed wheel, or the source checkout's schema/."""
+    packaged = _PACKAGED / "schema"
+    return packaged if packaged.is_dir() else _SOURCE / "schema"
+
+
+def example_dir() -> Path:
+    """The project's own policies/ and grants/, which double as the example repository."""
+    packaged = _PACKAGED / "example"
+    return packaged if packaged.is_dir() else _SOURCE
 
 
 @cache
