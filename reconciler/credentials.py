@@ -22,8 +22,12 @@ def scram_sha256_verifier(password: str, iterations: int = 4096, salt: bytes | N
     client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     stored_key = hashlib.sha256(client_key).digest()
     server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-    b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+    return (f"SCRAM-SHA-256${iterations}:{_b64(salt)}${_b64(stored_key)}:"
+            f"{_b64(server_key)}")
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
 
 
 def mysql_native_verifier(password: str) -> str:

@@ -49,7 +49,8 @@ def read_tree(repo: git.Repo, commit: str, tops: Iterable[str]) -> list[SourceFi
             entries.append((mode, sha, int(size), path))
     wanted = [sha for mode, sha, size, _ in entries if size <= MAX_FILE_BYTES or mode == "120000"]
     blobs = cat_blobs(repo, wanted)
-    return [_source(repo, commit, mode, sha, size, path, blobs) for mode, sha, size, path in entries]
+    return [_source(repo, commit, mode, sha, size, path, blobs)
+            for mode, sha, size, path in entries]
 
 
 def _source(repo: git.Repo, commit: str, mode: str, sha: str, size: int, path: str,
@@ -120,7 +121,7 @@ def provenance(repo: git.Repo, commit: str, files: dict[str, str]) -> dict[str, 
         c = _parse_header(head)
         commits[c.sha] = c
         tokens = rest.lstrip("\n").split("\0")
-        for meta, path in zip(tokens[0::2], tokens[1::2]):
+        for meta, path in zip(tokens[0::2], tokens[1::2], strict=False):
             fields = meta.split()
             if len(fields) >= 4 and files.get(path) == fields[3] and path not in wrote:
                 wrote[path] = c.sha

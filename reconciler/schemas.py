@@ -39,8 +39,9 @@ def describe(error: jsonschema.ValidationError) -> list[tuple[tuple[Any, ...], s
     label = ".".join(str(p) for p in path)
     where = f"{label}: " if label else ""
     kind = error.validator
+    schema: Any = error.schema
     if kind == "additionalProperties" and isinstance(error.instance, dict):
-        known = set(error.schema.get("properties", {}))
+        known = set(schema.get("properties", {}))
         extra = [k for k in error.instance if k not in known]
         return [(path + (k,), f"{where}unknown key {_short(k)}") for k in extra]
     if kind == "required":
@@ -53,7 +54,7 @@ def describe(error: jsonschema.ValidationError) -> list[tuple[tuple[Any, ...], s
     if kind == "type":
         return [(path, f"{where}must be {_article(error.validator_value)}")]
     if kind == "enum":
-        options = ", ".join(str(v) for v in error.validator_value)
+        options = ", ".join(str(v) for v in schema.get("enum", ()))
         return [(path, f"{where}must be one of: {options}")]
     if kind == "pattern":
         return [(path, f"{where}invalid value {_short(error.instance)}")]
@@ -68,7 +69,7 @@ def _article(kind: Any) -> str:
     names = {"string": "a string", "integer": "a whole number", "boolean": "true or false",
              "object": "a mapping", "array": "a list", "number": "a number"}
     if isinstance(kind, list):
-        return " or ".join(names.get(k, k) for k in kind)
+        return " or ".join(names.get(str(k), str(k)) for k in kind)
     return names.get(kind, str(kind))
 
 

@@ -214,8 +214,8 @@ def check_grant(source: SourceFile, policy: Policy, ctx: Context,
     if doc is None:
         return None, raw
     data = doc.data if isinstance(doc.data, dict) else {}
-    raw = RawGrant(source.path, *(_str_or_none(data.get(k)) for k in ("grantee", "target",
-                                                                       "access")), None)
+    raw = RawGrant(source.path, _str_or_none(data.get("grantee")),
+                   _str_or_none(data.get("target")), _str_or_none(data.get("access")), None)
     _schema_problems(doc, "grant", problems)
     _check_folder(doc, data, problems)
     if any(p.severity == "error" for p in problems):

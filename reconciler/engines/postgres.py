@@ -248,7 +248,7 @@ class PostgresSession:
             (_OWNERS, None), (_SESSIONS, prefix)]
         with self.conn.pipeline():
             cursors = [self.conn.cursor() for _ in queries]
-            for cur, (query, params) in zip(cursors, queries):
+            for cur, (query, params) in zip(cursors, queries, strict=True):
                 cur.execute(query, params)
         roles, members, found, depends, owners, sessions = (c.fetchall() for c in cursors)
         return self._state(roles, members, found, depends, owners, sessions)
