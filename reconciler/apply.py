@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import traceback
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ class TargetRun:
     results: list[ActionResult] = field(default_factory=list)
     error: str | None = None
     executed: bool = False
+    bug: str | None = None  # the traceback of an unexpected error, for -v
 
     @property
     def status(self) -> str:
@@ -55,6 +57,10 @@ class Run:
     def failed(self) -> bool:
         return (any(t.status == "failed" for t in self.targets)
                 or any(p.severity == "error" for p in self.problems))
+
+    @property
+    def bugs(self) -> list[str]:
+        return [t.bug for t in self.targets if t.bug]
 
     @property
     def has_changes(self) -> bool:
@@ -123,10 +129,17 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
             result.executed = True
             result.results = session.execute(result.plan, result.statements, actual)
     except UserError as exc:
-        result.error = str(exc)
-        if result.plan and result.executed and not result.results:
-            result.results = [ActionResult(error=str(exc)) for _ in result.plan.actions]
+        _failed(result, str(exc))
+    except Exception as exc:  # noqa: BLE001 - one target's bug must not stop the others
+        _failed(result, f"target {target.name}: internal error: {exc!r}")
+        result.bug = traceback.format_exc()
     finally:
         if session is not None:
             session.close()
     return result
+
+
+def _failed(result: TargetRun, error: str) -> None:
+    result.error = error
+    if result.plan and result.executed and not result.results:
+        result.results = [ActionResult(error=error) for _ in result.plan.actions]

@@ -102,9 +102,22 @@ def plan(repo: Path, rev: str, only: str | None, fmt: str, offline: bool) -> int
     snapshot = read_snapshot(repo, rev, now_utc())
     run = reconcile(snapshot, now_utc(), only=only, offline=offline)
     _print_run(run, fmt)
+    return _exit_code(run, 2)
+
+
+def _exit_code(run: Any, changes_code: int) -> int:
+    """3 when a target hit a bug (after every other target ran), 1 on failure, else
+    `changes_code` when there were changes."""
+    if run.bugs:
+        verbose = click.get_current_context().find_root().params.get("verbose", False)
+        for bug in run.bugs:
+            click.echo(bug if verbose else bug.strip().splitlines()[-1], err=True)
+        click.echo("This is a bug in jitgrant. Please report it with the output of -v.",
+                   err=True)
+        return EXIT_BUG
     if run.failed:
         return 1
-    return 2 if run.has_changes else 0
+    return changes_code if run.has_changes else 0
 
 
 def _print_run(run: Any, fmt: str) -> None:
@@ -142,11 +155,11 @@ def apply(repo: Path, rev: str, only: str | None, dry_run: bool, no_commit: bool
     run = reconcile(snapshot, started, only=only, execute=not dry_run)
     _print_run(run, fmt)
     if dry_run:
-        return 1 if run.failed else (2 if run.has_changes else 0)
+        return _exit_code(run, 2)
     rel = persist(repo, run, commit=not no_commit, push=push)
     if rel and fmt == "text":
         click.echo(f"audit record: {rel}")
-    return 1 if run.failed else 0
+    return _exit_code(run, 0)
 
 
 @main.command()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
@@ -222,22 +223,37 @@ def reassign_target(target: Target, actual: ActualState, database: str, login: s
 CHUNK = 500  # statements per round trip on the fast path
 
 
+@contextmanager
+def _driver_errors(target: Target, doing: str) -> Iterator[None]:
+    """A driver error is the target's failure, reported in one line; it never stops others."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise TargetError(f"target {target.name}: {doing}: {_one_line(exc)}") from None
+
+
 class PostgresSession:
     def __init__(self, target: Target, dsn: str) -> None:
         self.target = target
         self.dsn = dsn
         self.conn = _connect(dsn, target)
-        row = self.conn.execute(_INFO).fetchone()
+        with _driver_errors(target, "reading server information"):
+            row = self.conn.execute(_INFO).fetchone()
         assert row is not None
         self.admin, self.database, self.superuser, self.version = row
 
     def lock(self) -> None:
-        row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(self.target)])
-        got = row.fetchone()
+        with _driver_errors(self.target, "taking the lock"):
+            row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(self.target)])
+            got = row.fetchone()
         if not got or not got[0]:
             raise LockHeld(f"target {self.target.name}: another jitgrant run holds the lock")
 
     def inspect(self, groups: frozenset[str]) -> ActualState:
+        with _driver_errors(self.target, "reading the catalog"):
+            return self._inspect(groups)
+
+    def _inspect(self, groups: frozenset[str]) -> ActualState:
         """One round trip: six catalog queries sent together in a pipeline."""
         prefix = {"prefix": self.target.role_prefix}
         password = "a.rolpassword" if self.superuser else "NULL"
@@ -274,6 +290,11 @@ class PostgresSession:
 
     def execute(self, plan: TargetPlan, statements: Sequence[Statement],
                 actual: ActualState) -> list[ActionResult]:
+        with _driver_errors(self.target, "applying"):
+            return self._execute(plan, statements, actual)
+
+    def _execute(self, plan: TargetPlan, statements: Sequence[Statement],
+                 actual: ActualState) -> list[ActionResult]:
         results = [ActionResult() for _ in plan.actions]
         for phase in ("lockout", "sessions", "objects", "main"):
             batch = [s for s in statements if s.phase == phase and not results[s.action].error]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,9 +25,11 @@ SETUP = [
 
 @pytest.fixture
 def lp_world(pg18: PgServer, tmp_path: Path) -> Iterator[World]:
-    admin = f"jitgrant_rec_{secrets.token_hex(3)}"
+    w = World(pg18, tmp_path / "repo")
+    # Named inside the namespace on purpose: the reconciler must never touch its own role.
+    admin = f"{w.prefix}reconciler"
     password = new_password()
-    w = World(pg18, tmp_path / "repo", admin_dsn=pg18.login_dsn(admin, password))
+    w.admin_dsn = pg18.login_dsn(admin, password)
     names = {"admin": sql.Identifier(admin), "group": sql.Identifier(w.group),
              "owner": sql.Identifier(w.owner), "password": sql.Literal(password)}
     with pg18.conn() as c:
@@ -38,7 +39,7 @@ def lp_world(pg18: PgServer, tmp_path: Path) -> Iterator[World]:
     yield w
     w.cleanup()
     with pg18.conn() as c:
-        c.execute(sql.SQL("DROP ROLE {}").format(names["admin"]))
+        c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(names["admin"]))
 
 
 def test_life_cycle_without_superuser(lp_world: World) -> None:
@@ -75,6 +76,8 @@ def test_life_cycle_without_superuser(lp_world: World) -> None:
         row = c.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'notes'").fetchone()
         assert row == (w.owner,)
     assert w.run().targets[0].plan.actions == ()  # type: ignore[union-attr]
+    admin = w.role(w.prefix + "reconciler")
+    assert admin is not None and admin["rolcanlogin"]
 
 
 def test_privilege_granted_by_someone_else_leaves_login_locked_out(lp_world: World) -> None:
