@@ -105,7 +105,7 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
     engine = ENGINES.get(target.engine)
     result = TargetRun(target)
     if engine is None:
-        result.error = f"target {target.name}: engine {target.engine!r} is not available"
+        result.error = f"engine {target.engine!r} is not available"
         return result
     desired = desired_state(snapshot, target, now)
     if offline:
@@ -115,7 +115,7 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
         return result
     dsn = env.get(target.dsn_env)
     if not dsn:
-        result.error = f"target {target.name}: environment variable {target.dsn_env} is not set"
+        result.error = f"environment variable {target.dsn_env} is not set"
         return result
     session: Session | None = None
     try:
@@ -131,7 +131,7 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
     except UserError as exc:
         _failed(result, str(exc))
     except Exception as exc:  # noqa: BLE001 - one target's bug must not stop the others
-        _failed(result, f"target {target.name}: internal error: {exc!r}")
+        _failed(result, f"internal error: {exc!r}")
         result.bug = traceback.format_exc()
     finally:
         if session is not None:

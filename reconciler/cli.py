@@ -53,7 +53,28 @@ def handled(func: Callable[..., int]) -> Callable[..., None]:
     return wrapper
 
 
-@click.group()
+class JitgrantGroup(click.Group):
+    """click's own usage errors exit 2, which `plan` uses for "changes": make them one line and
+    exit 1 like every other user error."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `jitgrant`: just the help
+                click.echo(exc.format_message())
+                sys.exit(0)
+            click.echo(f"jitgrant: error: {exc.format_message()}", err=True)
+            sys.exit(1)
+        except click.Abort:
+            sys.exit(130)
+        except click.ClickException as exc:
+            click.echo(f"jitgrant: error: {exc.format_message()}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=JitgrantGroup)
 @click.version_option(__version__, prog_name="jitgrant")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks.")
 def main(verbose: bool) -> None:

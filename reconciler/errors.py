@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def one_line(text: str) -> str:
+    """Control characters from file names or values escaped, so a problem stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 @dataclass(frozen=True, order=True)
 class Problem:
     """One thing wrong with the access repository, located at a file and line."""
@@ -15,9 +22,9 @@ class Problem:
     severity: str = "error"  # error | warning
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else self.path
+        where = f"{one_line(self.path)}:{self.line}" if self.line else one_line(self.path)
         prefix = "warning: " if self.severity == "warning" else ""
-        return f"{where}: {prefix}{self.message}"
+        return f"{where}: {prefix}{one_line(self.message)}"
 
     def as_dict(self) -> dict[str, object]:
         return {"path": self.path, "line": self.line, "message": self.message,

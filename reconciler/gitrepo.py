@@ -135,6 +135,13 @@ def provenance(repo: git.Repo, commit: str, files: dict[str, str]) -> dict[str, 
     return result
 
 
+def shallow_boundary(repo: git.Repo) -> frozenset[str]:
+    """In a shallow clone, the boundary commits seem to add every file: their provenance is
+    unknown, not theirs."""
+    path = Path(str(repo.git_dir)) / "shallow"
+    return frozenset(path.read_text().split()) if path.exists() else frozenset()
+
+
 def _parse_header(head: str) -> _Commit:
     sha, parents, author, email, authored, committed, subject = head.split("\x1f", 6)
     return _Commit(sha, tuple(parents.split()), author, email,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,21 @@ def parse_yaml(source: SourceFile) -> Document:
     if node is None:
         raise YamlProblem(1, "the file is empty")
     doc = Document(source.path, None)
-    doc.data = _convert(node, (), doc.lines, set(), 0)
+    try:
+        doc.data = _convert(node, (), doc.lines, set(), 0)
+    except YamlProblem as exc:
+        if exc.message.startswith("YAML aliases"):
+            raise YamlProblem(_first_alias_line(text), exc.message) from None
+        raise
     return doc
+
+
+def _first_alias_line(text: str) -> int:
+    """Where the first `*alias` is written (composed nodes only know their anchor's line)."""
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent) and event.start_mark is not None:
+            return int(event.start_mark.line) + 1
+    return 1
 
 
 def _decode(data: bytes) -> str:
@@ -100,6 +115,8 @@ def _convert(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...]
     seen.add(id(node))
     if depth > MAX_DEPTH:
         raise YamlProblem(line, f"nested more than {MAX_DEPTH} levels deep")
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in (_MAP, _SEQ):
+        raise YamlProblem(line, f"unsupported YAML tag {node.tag!r}")
     if isinstance(node, yaml.MappingNode):
         return _convert_mapping(node, path, lines, seen, depth)
     if isinstance(node, yaml.SequenceNode):
@@ -135,6 +152,8 @@ def _scalar(node: yaml.Node, line: int) -> Any:
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc)
         raise YamlProblem(line, f"invalid YAML: {problem}") from None
+    except (ValueError, OverflowError) as exc:  # `!!int abc`, or more digits than int() takes
+        raise YamlProblem(line, f"invalid value: {str(exc).splitlines()[0]}") from None
 
 
 def to_problem(source: SourceFile, exc: YamlProblem) -> Problem:
@@ -147,6 +166,9 @@ def read_folder(root: Path, tops: Iterable[str]) -> list[SourceFile]:
     files: list[SourceFile] = []
     for top in tops:
         base = root / top
+        if base.is_symlink() and not _inside(root, base):
+            files.append(SourceFile(top, None, error="symlink leads outside the repository"))
+            continue
         if not base.is_dir():
             continue
         for dirpath, dirnames, filenames in os.walk(base):
@@ -157,17 +179,32 @@ def read_folder(root: Path, tops: Iterable[str]) -> list[SourceFile]:
     return files
 
 
+def _inside(root: Path, path: Path) -> bool:
+    try:
+        return path.resolve(strict=True).is_relative_to(root)
+    except (OSError, RuntimeError):  # a loop, or a dangling link
+        return False
+
+
 def _read_one(root: Path, path: Path) -> SourceFile:
     rel = path.relative_to(root).as_posix()
-    real = path.resolve()
-    if path.is_symlink() and not real.is_relative_to(root):
-        return SourceFile(rel, None, error="symlink leads outside the repository")
+    if path.is_symlink():
+        try:
+            real = path.resolve(strict=True)
+        except FileNotFoundError:
+            return SourceFile(rel, None, error="cannot read: the symlink leads nowhere")
+        except (OSError, RuntimeError):
+            return SourceFile(rel, None, error="cannot read: symlink loop")
+        if not real.is_relative_to(root):
+            return SourceFile(rel, None, error="symlink leads outside the repository")
     try:
-        size = real.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return SourceFile(rel, None, error=f"file is {size} bytes, over the limit of "
-                                                 f"{MAX_FILE_BYTES}")
-        data = real.read_bytes()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return SourceFile(rel, None, error="not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            return SourceFile(rel, None, error=f"file is {info.st_size} bytes, over the limit "
+                                                 f"of {MAX_FILE_BYTES}")
+        data = path.read_bytes()
     except OSError as exc:
         return SourceFile(rel, None, error=f"cannot read: {exc.strerror}")
     return SourceFile(rel, data, blob=blob_sha(data))

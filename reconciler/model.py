@@ -137,6 +137,8 @@ class KnownLogin:
     cause: str  # why it is not desired: expired, offboarded, removed, invalid
     expires: datetime | None
     grant_files: tuple[str, ...]
+    # False when the cause may come from a broken policy file (a person missing, not inactive).
+    definite: bool = True
 
 
 @dataclass(frozen=True)

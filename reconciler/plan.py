@@ -7,7 +7,7 @@ run by `apply` and written to the audit, so a dry run is exact.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 
@@ -101,21 +101,26 @@ def _known_logins(snapshot: Snapshot, target: Target, now: datetime) -> dict[str
     """Every login some grant file maps to, with why it is not (or no longer) granted."""
     found: dict[str, list[tuple[str, str, datetime | None]]] = {}
     names: dict[str, tuple[str, str]] = {}
+    vague: set[str] = set()  # offboarded only because the person is missing from people
 
-    def add(grantee: str, access: str, path: str, cause: str, expires: datetime | None) -> None:
+    def add(grantee: str, access: str, path: str, cause: str, expires: datetime | None) -> str:
         name = login_name(target.role_prefix, grantee, access, target.engine)
         found.setdefault(name, []).append((path, cause, expires))
         names.setdefault(name, (grantee, access))
+        return name
 
     for grant in snapshot.grants:
         if grant.target == target.name:
             add(grant.grantee, grant.access, grant.path, _time_cause(grant, now), grant.expires)
     for grant in snapshot.inactive:
         if grant.target == target.name:
-            add(grant.grantee, grant.access, grant.path, "offboarded", grant.expires)
+            name = add(grant.grantee, grant.access, grant.path, "offboarded", grant.expires)
+            if grant.grantee not in snapshot.policy.people:
+                vague.add(name)
     for raw in _raw_for(snapshot.invalid_grants, target):
         add(str(raw.grantee), str(raw.access), raw.path, "invalid", raw.expires)
-    return {name: _known(names[name], entries) for name, entries in found.items()}
+    known = {name: _known(names[name], entries) for name, entries in found.items()}
+    return {name: replace(k, definite=name not in vague) for name, k in known.items()}
 
 
 def _raw_for(raws: Iterable[RawGrant], target: Target) -> Iterable[RawGrant]:
@@ -190,9 +195,11 @@ def _target_problem(target: Target, message: str) -> Problem:
 
 
 def _still_current(desired: DesiredState, now: datetime) -> set[str]:
-    """With invalid policies, logins whose grant file has not expired are left as they are."""
+    """With invalid policies, logins whose grant file has not expired are left as they are,
+    unless their person is explicitly inactive: nothing blocks a revocation that is due."""
     return {name for name, known in desired.known.items()
-            if known.expires is None or known.expires > now}
+            if (known.expires is None or known.expires > now)
+            and not (known.cause == "offboarded" and known.definite)}
 
 
 def _grant_action(target: Target, want: DesiredLogin, have: ActualRole | None,
@@ -201,7 +208,7 @@ def _grant_action(target: Target, want: DesiredLogin, have: ActualRole | None,
     missing = [r for r in want.roles if r not in actual.existing_groups]
     if missing:
         for grant in want.grants:
-            problems.append(Problem(grant.path, 0, f"group role {', '.join(missing)} does not "
+            problems.append(Problem(grant.path, 1, f"group role {', '.join(missing)} does not "
                                     f"exist on target {target.name}; grant skipped"))
         return None
     if not desired.may_grant:

@@ -23,12 +23,21 @@ def problems_json(problems: list[Problem]) -> str:
     return json.dumps([p.as_dict() for p in problems], indent=2)
 
 
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
 def problems_github(problems: list[Problem]) -> str:
+    """GitHub workflow commands; file names are escaped so none can forge another annotation."""
     lines = []
     for p in problems:
         level = "warning" if p.severity == "warning" else "error"
-        message = p.message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-        lines.append(f"::{level} file={p.path},line={max(p.line, 1)}::{message}")
+        lines.append(f"::{level} file={_escape_property(p.path)},line={max(p.line, 1)}::"
+                     f"{_escape_data(p.message)}")
     return "\n".join(lines)
 
 
@@ -99,7 +108,7 @@ _ENV = jinja2.Environment(loader=jinja2.PackageLoader("reconciler", "templates")
 def _md(value: object) -> str:
     """Escape text that came from grant files so it cannot break out of a markdown table."""
     text = "" if value is None else str(value)
-    for ch in "\\`*_{}[]<>|#":
+    for ch in "\\`*_{}[]<>|#&~!":
         text = text.replace(ch, "\\" + ch)
     return " ".join(text.split())
 

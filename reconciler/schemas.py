@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,26 @@ def example_dir() -> Path:
 
 
 @cache
+def _anchored(pattern: str) -> re.Pattern[str]:
+    # JSON Schema patterns are ECMA-262, where `$` is the end of the input. Python's `$` also
+    # matches before a trailing newline, which would let "alice\n" pass `^[a-z]+$`.
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    if isinstance(instance, str) and not _anchored(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@cache
 def validator(name: str) -> Any:
-    """A compiled validator for schema/<name>.schema.json."""
+    """A compiled validator for schema/<name>.schema.json, with ECMA-262 anchoring."""
     schema = json.loads((schema_dir() / f"{name}.schema.json").read_text())
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    base = jsonschema.validators.validator_for(schema)
+    cls = jsonschema.validators.extend(base, {"pattern": _pattern})  # type: ignore[no-untyped-call]
+    return cls(schema, format_checker=base.FORMAT_CHECKER)
 
 
 def describe(error: jsonschema.ValidationError) -> list[tuple[tuple[Any, ...], str]]:
@@ -47,7 +63,7 @@ def describe(error: jsonschema.ValidationError) -> list[tuple[tuple[Any, ...], s
     if kind == "required":
         missing = str(error.message).split("'")[1] if "'" in error.message else error.message
         return [(path, f"{where}missing required key '{missing}'")]
-    if kind == "propertyNames":
+    if kind == "propertyNames" or "propertyNames" in error.relative_schema_path:
         name = error.instance
         return [(path + (name,), f"{where}invalid name {_short(name)}: use lowercase letters, "
                                  "digits and - (. and _ where allowed)")]

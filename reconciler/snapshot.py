@@ -28,13 +28,17 @@ def read_snapshot(repo_path: Path, rev: str | None, now: datetime,
         grant_files = [f for f in files if f.path.startswith("grants/")]
     blobs = {f.path: f.blob for f in grant_files if f.blob}
     provenance = gitrepo.provenance(repo, commit, blobs) if commit else {}
+    boundary = gitrepo.shallow_boundary(repo)
+    unknown = frozenset(p for p, prov in provenance.items() if prov.commit in boundary)
+    provenance = {p: prov for p, prov in provenance.items() if p not in unknown}
     if base is not None:
         changed: frozenset[str] | None = frozenset(gitrepo.changed_since(repo, base, rev))
     elif rev is None:
-        changed = frozenset(f.path for f in grant_files if f.path not in provenance)
+        changed = frozenset(f.path for f in grant_files
+                            if f.path not in provenance and f.path not in unknown)
     else:
         changed = None
-    ctx = Context(now=now, provenance=provenance, changed=changed)
+    ctx = Context(now=now, provenance=provenance, changed=changed, unknown_origin=unknown)
     return build_snapshot(policy_files, grant_files, ctx, commit)
 
 

@@ -26,7 +26,7 @@ def parse_timestamp(text: str) -> datetime:
     cleaned = cleaned.replace("z", "Z").replace("t", "T")
     try:
         return datetime.fromisoformat(cleaned.replace("Z", "+00:00")).astimezone(timezone.utc)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # also 0001-01-01T00:00:00+01:00 in UTC
         raise ValueError(f"is not a valid date and time ({exc})") from None
 
 
@@ -55,10 +55,9 @@ def format_duration(value: timedelta) -> str:
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, seconds = divmod(rest, 60)
-    parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
-    if not parts:
-        parts = [f"{seconds}s"]
-    return sign + "".join(parts)
+    parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s"))
+             if n]
+    return sign + ("".join(parts) or "0s")
 
 
 def iso(value: datetime | None) -> str | None:

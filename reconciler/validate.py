@@ -17,11 +17,11 @@ from .timeutil import format_duration, parse_duration, parse_timestamp
 
 POLICY_SECTIONS = ("targets", "access", "people")
 VERIFIER_FORMATS = {
-    "postgres": (re.compile(r"^SCRAM-SHA-256\$[1-9][0-9]{3,6}:[A-Za-z0-9+/]+={0,2}"
-                            r"\$[A-Za-z0-9+/]{43}=:[A-Za-z0-9+/]{43}=$"),
+    "postgres": (re.compile(r"SCRAM-SHA-256\$[1-9][0-9]{3,6}:[A-Za-z0-9+/]+={0,2}"
+                            r"\$[A-Za-z0-9+/]{43}=:[A-Za-z0-9+/]{43}="),
                  "must be a SCRAM-SHA-256 verifier (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>"
                  ":<ServerKey>)"),
-    "mysql": (re.compile(r"^\*[0-9A-F]{40}$"),
+    "mysql": (re.compile(r"\*[0-9A-F]{40}"),
               "must be a mysql_native_password hash (* followed by 40 upper-case hex digits)"),
 }
 
@@ -60,6 +60,7 @@ class Context:
     now: datetime
     provenance: Mapping[str, Provenance] = field(default_factory=dict)
     changed: frozenset[str] | None = None  # paths new or changed against --base; None: unknown
+    unknown_origin: frozenset[str] = frozenset()  # committed before a shallow clone's boundary
 
 
 def build_snapshot(policy_files: list[SourceFile], grant_files: list[SourceFile],
@@ -285,14 +286,18 @@ def _check_policy(doc: Document, grant: Grant, policy: Policy, ctx: Context,
         else:
             error("grantee", f"grantee: {grant.grantee!r} {state}; the grant is inactive and "
                              "the file can be deleted", "warning")
+    past_and_new = is_new and grant.expires <= ctx.now
     if target is not None and level is not None:
         _check_level(grant, target, level, person, error)
-        _check_lifetime(grant, level, ctx, error)
+        if not past_and_new and grant.path not in ctx.unknown_origin:
+            # (a new grant already past gets its own, clearer problem below; one committed
+            # before a shallow clone's boundary has no known commit time)
+            _check_lifetime(grant, level, ctx, error)
     if target is not None and grant.password_verifier is not None:
         pattern, message = VERIFIER_FORMATS[target.engine]
-        if not pattern.match(grant.password_verifier):
+        if not pattern.fullmatch(grant.password_verifier):
             error("password_verifier", f"password_verifier: {message}")
-    if is_new and grant.expires <= ctx.now:
+    if past_and_new:
         error("expires", "expires: already in the past")
 
 

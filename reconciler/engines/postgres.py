@@ -229,7 +229,7 @@ def _driver_errors(target: Target, doing: str) -> Iterator[None]:
     try:
         yield
     except psycopg.Error as exc:
-        raise TargetError(f"target {target.name}: {doing}: {_one_line(exc)}") from None
+        raise TargetError(f"{doing}: {_one_line(exc)}") from None
 
 
 class PostgresSession:
@@ -247,7 +247,7 @@ class PostgresSession:
             row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(self.target)])
             got = row.fetchone()
         if not got or not got[0]:
-            raise LockHeld(f"target {self.target.name}: another jitgrant run holds the lock")
+            raise LockHeld("another jitgrant run holds the lock")
 
     def inspect(self, groups: frozenset[str]) -> ActualState:
         with _driver_errors(self.target, "reading the catalog"):
@@ -372,8 +372,7 @@ class PostgresSession:
 
     def _alive(self, conn: psycopg.Connection[Any], exc: psycopg.Error) -> None:
         if conn.closed or conn.broken:
-            raise TargetError(f"target {self.target.name}: connection lost: "
-                              f"{_one_line(exc)}") from None
+            raise TargetError(f"connection lost: {_one_line(exc)}") from None
 
     def close(self) -> None:
         self.conn.close()
@@ -394,7 +393,7 @@ def _connect(dsn: str, target: Target) -> psycopg.Connection[Any]:
         return psycopg.connect(dsn, autocommit=True, connect_timeout=10,
                                application_name="jitgrant", options="-c lock_timeout=10s")
     except psycopg.Error as exc:
-        raise TargetError(f"target {target.name}: cannot connect: {_one_line(exc)}") from None
+        raise TargetError(f"cannot connect: {_one_line(exc)}") from None
 
 
 def _role(row: Any, member_of: list[tuple[str, str]], members: list[tuple[str, str]],

@@ -75,7 +75,7 @@ class World:
             row = cur.fetchone()
             if row is None:
                 return None
-            return dict(zip([d.name for d in cur.description or ()], row))
+            return dict(zip([d.name for d in cur.description or ()], row, strict=True))
 
     def create_database(self) -> str:
         name = f"{self.prefix}db{len(self.databases)}"

@@ -215,11 +215,12 @@ def test_offboarded_person_loses_access(world: World) -> None:
     world.run()
     policy = (world.repo.root / "policies/main.yaml").read_text()
     world.repo.write("policies/main.yaml", policy.replace(
-        "bob:\n    email: bob@example.com\n", "bob:\n    active: false\n    email: bob@example.com\n"))
+        "bob:\n    email: bob@example.com\n",
+        "bob:\n    active: false\n    email: bob@example.com\n"))
     world.repo.commit("bob left")
     run = world.run()
-    assert [(a.login, a.cause) for a in actions(run)] == [(world.login("bob"), "revoke")[0:1]
-                                                          + ("offboarded",)]
+    assert [(a.login, a.kind, a.cause) for a in actions(run)] == [
+        (world.login("bob"), "revoke", "offboarded")]
     assert world.role(world.login("bob")) is None
 
 
