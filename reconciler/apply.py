@@ -81,10 +81,12 @@ def group_roles(snapshot: Snapshot) -> frozenset[str]:
     return frozenset(r for level in snapshot.policy.access.values() for r in level.roles)
 
 
-def offline_state(snapshot: Snapshot) -> ActualState:
-    """What a server with none of our logins, and every group role, would report."""
+def offline_state(snapshot: Snapshot, target: Target) -> ActualState:
+    """What a server with none of our logins, and every group role, would report (MySQL
+    targets are rendered in MariaDB's dialect)."""
+    flavor = "postgres" if target.engine == "postgres" else "mariadb"
     return ActualState(roles=MappingProxyType({}), existing_groups=group_roles(snapshot),
-                       admin="", admin_is_superuser=False, database="")
+                       admin="", admin_is_superuser=False, database="", flavor=flavor)
 
 
 def reconcile(snapshot: Snapshot, now: datetime, *, only: str | None = None,
@@ -109,7 +111,7 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
         return result
     desired = desired_state(snapshot, target, now)
     if offline:
-        actual = offline_state(snapshot)
+        actual = offline_state(snapshot, target)
         result.plan = diff(desired, actual, now)
         result.statements = engine.render(result.plan, actual)
         return result

@@ -176,6 +176,12 @@ class ActualRole:
     locked: bool = False  # MySQL: ACCOUNT LOCK
     depends_in: tuple[str, ...] = ()  # databases where it owns objects or holds privileges
     sessions: int = 0
+    session_ids: tuple[int, ...] = ()  # MySQL: processlist ids, for servers without KILL USER
+    user: str = ""  # MySQL: the account's user part ('' on PostgreSQL: the name is the role)
+    host: str = "%"  # MySQL: the account's host part
+    is_role: bool = False  # MySQL: a role, not an account that can log in
+    direct_privileges: bool = False  # MySQL: privileges granted to the account itself
+    backstop_at: datetime | None = None  # MySQL: when its expiry event fires
     events: tuple[str, ...] = ()  # MySQL: backstop events for this account
 
 
@@ -190,3 +196,5 @@ class ActualState:
     protected: frozenset[str] = frozenset()  # in the namespace but never touched
     server_version: int = 0
     event_scheduler: bool = False
+    flavor: str = "postgres"  # postgres | mariadb | mysql
+    event_schema: str | None = None  # MySQL: where backstop events live (the DSN's database)

@@ -31,19 +31,24 @@ class Changes:
     reset_config: bool = False
     unlock: bool = False
     default_roles: bool = False
+    revoke_privileges: bool = False
+    backstop: bool = False
     grant_roles: tuple[str, ...] = ()
     revoke_roles: tuple[str, ...] = ()
     revoke_members: tuple[str, ...] = ()
+    drop_events: tuple[str, ...] = ()
 
     def describe(self) -> list[str]:
         flags = [("attributes", "login attributes"), ("valid_until", "expiry"),
                  ("password", "password"), ("connection_limit", "connection limit"),
                  ("comment", "marker comment"), ("reset_config", "role settings"),
-                 ("unlock", "account lock"), ("default_roles", "default roles")]
+                 ("unlock", "account lock"), ("default_roles", "default roles"),
+                 ("revoke_privileges", "direct privileges"), ("backstop", "expiry event")]
         out = [text for name, text in flags if getattr(self, name)]
         out += [f"grant {r}" for r in self.grant_roles]
         out += [f"revoke {r}" for r in self.revoke_roles]
         out += [f"remove member {r}" for r in self.revoke_members]
+        out += [f"drop event {e}" for e in self.drop_events]
         return out
 
     def __bool__(self) -> bool:
@@ -158,7 +163,7 @@ def protection(role: ActualRole, target: Target, actual: ActualState) -> str | N
         return "it is the reconciler's own role"
     if role.name.startswith("pg_"):
         return "pg_ roles belong to the server"
-    if role.name in target.never_touch:
+    if role.name in target.never_touch or (role.user and role.user in target.never_touch):
         return "it is listed in never_touch"
     if role.superuser and not (is_managed(role) and actual.admin_is_superuser):
         return "it is a superuser"
@@ -183,6 +188,10 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
         action = _grant_action(target, want, unprotected.get(name), actual, desired, problems)
         if action is not None:
             actions.append(action)
+    if target.expiry_backstop == "event" and not wants_backstop(target, actual) and actual.admin:
+        problems.append(_target_problem(target, "expiry_backstop: event needs the event "
+                                        "scheduler on and a database in the DSN; expiry is "
+                                        "enforced by apply alone", "warning"))
     keep = set(desired.logins) | (set() if desired.may_grant else _still_current(desired, now))
     for name, role in unprotected.items():
         if name not in keep:
@@ -190,8 +199,9 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
     return TargetPlan(target, tuple(actions), tuple(problems))
 
 
-def _target_problem(target: Target, message: str) -> Problem:
-    return Problem(target.path or "policies", target.line, f"target {target.name}: {message}")
+def _target_problem(target: Target, message: str, severity: str = "error") -> Problem:
+    return Problem(target.path or "policies", target.line, f"target {target.name}: {message}",
+                   severity)
 
 
 def _still_current(desired: DesiredState, now: datetime) -> set[str]:
@@ -211,6 +221,12 @@ def _grant_action(target: Target, want: DesiredLogin, have: ActualRole | None,
             problems.append(Problem(grant.path, 1, f"group role {', '.join(missing)} does not "
                                     f"exist on target {target.name}; grant skipped"))
         return None
+    if target.engine == "mysql" and actual.flavor == "mariadb" and len(want.roles) > 1:
+        for grant in want.grants:
+            problems.append(Problem(grant.path, 1, f"MariaDB has one default role per account: "
+                                    f"access level {want.access!r} must name one role (that "
+                                    f"role can include others); grant skipped"))
+        return None
     if not desired.may_grant:
         return None
     files = tuple(g.path for g in want.grants)
@@ -221,9 +237,18 @@ def _grant_action(target: Target, want: DesiredLogin, have: ActualRole | None,
     changes = compare(target, want, have, actual)
     if not changes:
         return None
-    cause = "drift" if fingerprint_of(have) == want.fingerprint else "granted"
+    cause = _update_cause(target, want, have, changes)
     return Action(kind="update", cause=cause, changes=changes, actual=have,
                   **common)  # type: ignore[arg-type]
+
+
+def _update_cause(target: Target, want: DesiredLogin, have: ActualRole, changes: Changes) -> str:
+    """`granted` when the grant changed since the last apply, `drift` when the login did.
+    PostgreSQL keeps a fingerprint of the granted state in the role comment; MySQL accounts
+    have no comment, so there only a moved expiry event counts as a change of grant."""
+    if target.engine == "postgres":
+        return "drift" if fingerprint_of(have) == want.fingerprint else "granted"
+    return "granted" if changes.describe() == ["expiry event"] else "drift"
 
 
 def fingerprint_of(role: ActualRole) -> str | None:
@@ -242,6 +267,7 @@ def compare(target: Target, want: DesiredLogin, have: ActualRole,
     bad_attrs = (not have.can_login or have.superuser or have.createdb or have.createrole
                  or have.replication or have.bypassrls or not have.inherit)
     wanted_roles = set(want.roles)
+    backstop = not postgres and wants_backstop(target, actual)
     return Changes(
         attributes=bad_attrs,
         valid_until=postgres and have.valid_until != want.expires,
@@ -251,11 +277,25 @@ def compare(target: Target, want: DesiredLogin, have: ActualRole,
         reset_config=have.has_config,
         unlock=not postgres and have.locked,
         default_roles=(not postgres and have.default_roles is not None
-                       and have.default_roles != wanted_roles),
+                       and have.default_roles != _default_roles(want, actual)),
+        revoke_privileges=not postgres and have.direct_privileges,
+        backstop=backstop and have.backstop_at != want.expires,
         grant_roles=tuple(sorted(wanted_roles - have.member_of)),
         revoke_roles=tuple(sorted(have.member_of - wanted_roles)),
         revoke_members=tuple(sorted(have.members - {actual.admin})),
+        drop_events=() if backstop else have.events,
     )
+
+
+def wants_backstop(target: Target, actual: ActualState) -> bool:
+    """MySQL: also lock the account at expiry with a one-shot event, when asked and possible."""
+    return (target.expiry_backstop == "event" and actual.event_scheduler
+            and actual.event_schema is not None)
+
+
+def _default_roles(want: DesiredLogin, actual: ActualState) -> set[str]:
+    """MariaDB has one default role per account; MySQL 8 makes them all default."""
+    return set(want.roles[:1]) if actual.flavor == "mariadb" else set(want.roles)
 
 
 def _revoke_action(target: Target, role: ActualRole, known: KnownLogin | None) -> Action:

@@ -293,6 +293,9 @@ def _check_policy(doc: Document, grant: Grant, policy: Policy, ctx: Context,
             # (a new grant already past gets its own, clearer problem below; one committed
             # before a shallow clone's boundary has no known commit time)
             _check_lifetime(grant, level, ctx, error)
+    if target is not None and target.engine == "mysql" and grant.password_verifier is None:
+        error("target", "password_verifier: required for mysql targets (an account without "
+                        "one would accept an empty password)")
     if target is not None and grant.password_verifier is not None:
         pattern, message = VERIFIER_FORMATS[target.engine]
         if not pattern.fullmatch(grant.password_verifier):

@@ -8,13 +8,17 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import pymysql
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from reconciler.embedded import EmbeddedPostgres
+from reconciler.engines.mysql import parse_dsn
 from tests.helpers import IDENTITY
+from tests.mysql_server import ThrowawayMariadb
 
 MACHINE_PG_DSN = "postgresql://root@127.0.0.1:5432/postgres"
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -97,6 +101,65 @@ def pg15_scram() -> Iterator[PgServer]:
         pytest.skip("no PostgreSQL 15 binaries for a password-authenticated cluster")
     with EmbeddedPostgres(secrets.token_urlsafe(16), PG15_BIN) as local:
         yield PgServer("pg15-scram", local.uri(), scram=True)
+
+
+MACHINE_MYSQL_DSN = "mysql://root@127.0.0.1:3306/test"
+
+
+@dataclass
+class MysqlServer:
+    label: str
+    admin_dsn: str
+
+    def conn(self, database: str | None = None) -> Any:
+        args = parse_dsn(self.admin_dsn)
+        if database is not None:
+            args["database"] = database
+        return pymysql.connect(**args, autocommit=True, charset="utf8mb4")
+
+    def login(self, user: str, password: str, database: str | None = None) -> Any:
+        args = parse_dsn(self.admin_dsn)
+        return pymysql.connect(host=args["host"], port=args["port"], user=user,
+                               password=password, database=database, connect_timeout=5,
+                               autocommit=True)
+
+    def sql(self, *statements: str) -> list[Any]:
+        rows: list[Any] = []
+        with self.conn() as c, c.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+                rows = list(cur.fetchall())
+        return rows
+
+
+def _reachable(dsn: str) -> bool:
+    try:
+        pymysql.connect(**parse_dsn(dsn), connect_timeout=3).close()
+    except pymysql.MySQLError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def mysql() -> Iterator[MysqlServer]:
+    """JITGRANT_TEST_MYSQL_DSN, else the server on 127.0.0.1:3306, else a throwaway mariadbd."""
+    dsn = os.environ.get("JITGRANT_TEST_MYSQL_DSN")
+    if dsn:
+        yield MysqlServer("mysql-env", dsn)
+        return
+    if _reachable(MACHINE_MYSQL_DSN):
+        yield MysqlServer("mariadb-machine", MACHINE_MYSQL_DSN)
+        return
+    server = ThrowawayMariadb()
+    if not server.available:
+        if os.environ.get("JITGRANT_REQUIRE_MYSQL"):
+            pytest.fail("JITGRANT_REQUIRE_MYSQL is set but there is no MySQL/MariaDB server: "
+                        "set JITGRANT_TEST_MYSQL_DSN or install mariadb-server")
+        pytest.skip("no MySQL/MariaDB: set JITGRANT_TEST_MYSQL_DSN or install mariadb-server")
+    try:
+        yield MysqlServer("mariadb-throwaway", server.start())
+    finally:
+        server.stop()
 
 
 @pytest.fixture(params=["pg15", "pg18"])

@@ -1,0 +1,471 @@
+"""MySQL 8 and MariaDB 10.5+: every statement jitgrant sends to such a server is in this file.
+
+MySQL DDL is not transactional, so each statement commits on its own. The order is chosen so
+that a run killed between any two statements leaves no usable access behind: a new account is
+created locked and unlocked last; a revoked account is locked first, then its connections are
+killed, then it is dropped."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pymysql
+from pymysql.converters import escape_string
+
+from ..errors import ConfigError, LockHeld, TargetError
+from ..model import ActualRole, ActualState, Target
+from ..plan import Action, TargetPlan, wants_backstop
+from .base import ActionResult, Statement
+
+MASK = "'********'"
+EVENT_PREFIX = "jitgrant_expire_"
+SQL_MODE = "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
+# MySQL 8 keeps static global privileges as columns of mysql.user.
+MYSQL8_PRIVILEGE_COLUMNS = (
+    "Select_priv", "Insert_priv", "Update_priv", "Delete_priv", "Create_priv", "Drop_priv",
+    "Reload_priv", "Shutdown_priv", "Process_priv", "File_priv", "Grant_priv",
+    "References_priv", "Index_priv", "Alter_priv", "Show_db_priv", "Super_priv",
+    "Create_tmp_table_priv", "Lock_tables_priv", "Execute_priv", "Repl_slave_priv",
+    "Repl_client_priv", "Create_view_priv", "Show_view_priv", "Create_routine_priv",
+    "Alter_routine_priv", "Create_user_priv", "Event_priv", "Trigger_priv",
+    "Create_tablespace_priv", "Create_role_priv", "Drop_role_priv")
+
+
+# -- quoting: identifiers in backticks, values as escaped literals ------------------------------
+
+
+def literal(value: str) -> str:
+    """A string literal. The session runs without NO_BACKSLASH_ESCAPES, so backslashes are
+    escaped as well as quotes (pymysql's own escaping)."""
+    return "'" + str(escape_string(value)) + "'"
+
+
+def identifier(name: str) -> str:
+    if "\0" in name:
+        raise ValueError("identifier contains a NUL byte")
+    return "`" + name.replace("`", "``") + "`"
+
+
+def account(user: str, host: str = "%") -> str:
+    return f"{literal(user)}@{literal(host)}"
+
+
+def account_key(user: str, host: str) -> str:
+    """How accounts are named in jitgrant's state: the login for host %, else user@host (such an
+    account is never one jitgrant made, so it is revoked as unknown)."""
+    return user if host in ("%", "") else f"{user}@{host}"  # MariaDB roles have host ''
+
+
+
+def event_name(login: str) -> str:
+    return EVENT_PREFIX + login
+
+
+# -- the engine: pure rendering --------------------------------------------------------------
+
+
+class MysqlEngine:
+    name = "mysql"
+
+    def connect(self, target: Target, dsn: str) -> MysqlSession:
+        return MysqlSession(target, dsn)
+
+    def render(self, plan: TargetPlan, actual: ActualState) -> list[Statement]:
+        out: list[Statement] = []
+        for index, action in enumerate(plan.actions):
+            out.extend(_render_action(index, action, plan.target, actual))
+        order = {phase: n for n, phase in enumerate(("lockout", "sessions", "objects", "main"))}
+        return sorted(out, key=lambda s: order[s.phase])
+
+
+def _stmt(index: int, phase: str, text: str, shown: str | None = None) -> Statement:
+    return Statement(index, phase, text, shown if shown is not None else text)
+
+
+def _mariadb(actual: ActualState) -> bool:
+    return actual.flavor != "mysql"
+
+
+def _identified(verifier: str, actual: ActualState, secret: bool) -> str:
+    value = literal(verifier) if secret else MASK
+    if _mariadb(actual):
+        return f"IDENTIFIED BY PASSWORD {value}"
+    return f"IDENTIFIED WITH mysql_native_password AS {value}"
+
+
+def _render_action(index: int, action: Action, target: Target,
+                   actual: ActualState) -> list[Statement]:
+    if action.kind == "create":
+        return _render_create(index, action, target, actual)
+    if action.kind == "update":
+        return _render_update(index, action, target, actual)
+    return _render_revoke(index, action, actual)
+
+
+def _render_create(index: int, action: Action, target: Target,
+                   actual: ActualState) -> list[Statement]:
+    want = action.desired
+    assert want is not None and want.verifier is not None
+    acct = account(want.name)
+    limit = f"WITH MAX_USER_CONNECTIONS {int(want.connection_limit or 0)}"
+    head = f"CREATE USER {acct} "
+    out = [_stmt(index, "main",
+                 f"{head}{_identified(want.verifier, actual, True)} {limit} ACCOUNT LOCK",
+                 f"{head}{_identified(want.verifier, actual, False)} {limit} ACCOUNT LOCK")]
+    out += [_stmt(index, "main", f"GRANT {identifier(role)} TO {acct}") for role in want.roles]
+    out += _default_roles(index, acct, want.roles, actual)
+    if wants_backstop(target, actual):
+        out += _backstop(index, want.name, want.expires, actual)
+    out.append(_stmt(index, "main", f"ALTER USER {acct} ACCOUNT UNLOCK"))  # usable only now
+    return out
+
+
+def _default_roles(index: int, acct: str, roles: Sequence[str],
+                   actual: ActualState) -> list[Statement]:
+    if not _mariadb(actual):
+        return [_stmt(index, "main", f"SET DEFAULT ROLE {'ALL' if roles else 'NONE'} TO {acct}")]
+    role = identifier(roles[0]) if roles else "NONE"  # MariaDB has a single default role
+    return [_stmt(index, "main", f"SET DEFAULT ROLE {role} FOR {acct}")]
+
+
+def _event(actual: ActualState, login: str) -> str:
+    assert actual.event_schema is not None
+    return f"{identifier(actual.event_schema)}.{identifier(event_name(login))}"
+
+
+def _backstop(index: int, login: str, expires: datetime, actual: ActualState) -> list[Statement]:
+    """A one-shot event that locks the account at its expiry, even if jitgrant never runs."""
+    at = expires.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    name = _event(actual, login)
+    return [
+        _stmt(index, "main", f"DROP EVENT IF EXISTS {name}"),
+        _stmt(index, "main", f"CREATE EVENT {name} ON SCHEDULE AT {literal(at)} "
+                             f"ON COMPLETION NOT PRESERVE "
+                             f"COMMENT {literal('jitgrant expiry backstop for ' + login)} "
+                             f"DO ALTER USER {account(login)} ACCOUNT LOCK"),
+    ]
+
+
+def _render_update(index: int, action: Action, target: Target,
+                   actual: ActualState) -> list[Statement]:
+    want, have, ch = action.desired, action.actual, action.changes
+    assert want is not None and have is not None and want.verifier is not None
+    acct = account(have.user or want.name, have.host)
+    out: list[Statement] = []
+    # Roles first: on MariaDB, REVOKE ALL also takes away role grants, so those are granted
+    # again afterwards, and a later REVOKE of a role would fail.
+    out += [_stmt(index, "main", f"REVOKE {identifier(r)} FROM {acct}") for r in ch.revoke_roles]
+    regrant = set(ch.grant_roles)
+    if ch.revoke_privileges:
+        out.append(_stmt(index, "main", f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {acct}"))
+        regrant = set(want.roles)
+    if ch.password:
+        head = f"ALTER USER {acct} "
+        out.append(_stmt(index, "main", head + _identified(want.verifier, actual, True),
+                         head + _identified(want.verifier, actual, False)))
+    if ch.connection_limit:
+        out.append(_stmt(index, "main", f"ALTER USER {acct} WITH MAX_USER_CONNECTIONS "
+                                        f"{int(want.connection_limit or 0)}"))
+    out += [_stmt(index, "main", f"GRANT {identifier(r)} TO {acct}") for r in sorted(regrant)]
+    if ch.default_roles or ch.revoke_privileges or ch.grant_roles or ch.revoke_roles:
+        out += _default_roles(index, acct, want.roles, actual)
+    if ch.backstop:
+        out += _backstop(index, want.name, want.expires, actual)
+    out += [_stmt(index, "main", f"DROP EVENT IF EXISTS {_event_ref(actual, e)}")
+            for e in ch.drop_events]
+    if ch.unlock:
+        out.append(_stmt(index, "main", f"ALTER USER {acct} ACCOUNT UNLOCK"))
+    return out
+
+
+def _event_ref(actual: ActualState, qualified: str) -> str:
+    schema, _, name = qualified.partition(".")
+    return f"{identifier(schema)}.{identifier(name)}"
+
+
+def _render_revoke(index: int, action: Action, actual: ActualState) -> list[Statement]:
+    have = action.actual
+    assert have is not None
+    out: list[Statement] = []
+    if have.is_role:
+        out.append(_stmt(index, "main", f"DROP ROLE {identifier(have.user)}"))
+    else:
+        acct = account(have.user, have.host)
+        out.append(_stmt(index, "lockout", f"ALTER USER {acct} ACCOUNT LOCK"))
+        out += _kill(index, have, acct, actual)
+        out.append(_stmt(index, "main", f"DROP USER {acct}"))
+    out += [_stmt(index, "main", f"DROP EVENT IF EXISTS {_event_ref(actual, e)}")
+            for e in have.events]
+    return out
+
+
+def _kill(index: int, have: ActualRole, acct: str, actual: ActualState) -> list[Statement]:
+    if _mariadb(actual):
+        return [_stmt(index, "sessions", f"KILL CONNECTION USER {acct}")]
+    # MySQL 8 has no KILL USER: the connections seen when planning; execute() also kills any
+    # that appeared before the lock.
+    return [_stmt(index, "sessions", f"KILL CONNECTION {int(i)}") for i in have.session_ids]
+
+
+# -- inspection queries ----------------------------------------------------------------------
+
+_INFO = "SELECT CURRENT_USER(), VERSION(), @@event_scheduler, DATABASE()"
+_PREFIX = "LEFT({col}, CHAR_LENGTH(%(prefix)s)) = %(prefix)s"
+
+
+@dataclass(frozen=True)
+class Queries:
+    accounts: str
+    roles: str  # (user, host, role)
+    defaults: str | None  # (user, host, role); MariaDB keeps it with the account
+    privileges: str  # (user, host) with any privilege granted to the account itself
+    groups: str  # names among %(groups)s that exist as roles
+    sessions: str = ("SELECT ID, USER FROM information_schema.PROCESSLIST WHERE "
+                     + _PREFIX.format(col="USER"))
+    events: str = ("SELECT EVENT_SCHEMA, EVENT_NAME, EXECUTE_AT, TIME_ZONE "
+                   "FROM information_schema.EVENTS WHERE "
+                   + _PREFIX.format(col="EVENT_NAME").replace("%(prefix)s", "%(events)s"))
+
+
+def _object_privileges(user: str, host: str) -> str:
+    tables = ("mysql.db", "mysql.tables_priv", "mysql.columns_priv", "mysql.procs_priv")
+    return " UNION ".join(f"SELECT {user}, {host} FROM {t} WHERE " + _PREFIX.format(col=user)
+                          for t in tables)
+
+
+MARIADB = Queries(
+    accounts=("SELECT User, Host, JSON_VALUE(Priv, '$.is_role'), JSON_VALUE(Priv, '$.plugin'), "
+              "JSON_VALUE(Priv, '$.authentication_string'), "
+              "JSON_VALUE(Priv, '$.account_locked'), "
+              "JSON_VALUE(Priv, '$.max_user_connections'), JSON_VALUE(Priv, '$.default_role'), "
+              "JSON_VALUE(Priv, '$.access') FROM mysql.global_priv WHERE "
+              + _PREFIX.format(col="User")),
+    roles="SELECT User, Host, Role FROM mysql.roles_mapping WHERE " + _PREFIX.format(col="User"),
+    defaults=None,
+    privileges=_object_privileges("User", "Host"),
+    groups=("SELECT User FROM mysql.global_priv WHERE "
+            "JSON_VALUE(Priv, '$.is_role') IN ('true', '1') AND User IN %(groups)s"),
+)
+
+MYSQL8 = Queries(
+    accounts=("SELECT User, Host, 'false', plugin, authentication_string, "
+              "IF(account_locked = 'Y', 'true', 'false'), max_user_connections, NULL, "
+              "IF(" + " OR ".join(f"{c} = 'Y'" for c in MYSQL8_PRIVILEGE_COLUMNS)
+              + ", 1, 0) FROM mysql.user WHERE " + _PREFIX.format(col="User")),
+    roles=("SELECT TO_USER, TO_HOST, FROM_USER FROM mysql.role_edges WHERE "
+           + _PREFIX.format(col="TO_USER")),
+    defaults=("SELECT USER, HOST, DEFAULT_ROLE_USER FROM mysql.default_roles WHERE "
+              + _PREFIX.format(col="USER")),
+    privileges=(_object_privileges("User", "Host") + " UNION SELECT USER, HOST FROM "
+                "mysql.global_grants WHERE " + _PREFIX.format(col="USER")),
+    groups="SELECT User FROM mysql.user WHERE User IN %(groups)s",
+)
+
+
+# -- the session (I/O) -----------------------------------------------------------------------
+
+
+def parse_dsn(dsn: str) -> dict[str, Any]:
+    """mysql://user:password@host:3306/db?unix_socket=/path into pymysql's arguments."""
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
+        raise ConfigError("a mysql DSN must start with mysql://")
+    args: dict[str, Any] = {"host": parts.hostname or "127.0.0.1", "port": parts.port or 3306,
+                            "user": unquote(parts.username or ""),
+                            "password": unquote(parts.password or "")}
+    if parts.path.strip("/"):
+        args["database"] = unquote(parts.path.strip("/"))
+    query = parse_qs(parts.query)
+    if "unix_socket" in query:
+        args["unix_socket"] = query["unix_socket"][0]
+    return args
+
+
+def lock_name(target: Target) -> str:
+    digest = hashlib.sha256(target.role_prefix.encode()).hexdigest()[:16]
+    return f"jitgrant:{digest}"
+
+
+@contextmanager
+def _driver_errors(doing: str) -> Iterator[None]:
+    try:
+        yield
+    except pymysql.MySQLError as exc:
+        raise TargetError(f"{doing}: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
+    text = args[1] if len(args) >= 2 and isinstance(args[1], str) else str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _connect(dsn: str) -> pymysql.connections.Connection[Any]:
+    try:
+        conn = pymysql.connect(**parse_dsn(dsn), connect_timeout=10, autocommit=True,
+                               charset="utf8mb4", read_timeout=600, write_timeout=600,
+                               program_name="jitgrant")
+    except pymysql.MySQLError as exc:
+        raise TargetError(f"cannot connect: {_one_line(exc)}") from None
+    with _driver_errors("preparing the session"), conn.cursor() as cur:
+        # Known quoting rules and UTC for event times, whatever the server's defaults.
+        cur.execute("SET SESSION sql_mode = %s, time_zone = '+00:00'", [SQL_MODE])
+    return conn
+
+
+class MysqlSession:
+    def __init__(self, target: Target, dsn: str) -> None:
+        self.target = target
+        self.conn = _connect(dsn)
+        with _driver_errors("reading server information"), self.conn.cursor() as cur:
+            cur.execute(_INFO)
+            row = cur.fetchone()
+        assert row is not None
+        current, version, scheduler, database = row
+        user, _, host = str(current).rpartition("@")
+        self.admin = account_key(user, host)
+        self.version = str(version)
+        self.flavor = "mariadb" if "mariadb" in self.version.lower() else "mysql"
+        self.scheduler = str(scheduler).upper() in ("ON", "1")
+        self.database = database
+        self.queries = MARIADB if self.flavor == "mariadb" else MYSQL8
+
+    def lock(self) -> None:
+        with _driver_errors("taking the lock"), self.conn.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, 0)", [lock_name(self.target)])
+            row = cur.fetchone()
+        if not row or row[0] != 1:
+            raise LockHeld("another jitgrant run holds the lock")
+
+    def inspect(self, groups: frozenset[str]) -> ActualState:
+        with _driver_errors("reading the catalog"):
+            return self._inspect(groups)
+
+    def _query(self, query: str | None, params: dict[str, Any]) -> list[Any]:
+        if query is None:
+            return []
+        with self.conn.cursor() as cur:
+            cur.execute(query, params)
+            return list(cur.fetchall())
+
+    def _inspect(self, groups: frozenset[str]) -> ActualState:
+        q = self.queries
+        params = {"prefix": self.target.role_prefix,
+                  "events": EVENT_PREFIX + self.target.role_prefix,
+                  "groups": tuple(sorted(groups)) or ("",)}
+        accounts = self._query(q.accounts, params)
+        roles = self._query(q.roles, params)
+        defaults = self._query(q.defaults, params)
+        privileged = {(u, h) for u, h in self._query(q.privileges, params)}
+        found = {r[0] for r in self._query(q.groups, params)} if groups else set()
+        sessions = self._query(q.sessions, params)
+        events = self._query(q.events, params)
+        built = _accounts(accounts, roles, defaults, privileged, sessions, events,
+                          self.flavor)
+        return ActualState(
+            roles=MappingProxyType(built), existing_groups=frozenset(found), admin=self.admin,
+            admin_is_superuser=False, database=self.database or "",
+            server_version=0, event_scheduler=self.scheduler, flavor=self.flavor,
+            event_schema=self.database)
+
+    def execute(self, plan: TargetPlan, statements: Sequence[Statement],
+                actual: ActualState) -> list[ActionResult]:
+        results = [ActionResult() for _ in plan.actions]
+        for stmt in statements:
+            result = results[stmt.action]
+            if result.error:
+                continue  # a failed step ends its action; later steps would assume it
+            if stmt.phase == "sessions" and self.flavor == "mysql":
+                continue  # below, with a fresh look at the processlist
+            self._run(stmt, result)
+            if stmt.phase == "sessions" and not result.error:
+                result.sessions_ended = plan.actions[stmt.action].actual.sessions  # type: ignore[union-attr]
+        if self.flavor == "mysql":
+            self._kill_mysql8(plan, statements, results)
+        return results
+
+    def _run(self, stmt: Statement, result: ActionResult) -> None:
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(stmt.sql)
+        except pymysql.MySQLError as exc:
+            if not self.conn.open:
+                raise TargetError(f"connection lost: {_one_line(exc)}") from None
+            result.error = _one_line(exc)
+            return
+        result.statements += 1
+
+    def _kill_mysql8(self, plan: TargetPlan, statements: Sequence[Statement],
+                     results: list[ActionResult]) -> None:
+        """MySQL 8 has no KILL USER: kill whatever connections the locked accounts have now."""
+        for index, action in enumerate(plan.actions):
+            if action.kind != "revoke" or action.actual is None or action.actual.is_role:
+                continue
+            with _driver_errors("listing connections"), self.conn.cursor() as cur:
+                cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s",
+                            [action.actual.user])
+                ids = [int(r[0]) for r in cur.fetchall()]
+            for pid in ids:
+                self._run(Statement(index, "sessions", f"KILL CONNECTION {pid}",
+                                    f"KILL CONNECTION {pid}"), results[index])
+                results[index].sessions_ended += 0 if results[index].error else 1
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except pymysql.MySQLError:
+            pass
+
+
+def _true(value: Any) -> bool:
+    """JSON booleans come back as 'true' or '1' depending on the server version."""
+    return str(value).lower() in ("true", "1")
+
+
+def _accounts(accounts: list[Any], roles: list[Any], defaults: list[Any],
+              privileged: set[tuple[str, str]], sessions: list[Any], events: list[Any],
+              flavor: str) -> dict[str, ActualRole]:
+    granted: dict[tuple[str, str], set[str]] = {}
+    for user, host, role in roles:
+        granted.setdefault((user, host), set()).add(role)
+    default: dict[tuple[str, str], set[str]] = {}
+    for user, host, role in defaults:
+        default.setdefault((user, host), set()).add(role)
+    by_user: dict[str, list[int]] = {}
+    for pid, user in sessions:
+        by_user.setdefault(user, []).append(int(pid))
+    fires: dict[str, list[tuple[str, datetime | None]]] = {}
+    for schema, name, execute_at, zone in events:
+        login = str(name)[len(EVENT_PREFIX):]
+        when = execute_at.replace(tzinfo=timezone.utc) if execute_at and str(zone) in (
+            "+00:00", "UTC") else None
+        fires.setdefault(login, []).append((f"{schema}.{name}", when))
+    built = {}
+    for row in accounts:
+        (user, host, is_role, plugin, auth, locked, max_conn, default_role, access) = row
+        key = account_key(user, host)
+        if flavor == "mariadb":
+            defaults_here = {default_role} if default_role else set()
+        else:
+            defaults_here = default.get((user, host), set())
+        native = plugin == "mysql_native_password"
+        mine = fires.get(user, []) if host == "%" else []
+        built[key] = ActualRole(
+            name=key, user=user, host=host, is_role=_true(is_role),
+            verifier=auth if native and auth else None, verifier_known=True,
+            locked=_true(locked),
+            connection_limit=int(max_conn) if max_conn and int(max_conn) > 0 else None,
+            member_of=frozenset(granted.get((user, host), set())),
+            default_roles=frozenset(defaults_here),
+            direct_privileges=bool(access and int(access) != 0) or (user, host) in privileged,
+            sessions=len(by_user.get(user, [])), session_ids=tuple(by_user.get(user, [])),
+            backstop_at=mine[0][1] if mine else None,
+            events=tuple(sorted(name for name, _ in mine)))
+    return built
