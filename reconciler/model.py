@@ -148,6 +148,7 @@ class DesiredState:
     known: Mapping[str, KnownLogin]
     # When False (policies invalid) the plan only revokes, it never creates or changes.
     may_grant: bool = True
+    access_levels: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,8 @@ def desired_state(snapshot: Snapshot, target: Target, now: datetime) -> DesiredS
     logins = {name: _desired_login(snapshot, name, grants) for name, grants in by_login.items()}
     known = _known_logins(snapshot, target, now)
     return DesiredState(target, MappingProxyType(logins), MappingProxyType(known),
-                        may_grant=snapshot.policy.valid)
+                        may_grant=snapshot.policy.valid,
+                        access_levels=frozenset(snapshot.policy.access))
 
 
 def _desired_login(snapshot: Snapshot, name: str, grants: list[Grant]) -> DesiredLogin:
@@ -195,7 +196,7 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
     keep = set(desired.logins) | (set() if desired.may_grant else _still_current(desired, now))
     for name, role in unprotected.items():
         if name not in keep:
-            actions.append(_revoke_action(target, role, desired.known.get(name)))
+            actions.append(_revoke_action(target, role, desired))
     return TargetPlan(target, tuple(actions), tuple(problems))
 
 
@@ -298,11 +299,23 @@ def _default_roles(want: DesiredLogin, actual: ActualState) -> set[str]:
     return set(want.roles[:1]) if actual.flavor == "mariadb" else set(want.roles)
 
 
-def _revoke_action(target: Target, role: ActualRole, known: KnownLogin | None) -> Action:
+def _revoke_action(target: Target, role: ActualRole, desired: DesiredState) -> Action:
+    known = desired.known.get(role.name)
     if known is None:
-        cause = "removed" if is_managed(role) else "unknown"
+        cause = "removed" if _made_by_jitgrant(role, target, desired) else "unknown"
         return Action(target=target.name, kind="revoke", login=role.name, cause=cause,
                       actual=role)
     return Action(target=target.name, kind="revoke", login=role.name, cause=known.cause,
                   grantee=known.grantee, access=known.access, expires=known.expires,
                   grant_files=known.grant_files, actual=role)
+
+
+def _made_by_jitgrant(role: ActualRole, target: Target, desired: DesiredState) -> bool:
+    """PostgreSQL logins carry jitgrant's marker comment. MySQL accounts cannot, so there a
+    login named <prefix><handle>_<access level> is taken to be one whose grant was removed."""
+    if target.engine == "postgres":
+        return is_managed(role)
+    rest = role.name[len(target.role_prefix):]
+    return role.host == "%" and not role.is_role and any(
+        rest.endswith("_" + level) and len(rest) > len(level) + 1
+        for level in desired.access_levels)
