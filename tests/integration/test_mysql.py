@@ -82,8 +82,8 @@ class MyWorld:
         if not rows:
             return None
         locked, default, limit, access, roles = rows[0]
-        return {"locked": str(locked) in ("true", "1"), "default_role": default, "limit": int(limit or 0),
-                "access": int(access or 0), "roles": roles}
+        return {"locked": str(locked) in ("true", "1"), "default_role": default,
+                "limit": int(limit or 0), "access": int(access or 0), "roles": roles}
 
     def cleanup_logins(self) -> None:
         rows = self.server.sql("SELECT User, Host FROM mysql.global_priv WHERE "
