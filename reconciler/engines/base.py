@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..model import ActualState, Target
-from ..plan import TargetPlan
+from ..plan import Action, TargetPlan
 
 PHASES = ("lockout", "sessions", "objects", "main")
 
@@ -58,3 +58,16 @@ class Engine(Protocol):
 
     def render(self, plan: TargetPlan, actual: ActualState) -> list[Statement]:
         """The exact statements `execute` will run for `plan`, in order; pure."""
+
+
+RenderAction = Callable[[int, Action, Target, ActualState], list[Statement]]
+
+
+def render_plan(plan: TargetPlan, actual: ActualState, render_action: RenderAction
+                ) -> list[Statement]:
+    """Every action's statements, ordered by phase; within a phase, in action order."""
+    out: list[Statement] = []
+    for index, action in enumerate(plan.actions):
+        out.extend(render_action(index, action, plan.target, actual))
+    order = {phase: n for n, phase in enumerate(PHASES)}
+    return sorted(out, key=lambda s: order[s.phase])  # sorted() is stable

@@ -22,7 +22,7 @@ from pymysql.converters import escape_string
 from ..errors import ConfigError, LockHeld, TargetError
 from ..model import ActualRole, ActualState, Target
 from ..plan import Action, TargetPlan, wants_backstop
-from .base import ActionResult, Statement
+from .base import ActionResult, Statement, render_plan
 
 MASK = "'********'"
 EVENT_PREFIX = "jitgrant_expire_"
@@ -78,11 +78,7 @@ class MysqlEngine:
         return MysqlSession(target, dsn)
 
     def render(self, plan: TargetPlan, actual: ActualState) -> list[Statement]:
-        out: list[Statement] = []
-        for index, action in enumerate(plan.actions):
-            out.extend(_render_action(index, action, plan.target, actual))
-        order = {phase: n for n, phase in enumerate(("lockout", "sessions", "objects", "main"))}
-        return sorted(out, key=lambda s: order[s.phase])
+        return render_plan(plan, actual, _render_action)
 
 
 def _stmt(index: int, phase: str, text: str, shown: str | None = None) -> Statement:

@@ -16,7 +16,7 @@ from psycopg.conninfo import make_conninfo
 from ..errors import LockHeld, TargetError
 from ..model import ActualRole, ActualState, Target
 from ..plan import Action, TargetPlan, marker_comment
-from .base import ActionResult, Statement
+from .base import ActionResult, Statement, render_plan
 
 INFINITY = datetime.max.replace(tzinfo=timezone.utc)
 NEG_INFINITY = datetime.min.replace(tzinfo=timezone.utc)
@@ -64,11 +64,7 @@ class PostgresEngine:
         return PostgresSession(target, dsn)
 
     def render(self, plan: TargetPlan, actual: ActualState) -> list[Statement]:
-        out: list[Statement] = []
-        for index, action in enumerate(plan.actions):
-            out.extend(_render_action(index, action, plan.target, actual))
-        order = {phase: n for n, phase in enumerate(("lockout", "sessions", "objects", "main"))}
-        return sorted(out, key=lambda s: order[s.phase])  # stable: action order within a phase
+        return render_plan(plan, actual, _render_action)
 
 
 # -- rendering (pure) ------------------------------------------------------------------------

@@ -77,6 +77,13 @@ class World:
                 return None
             return dict(zip([d.name for d in cur.description or ()], row, strict=True))
 
+    def database_owner(self, database: str) -> str:
+        with self.server.conn() as c:
+            row = c.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                            [database]).fetchone()
+            assert row is not None
+            return str(row[0])
+
     def create_database(self) -> str:
         name = f"{self.prefix}db{len(self.databases)}"
         with self.server.conn() as c:

@@ -123,12 +123,4 @@ def test_killed_while_moving_objects_leaves_login_locked_then_converges(world: W
     assert world.role(login) is None
     with world.server.conn(second) as c:
         row = c.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'evidence'")
-        assert row.fetchone() == (_owner_of(world, second),)
-
-
-def _owner_of(world: World, database: str) -> str:
-    with world.server.conn() as c:
-        row = c.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
-                        [database]).fetchone()
-        assert row is not None
-        return str(row[0])
+        assert row.fetchone() == (world.database_owner(second),)

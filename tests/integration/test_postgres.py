@@ -89,20 +89,12 @@ def test_revocation_ends_sessions_and_reassigns_objects(world: World,
     with pytest.raises(psycopg.OperationalError):
         session.execute("SELECT 1")
     session.close()
-    expected = world.owner if explicit_owner else _database_owner(world, second)
+    expected = world.owner if explicit_owner else world.database_owner(second)
     with world.server.conn(second) as c:
         owner = c.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'incident_notes'")
         assert owner.fetchone() == (expected,)
     assert revoke.results[0].owned_objects[second] == expected
     assert world.role(login) is None
-
-
-def _database_owner(world: World, db: str) -> str:
-    with world.server.conn() as c:
-        row = c.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
-                        [db]).fetchone()
-        assert row is not None
-        return str(row[0])
 
 
 def test_roles_outside_or_protected_survive_every_command(world: World) -> None:
