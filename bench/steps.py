@@ -1,0 +1,271 @@
+"""One benchmark run for N grants: every step timed with perf_counter around jitgrant's own
+functions (read_snapshot, reconcile, audit.persist), in this process. Each step also checks
+that it did what it should, so a fast wrong answer cannot pass for a fast right one."""
+
+from __future__ import annotations
+
+import cProfile
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TypeVar
+
+from reconciler.apply import Run, reconcile
+from reconciler.audit import persist
+from reconciler.render import problems_text
+from reconciler.snapshot import read_snapshot
+from reconciler.validate import Snapshot
+
+from . import repo as access
+from .server import Namespace
+
+T = TypeVar("T")
+
+
+class BenchError(Exception):
+    """A step did not do what it should; the figures would be meaningless."""
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    label: str
+    meaning: str
+
+
+STEPS = (
+    Step("generate", "generate repository",
+         "write policies + N grant files (N people) and commit them with git; set-up only"),
+    Step("validate", "validate",
+         "`read_snapshot(HEAD)` + its problems: load YAML from git, schema + policy checks"),
+    Step("plan", "plan",
+         "`read_snapshot` + `reconcile(execute=False)` against the empty namespace"),
+    Step("plan_offline", "plan --offline",
+         "`read_snapshot` + `reconcile(offline=True)`: no database"),
+    Step("cli_validate", "CLI `jitgrant validate --rev HEAD`",
+         "the command in a subprocess: interpreter start-up and imports included"),
+    Step("cli_plan", "CLI `jitgrant plan`",
+         "the command in a subprocess, text output discarded"),
+    Step("apply_first", "first apply",
+         "`read_snapshot` + `reconcile(execute=True)` + `audit.persist` (write + git commit): "
+         "N creates"),
+    Step("apply_first.snapshot", "- read_snapshot", "part of the first apply"),
+    Step("apply_first.reconcile", "- reconcile", "part of the first apply: inspect, diff, "
+         "render, execute"),
+    Step("apply_first.audit", "- audit.persist", "part of the first apply"),
+    Step("apply_noop", "second apply (no-op)",
+         "the same again with nothing to do: no audit record"),
+    Step("apply_noop.snapshot", "- read_snapshot", "part of the no-op apply"),
+    Step("psql", "psql floor",
+         "the first apply's CREATE ROLE / GRANT / COMMENT statements, after dropping the roles, "
+         "through `psql -X -q -1 -f` (one transaction): psql alone"),
+    Step("expiry", "mass expiry (apply)",
+         "apply with `now` past every expiry: N revocations + audit commit"),
+    Step("expiry.reconcile", "- reconcile", "part of the mass expiry"),
+    Step("expiry.audit", "- audit.persist", "part of the mass expiry"),
+)
+
+
+@dataclass
+class Result:
+    grants: int
+    verifiers: bool
+    seconds: dict[str, float] = field(default_factory=dict)
+    statements: int = 0
+    peak_rss_mb: float = 0.0
+    runs: int = 1
+
+
+def median(results: list[Result]) -> Result:
+    """Several runs of the same N as one: the median of each step. The peak RSS is the first
+    run's: later runs of the same process start from the heap the earlier ones left."""
+    first = results[0]
+    seconds = {key: statistics.median(r.seconds[key] for r in results) for key in first.seconds}
+    return Result(first.grants, first.verifiers, seconds, first.statements, first.peak_rss_mb,
+                  len(results))
+
+
+@dataclass
+class Bench:
+    """Runs the steps for one N against one server."""
+
+    dsn: str
+    grants: int
+    verifiers: bool = False
+    profile_dir: Path | None = None
+    keep: bool = False
+    result: Result = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.result = Result(self.grants, self.verifiers)
+        self.env = {access.DSN_ENV: self.dsn}
+
+    def run(self) -> Result:
+        workdir = Path(tempfile.mkdtemp(prefix="jitgrant-bench-"))
+        try:
+            with Namespace(self.dsn) as ns:
+                self._steps(ns, workdir / "access")
+        finally:
+            if self.keep:
+                print(f"kept the access repository in {workdir / 'access'}", file=sys.stderr)
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+        self.result.peak_rss_mb = peak_rss_mb()
+        return self.result
+
+    def _steps(self, ns: Namespace, root: Path) -> None:
+        now = datetime.now(timezone.utc)
+        repo = self._time("generate", lambda: access.build(
+            root, self.grants, ns.prefix, ns.group, now, self.verifiers))
+        self._validate(repo, now)
+        self._plans(repo, now)
+        self._cli(repo)
+        sql = self._first_apply(repo, ns, now)
+        self._noop_apply(repo, now)
+        self._psql_floor(repo, ns, sql, now)
+        self._expiry(repo, ns)
+
+    # -- the steps ------------------------------------------------------------------------
+
+    def _validate(self, repo: access.AccessRepo, now: datetime) -> None:
+        snap = self._time("validate", lambda: _validate(repo.root, now))
+        active = sum(1 for g in snap.grants if g.is_current(now))
+        if snap.problems or active != self.grants:
+            raise BenchError(f"validate: {active} active of {self.grants}, "
+                             f"{len(snap.problems)} problems, first: {snap.problems[:1]}")
+
+    def _plans(self, repo: access.AccessRepo, now: datetime) -> None:
+        run = self._time("plan", lambda: self._plan(repo, now, offline=False))
+        self._expect(run, "plan", "create", executed=False)
+        run = self._time("plan_offline", lambda: self._plan(repo, now, offline=True))
+        self._expect(run, "plan --offline", "create", executed=False)
+
+    def _cli(self, repo: access.AccessRepo) -> None:
+        base = [sys.executable, "-m", "reconciler.cli"]
+        self._time("cli_validate", lambda: _command(base + ["validate", "--repo", str(repo.root),
+                                                            "--rev", "HEAD"], self.env, {0}))
+        self._time("cli_plan", lambda: _command(base + ["plan", "--repo", str(repo.root)],
+                                                self.env, {2}))
+
+    def _first_apply(self, repo: access.AccessRepo, ns: Namespace, now: datetime) -> list[str]:
+        run = self._time("apply_first", lambda: self._apply(repo, now, "apply_first"))
+        self._expect(run, "first apply", "create", executed=True)
+        if len(ns.logins()) != self.grants:
+            raise BenchError(f"first apply: {len(ns.logins())} logins on the server")
+        statements = run.targets[0].statements
+        if any(s.database is not None or s.phase != "main" for s in statements):
+            raise BenchError("first apply: expected only main-phase statements")
+        self.result.statements = len(statements)
+        return [s.sql for s in statements]
+
+    def _noop_apply(self, repo: access.AccessRepo, now: datetime) -> None:
+        later = now + timedelta(seconds=1)
+        run = self._time("apply_noop", lambda: self._apply(repo, later, "apply_noop"))
+        if run.has_changes or run.failed:
+            raise BenchError(f"second apply: {run.targets[0].changes} changes, "
+                             f"error {run.targets[0].error}")
+
+    def _psql_floor(self, repo: access.AccessRepo, ns: Namespace, statements: list[str],
+                    now: datetime) -> None:
+        psql = shutil.which("psql")
+        if psql is None:
+            raise BenchError("psql floor: no psql on PATH")
+        ns.drop_logins()
+        with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+            f.write("".join(s + ";\n" for s in statements))  # holds verifiers: 0600, removed
+        try:
+            cmd = [psql, "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-f", f.name, self.dsn]
+            self._time("psql", lambda: _command(cmd, {}, {0}), profile=False)
+        finally:
+            os.unlink(f.name)
+        # The floor must build exactly what apply built: then a plan finds nothing to do.
+        snap = read_snapshot(repo.root, "HEAD", now)
+        check = reconcile(snap, now, env=self.env)
+        if check.has_changes or check.failed:
+            raise BenchError("psql floor: the statements did not rebuild apply's state")
+
+    def _expiry(self, repo: access.AccessRepo, ns: Namespace) -> None:
+        after = repo.expires + timedelta(minutes=1)
+        run = self._time("expiry", lambda: self._apply(repo, after, "expiry"))
+        self._expect(run, "mass expiry", "revoke", executed=True)
+        left = ns.logins()
+        if left:
+            raise BenchError(f"mass expiry: {len(left)} logins left, e.g. {left[0]}")
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _plan(self, repo: access.AccessRepo, now: datetime, offline: bool) -> Run:
+        snap = read_snapshot(repo.root, "HEAD", now)
+        return reconcile(snap, now, offline=offline, env=self.env)
+
+    def _apply(self, repo: access.AccessRepo, now: datetime, key: str) -> Run:
+        """What `jitgrant apply` does, with its three parts timed on their own too."""
+        snap = self._part(f"{key}.snapshot", lambda: read_snapshot(repo.root, "HEAD", now))
+        run = self._part(f"{key}.reconcile",
+                         lambda: reconcile(snap, now, execute=True, env=self.env))
+        self._part(f"{key}.audit", lambda: persist(repo.root, run))
+        return run
+
+    def _expect(self, run: Run, what: str, kind: str, executed: bool) -> None:
+        target = run.targets[0]
+        actions = target.plan.actions if target.plan else ()
+        kinds = {a.kind for a in actions}
+        ok = len(actions) == self.grants and kinds == {kind} and not run.failed
+        if executed:
+            ok = ok and target.executed and all(r.error is None for r in target.results)
+        if not ok:
+            raise BenchError(f"{what}: {len(actions)} actions {sorted(kinds)}, "
+                             f"error {target.error}, problems {run.problems[:1]}")
+
+    def _time(self, key: str, func: Callable[[], T], profile: bool = True) -> T:
+        with self._profiled(key, profile):
+            return self._part(key, func)
+
+    def _part(self, key: str, func: Callable[[], T]) -> T:
+        start = time.perf_counter()
+        value = func()
+        self.result.seconds[key] = seconds = time.perf_counter() - start
+        print(f"  {self.grants:>7,} {key:<22} {seconds:8.3f} s", file=sys.stderr)
+        return value
+
+    @contextmanager
+    def _profiled(self, key: str, enabled: bool) -> Iterator[None]:
+        if self.profile_dir is None or not enabled:
+            yield
+            return
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            yield
+        finally:
+            profiler.disable()
+            self.profile_dir.mkdir(parents=True, exist_ok=True)
+            profiler.dump_stats(str(self.profile_dir / f"{self.grants}-{key}.pstats"))
+
+
+def _validate(root: Path, now: datetime) -> Snapshot:
+    snapshot = read_snapshot(root, "HEAD", now)
+    problems_text(snapshot.problems)  # what the command prints
+    return snapshot
+
+
+def _command(cmd: list[str], env: dict[str, str], codes: set[int]) -> None:
+    proc = subprocess.run(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    if proc.returncode not in codes:
+        raise BenchError(f"{' '.join(cmd[:4])}: exit {proc.returncode}: {proc.stderr[-500:]}")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
