@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -89,6 +90,11 @@ def parse_yaml(source: SourceFile) -> Document:
         raise YamlProblem(1, source.error)
     assert source.data is not None
     text = _decode(source.data)
+    return parse_flat(source.path, text) or parse_full(source.path, text)
+
+
+def parse_full(path: str, text: str) -> Document:
+    """Any YAML, through the C safe loader and our checks."""
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
@@ -101,7 +107,7 @@ def parse_yaml(source: SourceFile) -> Document:
         raise YamlProblem(1, "invalid YAML: nested too deeply") from None
     if node is None:
         raise YamlProblem(1, "the file is empty")
-    doc = Document(source.path, None)
+    doc = Document(path, None)
     try:
         doc.data = _convert(node, (), doc.lines, set(), 0)
     except YamlProblem as exc:
@@ -109,6 +115,37 @@ def parse_yaml(source: SourceFile) -> Document:
             raise YamlProblem(_first_alias_line(text), exc.message) from None
         raise
     return doc
+
+
+# A flat file of `key: value` lines, the shape of nearly every grant file. The value must be a
+# plain scalar: it starts with a letter or digit and holds no quote, comment, flow or other
+# indicator, and no ": " that could open a mapping.
+_FLAT_LINE = re.compile(
+    r"([A-Za-z_][A-Za-z0-9_]*): ([A-Za-z0-9](?:[A-Za-z0-9 ._/+=$*()-]|:(?! ))*(?<![ :]))")
+_RESOLVER = yaml.resolver.Resolver()
+
+
+def _resolve_plain(value: str) -> str:
+    return str(_RESOLVER.resolve(yaml.ScalarNode, value, (True, False)))  # type: ignore[no-untyped-call]
+
+
+def parse_flat(path: str, text: str) -> Document | None:
+    """The same Document the full loader would give for a flat file of plain string values,
+    without building YAML nodes; None for anything else, which the full loader then reads."""
+    data: dict[str, str] = {}
+    lines: dict[tuple[Any, ...], int] = {}
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line or (line[0] == "#" and line.isprintable()):
+            continue
+        m = _FLAT_LINE.fullmatch(line)
+        if m is None or m.group(1) in data:
+            return None
+        value = m.group(2)
+        if value[0] in _TYPED_FIRST and _resolve_plain(value) not in _AS_TEXT:
+            return None  # YAML would type it (a number, a boolean, null...): let it
+        data[m.group(1)] = value
+        lines[(m.group(1),)] = number
+    return Document(path, data, lines) if data else None
 
 
 def _first_alias_line(text: str) -> int:

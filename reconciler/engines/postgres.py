@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -75,11 +76,13 @@ class PostgresEngine:
 # sql.Composed.format at 10,000 logins.
 
 
+@lru_cache(maxsize=65536)
 def ident(name: str) -> str:
-    """An identifier, quoted by psycopg."""
+    """An identifier, quoted by psycopg (group roles repeat in every login: quote them once)."""
     return sql.Identifier(name).as_string(None)
 
 
+@lru_cache(maxsize=65536, typed=True)  # typed: 1 and True must not share an entry
 def lit(value: str | int) -> str:
     """A value as a literal, escaped by psycopg (utility statements take no bind parameters)."""
     return sql.Literal(value).as_string(None)
