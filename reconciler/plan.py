@@ -7,7 +7,7 @@ run by `apply` and written to the audit, so a dry run is exact.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
@@ -81,13 +81,35 @@ class TargetPlan:
 
 
 def desired_state(snapshot: Snapshot, target: Target, now: datetime) -> DesiredState:
+    """The logins that should exist at `now`, and what is known of every other login that some
+    grant file maps to (for the cause of its revocation). One pass over the grants."""
     by_login: dict[str, list[Grant]] = {}
+    found: dict[str, list[tuple[str, str, datetime | None]]] = {}
+    names: dict[str, tuple[str, str]] = {}
+    vague: set[str] = set()  # offboarded only because the person is missing from people
+
+    def add(grantee: str, access: str, path: str, cause: str, expires: datetime | None) -> str:
+        name = login_name(target.role_prefix, grantee, access, target.engine)
+        found.setdefault(name, []).append((path, cause, expires))
+        names.setdefault(name, (grantee, access))
+        return name
+
     for grant in snapshot.grants:
-        if grant.target == target.name and grant.is_current(now):
-            name = login_name(target.role_prefix, grant.grantee, grant.access, target.engine)
-            by_login.setdefault(name, []).append(grant)
+        if grant.target == target.name:
+            cause = _time_cause(grant, now)
+            name = add(grant.grantee, grant.access, grant.path, cause, grant.expires)
+            if cause == "granted":
+                by_login.setdefault(name, []).append(grant)
+    for grant in snapshot.inactive:
+        if grant.target == target.name:
+            name = add(grant.grantee, grant.access, grant.path, "offboarded", grant.expires)
+            if grant.grantee not in snapshot.policy.people:
+                vague.add(name)
+    for raw in _raw_for(snapshot.invalid_grants, target):
+        add(str(raw.grantee), str(raw.access), raw.path, "invalid", raw.expires)
     logins = {name: _desired_login(snapshot, name, grants) for name, grants in by_login.items()}
-    known = _known_logins(snapshot, target, now)
+    known = {name: _known(names[name], entries, name not in vague)
+             for name, entries in found.items()}
     return DesiredState(target, MappingProxyType(logins), MappingProxyType(known),
                         may_grant=snapshot.policy.valid,
                         access_levels=frozenset(snapshot.policy.access))
@@ -103,32 +125,6 @@ def _desired_login(snapshot: Snapshot, name: str, grants: list[Grant]) -> Desire
                         grants=tuple(sorted(grants, key=lambda g: g.path)))
 
 
-def _known_logins(snapshot: Snapshot, target: Target, now: datetime) -> dict[str, KnownLogin]:
-    """Every login some grant file maps to, with why it is not (or no longer) granted."""
-    found: dict[str, list[tuple[str, str, datetime | None]]] = {}
-    names: dict[str, tuple[str, str]] = {}
-    vague: set[str] = set()  # offboarded only because the person is missing from people
-
-    def add(grantee: str, access: str, path: str, cause: str, expires: datetime | None) -> str:
-        name = login_name(target.role_prefix, grantee, access, target.engine)
-        found.setdefault(name, []).append((path, cause, expires))
-        names.setdefault(name, (grantee, access))
-        return name
-
-    for grant in snapshot.grants:
-        if grant.target == target.name:
-            add(grant.grantee, grant.access, grant.path, _time_cause(grant, now), grant.expires)
-    for grant in snapshot.inactive:
-        if grant.target == target.name:
-            name = add(grant.grantee, grant.access, grant.path, "offboarded", grant.expires)
-            if grant.grantee not in snapshot.policy.people:
-                vague.add(name)
-    for raw in _raw_for(snapshot.invalid_grants, target):
-        add(str(raw.grantee), str(raw.access), raw.path, "invalid", raw.expires)
-    known = {name: _known(names[name], entries) for name, entries in found.items()}
-    return {name: replace(k, definite=name not in vague) for name, k in known.items()}
-
-
 def _raw_for(raws: Iterable[RawGrant], target: Target) -> Iterable[RawGrant]:
     for raw in raws:
         folder = raw.path.split("/")[1] if raw.path.count("/") == 2 else None
@@ -142,13 +138,14 @@ def _time_cause(grant: Grant, now: datetime) -> str:
     return "expired" if grant.expires <= now else "removed"
 
 
-def _known(who: tuple[str, str], entries: list[tuple[str, str, datetime | None]]) -> KnownLogin:
+def _known(who: tuple[str, str], entries: list[tuple[str, str, datetime | None]],
+           definite: bool) -> KnownLogin:
     causes = {cause for _, cause, _ in entries}
     cause = next(c for c in ("granted", "offboarded", "invalid", "expired", "removed")
                  if c in causes or c == "removed")
     expiries = [e for _, _, e in entries if e is not None]
     return KnownLogin(who[0], who[1], cause, max(expiries) if expiries else None,
-                      tuple(sorted(path for path, _, _ in entries)))
+                      tuple(sorted(path for path, _, _ in entries)), definite)
 
 
 # -- the diff --------------------------------------------------------------------------------

@@ -116,8 +116,13 @@ def _until(value: datetime) -> str:
     return "VALID UNTIL " + lit(value.isoformat())
 
 
-def _grant_roles(roles: Sequence[str], role: str) -> str:
-    return "GRANT " + ", ".join(ident(r) for r in roles) + " TO " + role
+def _grant_roles(roles: tuple[str, ...], role: str) -> str:
+    return "GRANT " + _role_list(roles) + " TO " + role
+
+
+@lru_cache(maxsize=1024)
+def _role_list(roles: tuple[str, ...]) -> str:
+    return ", ".join(ident(r) for r in roles)
 
 
 def _comment(role: str, want: DesiredLogin) -> str:
