@@ -86,26 +86,46 @@ def main(verbose: bool) -> None:
 @click.option("--base", help="Mark grants new or changed against this ref (the PR's base).")
 @click.option("--rev", help="Validate this commit instead of the working tree.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text")
+@click.option("--pr-author", help="Fail when a changed grant is for someone else (needs --base).")
+@click.option("--author-team", "teams", multiple=True,
+              help="A team the PR author belongs to, for requesters_for_others (repeatable).")
+@click.option("--auto-approvable", is_flag=True,
+              help="Exit 0 only if the change is grants of auto_approve levels (needs --base).")
 @handled
-def validate(repo: Path, base: str | None, rev: str | None, fmt: str) -> int:
+def validate(repo: Path, base: str | None, rev: str | None, fmt: str, pr_author: str | None,
+             teams: tuple[str, ...], auto_approvable: bool) -> int:
     """Check policies and grants; every problem as path:line: message."""
     from .render import problems_github, problems_json, problems_text
+    from .review import author_problems, not_auto_approvable
     from .snapshot import read_snapshot
 
-    snapshot = read_snapshot(repo, rev, now_utc(), base)
+    if (pr_author or auto_approvable) and not base:
+        raise UserError("--pr-author and --auto-approvable need --base (the PR's base)")
+    now = now_utc()
+    snapshot = read_snapshot(repo, rev, now, base)
+    problems = sorted(snapshot.problems + (author_problems(snapshot, pr_author, teams)
+                                           if pr_author else []))
     render = {"text": problems_text, "json": problems_json, "github": problems_github}[fmt]
-    output = render(snapshot.problems)
-    if output and fmt != "json":
-        click.echo(output, err=fmt == "text")
+    output = render(problems)
     if fmt == "json":
         click.echo(output)
+    elif output:
+        click.echo(output, err=fmt == "text")
+    failed = any(p.severity == "error" for p in problems)
     if fmt == "text":
-        active = sum(1 for g in snapshot.grants if g.is_current(now_utc()))
+        active = sum(1 for g in snapshot.grants if g.is_current(now))
         summary = (f"{len(snapshot.grants) + len(snapshot.inactive)} valid grant files "
                    f"({active} active now), {len(snapshot.invalid_grants)} invalid, "
                    f"{len(snapshot.policy.targets)} targets")
-        click.echo(summary if not snapshot.errors else f"invalid: {summary}")
-    return 1 if snapshot.errors else 0
+        click.echo(f"invalid: {summary}" if failed else summary)
+    if auto_approvable:
+        reasons = not_auto_approvable(snapshot)
+        for reason in reasons:
+            click.echo(f"not auto-approvable: {reason}", err=True)
+        if fmt == "text" and not reasons:
+            click.echo("auto-approvable: every change is a grant of an auto_approve level")
+        failed = failed or bool(reasons)
+    return 1 if failed else 0
 
 
 @main.command()
@@ -114,13 +134,15 @@ def validate(repo: Path, base: str | None, rev: str | None, fmt: str) -> int:
 @click.option("--target", "only", help="Only this target.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text")
 @click.option("--offline", is_flag=True, help="Need no database: plan from the grants alone.")
+@click.option("--base", help="Also summarise the grants changed against this ref (for a PR).")
 @handled
-def plan(repo: Path, rev: str, only: str | None, fmt: str, offline: bool) -> int:
+def plan(repo: Path, rev: str, only: str | None, fmt: str, offline: bool,
+         base: str | None) -> int:
     """Show what apply would do (exit 0 in sync, 2 changes, 1 error)."""
     from .apply import reconcile
     from .snapshot import read_snapshot
 
-    snapshot = read_snapshot(repo, rev, now_utc())
+    snapshot = read_snapshot(repo, rev, now_utc(), base)
     run = reconcile(snapshot, now_utc(), only=only, offline=offline)
     _print_run(run, fmt)
     return _exit_code(run, 2)
@@ -181,6 +203,37 @@ def apply(repo: Path, rev: str, only: str | None, dry_run: bool, no_commit: bool
     if rel and fmt == "text":
         click.echo(f"audit record: {rel}")
     return _exit_code(run, 0)
+
+
+@main.command()
+@repo_option
+@click.option("--check", is_flag=True, help="Exit 1 when .github/CODEOWNERS is stale.")
+@handled
+def codeowners(repo: Path, check: bool) -> int:
+    """Render .github/CODEOWNERS from the targets' approvers and the policy owners."""
+    from .codeowners import PATH, render
+    from .render import problems_text
+    from .snapshot import read_snapshot
+
+    snapshot = read_snapshot(repo, None, now_utc())
+    if not snapshot.policy.valid:
+        click.echo(problems_text([p for p in snapshot.problems if p.path.startswith("policies")]),
+                   err=True)
+        raise UserError("the policies are invalid; CODEOWNERS was not rendered")
+    wanted = render(snapshot.policy)
+    path = repo / PATH
+    current = path.read_text() if path.exists() else None
+    if check:
+        if current != wanted:
+            click.echo(f"{PATH} is stale: run `jitgrant codeowners` and commit it", err=True)
+            return 1
+        click.echo(f"{PATH} is up to date")
+        return 0
+    if current != wanted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(wanted)
+        click.echo(f"wrote {PATH}")
+    return 0
 
 
 @main.command()

@@ -9,8 +9,10 @@ import jinja2
 
 from .apply import Run, TargetRun
 from .errors import Problem
+from .model import Grant
 from .plan import Action
-from .timeutil import iso
+from .review import changed_grants, not_auto_approvable
+from .timeutil import format_duration, iso
 
 SYMBOLS = {"create": "+", "update": "~", "revoke": "-"}
 
@@ -74,11 +76,38 @@ def _target_header(t: TargetRun) -> str:
 
 
 def plan_data(run: Run) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "commit": run.snapshot.commit,
         "problems": [p.as_dict() for p in run.problems],
         "targets": [_target_data(t) for t in run.targets],
     }
+    if run.snapshot.changed is not None:
+        data["requests"] = requests_data(run)
+        data["auto_approvable"] = not not_auto_approvable(run.snapshot)
+        data["needs_review_because"] = not_auto_approvable(run.snapshot)
+    return data
+
+
+def requests_data(run: Run) -> list[dict[str, Any]]:
+    """What the pull request asks for: each new or changed grant, as a reviewer reads it."""
+    snapshot, now = run.snapshot, run.started
+    out = []
+    for grant in changed_grants(snapshot):
+        target = snapshot.policy.targets.get(grant.target or "")
+        level = snapshot.policy.access.get(grant.access or "")
+        entry: dict[str, Any] = {"file": grant.path, "grantee": grant.grantee,
+                                 "target": grant.target, "access": grant.access,
+                                 "valid": isinstance(grant, Grant)}
+        if isinstance(grant, Grant):
+            begin = max(grant.starts or now, now)
+            entry.update(starts=iso(grant.starts), expires=iso(grant.expires),
+                         duration=format_duration(grant.expires - begin), reason=grant.reason,
+                         ticket=grant.ticket)
+        entry["approvers"] = list((target.approvers if target else ())
+                                  or snapshot.policy.policy_owners)
+        entry["auto_approve"] = bool(level and level.auto_approve)
+        out.append(entry)
+    return out
 
 
 def _target_data(t: TargetRun) -> dict[str, Any]:

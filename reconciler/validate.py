@@ -47,6 +47,14 @@ class Snapshot:
     invalid_grants: list[RawGrant] = field(default_factory=list)
     inactive: list[Grant] = field(default_factory=list)  # valid files of people who left
     commit: str | None = None
+    changed: frozenset[str] | None = None  # paths new, changed or deleted against --base
+
+    def grant_at(self, path: str) -> Grant | RawGrant | None:
+        """The grant file at `path`, valid or not; None when there is none (deleted)."""
+        for grant in (*self.grants, *self.inactive):
+            if grant.path == path:
+                return grant
+        return next((raw for raw in self.invalid_grants if raw.path == path), None)
 
     @property
     def errors(self) -> list[Problem]:
@@ -80,7 +88,7 @@ def build_snapshot(policy_files: list[SourceFile], grant_files: list[SourceFile]
             grants.append(grant)
         else:
             inactive.append(grant)
-    return Snapshot(policy, grants, sorted(problems), invalid, inactive, commit)
+    return Snapshot(policy, grants, sorted(problems), invalid, inactive, commit, ctx.changed)
 
 
 # -- policies --------------------------------------------------------------------------------
