@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,7 +134,8 @@ def test_the_projects_own_codeowners_is_current() -> None:
 
 
 def test_the_shipped_workflows_pass_actionlint() -> None:
-    actionlint = shutil.which("actionlint")
+    beside = Path(sys.executable).with_name("actionlint")  # the venv's bin/, activated or not
+    actionlint = str(beside) if beside.exists() else shutil.which("actionlint")
     if actionlint is None:
         pytest.skip("actionlint is not installed (pip install -e '.[test]' brings it on Linux)")
     workflows = sorted(str(p) for p in (ROOT / ".github/workflows").glob("*.yml"))
