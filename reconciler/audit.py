@@ -59,6 +59,7 @@ def _actions(run: TargetRun, grants: dict[str, Grant]) -> list[dict[str, Any]]:
             "owned_objects": [{"database": db, "reassigned_to": owner}
                               for db, owner in sorted((result.owned_objects if result else {})
                                                       .items())],
+            "held": action.hold,
             "status": status,
             "error": (result.error if result else None) or (run.error if status == "failed"
                                                              else None),

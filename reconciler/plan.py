@@ -68,6 +68,9 @@ class Action:
     changes: Changes = field(default_factory=Changes)
     desired: DesiredLogin | None = None
     actual: ActualRole | None = None
+    # Revoke: why the role is locked out and stripped but not dropped (its objects would go to
+    # a superuser); None when it is dropped.
+    hold: str | None = None
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
     keep = set(desired.logins) | (set() if desired.may_grant else _still_current(desired, now))
     for name, role in unprotected.items():
         if name not in keep:
-            actions.append(_revoke_action(target, role, desired))
+            actions.append(_revoke_action(target, role, desired, actual, problems))
     return TargetPlan(target, tuple(actions), tuple(problems))
 
 
@@ -296,15 +299,47 @@ def _default_roles(want: DesiredLogin, actual: ActualState) -> set[str]:
     return set(want.roles[:1]) if actual.flavor == "mariadb" else set(want.roles)
 
 
-def _revoke_action(target: Target, role: ActualRole, desired: DesiredState) -> Action:
+def _revoke_action(target: Target, role: ActualRole, desired: DesiredState,
+                   actual: ActualState, problems: list[Problem]) -> Action:
+    hold = _hold(target, role, actual)
+    if hold:
+        problems.append(_target_problem(target, f"login {role.name} is locked out but not "
+                                        f"dropped: {hold}"))
     known = desired.known.get(role.name)
     if known is None:
         cause = "removed" if _made_by_jitgrant(role, target, desired) else "unknown"
         return Action(target=target.name, kind="revoke", login=role.name, cause=cause,
-                      actual=role)
+                      actual=role, hold=hold)
     return Action(target=target.name, kind="revoke", login=role.name, cause=known.cause,
                   grantee=known.grantee, access=known.access, expires=known.expires,
-                  grant_files=known.grant_files, actual=role)
+                  grant_files=known.grant_files, actual=role, hold=hold)
+
+
+def owned_object_databases(role: ActualRole, actual: ActualState) -> list[str]:
+    """Where REASSIGN/DROP OWNED must run: shared objects ('') are handled from the admin DB,
+    which comes last."""
+    found = {actual.database if db == "" else db for db in role.depends_in}
+    others = sorted(found - {actual.database})
+    return others + ([actual.database] if actual.database in found else [])
+
+
+def reassign_target(target: Target, actual: ActualState, database: str, login: str) -> str:
+    """Who receives a revoked login's objects in `database`."""
+    owner = target.reassign_owned_to or actual.database_owners.get(database) or actual.admin
+    return actual.admin if owner == login else owner
+
+
+def _hold(target: Target, role: ActualRole, actual: ActualState) -> str | None:
+    """A temporary login's objects must never become a superuser's: a SECURITY DEFINER function
+    or a view it left behind would then run with superuser rights."""
+    if target.engine != "postgres":
+        return None
+    for database in owned_object_databases(role, actual):
+        owner = reassign_target(target, actual, database, role.name)
+        if owner in actual.superusers:
+            return (f"its objects in database {database} would go to the superuser {owner}; "
+                    f"set reassign_owned_to to a role without superuser")
+    return None
 
 
 def _made_by_jitgrant(role: ActualRole, target: Target, desired: DesiredState) -> bool:

@@ -9,7 +9,9 @@ from typing import Protocol
 from ..model import ActualState, Target
 from ..plan import Action, TargetPlan
 
-PHASES = ("lockout", "sessions", "objects", "main")
+# lockout: nobody can log in as a revoked login; sessions: its sessions end; strip: its
+# memberships go; objects: its objects move, database by database; main: everything else.
+PHASES = ("lockout", "sessions", "strip", "objects", "main")
 
 
 @dataclass(frozen=True)
@@ -17,7 +19,7 @@ class Statement:
     """One SQL statement of a plan. `sql` may carry a password verifier: only `shown` is printed."""
 
     action: int  # index of the action in the TargetPlan
-    phase: str  # lockout | sessions | objects | main, run in that order
+    phase: str  # one of PHASES, run in that order
     sql: str = field(repr=False)
     shown: str
     database: str | None = None  # None: the admin connection's own database

@@ -6,6 +6,7 @@ import hashlib
 from functools import lru_cache
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
@@ -16,8 +17,9 @@ from psycopg.conninfo import make_conninfo
 
 from ..errors import LockHeld, TargetError
 from ..model import ActualRole, ActualState, DesiredLogin, Target
-from ..plan import Action, TargetPlan, marker_comment
-from .base import ActionResult, Statement, render_plan
+from ..plan import (Action, TargetPlan, marker_comment, owned_object_databases,
+                    reassign_target)
+from .base import PHASES, ActionResult, Statement, render_plan
 
 INFINITY = datetime.max.replace(tzinfo=timezone.utc)
 NEG_INFINITY = datetime.min.replace(tzinfo=timezone.utc)
@@ -52,6 +54,7 @@ _TERMINATE = """SELECT usename, pg_terminate_backend(pid, 5000) FROM pg_stat_act
 WHERE usename = ANY(%s) AND pid <> pg_backend_pid()"""
 _SESSIONS = """SELECT usename, count(*) FROM pg_stat_activity
 WHERE starts_with(usename, %(prefix)s) GROUP BY 1"""
+_SUPERUSERS = "SELECT rolname FROM pg_roles WHERE rolsuper"
 
 
 def lock_key(target: Target) -> int:
@@ -185,13 +188,14 @@ def _attribute_fixes(have: ActualRole) -> list[str]:
 
 
 def _revoke_membership(index: int, group: str, member: str,
-                       grants: tuple[tuple[str, str], ...], actual: ActualState) -> list[Statement]:
+                       grants: tuple[tuple[str, str], ...], actual: ActualState,
+                       phase: str = "main") -> list[Statement]:
     """REVOKE group FROM member; on 16+ once per grantor, since each grant is its own row."""
     base = "REVOKE " + ident(group) + " FROM " + ident(member)
     grantors = sorted({grantor for name, grantor in grants if name in (group, member) and grantor})
     if actual.server_version < 160000 or not grantors:
-        return [_stmt(index, "main", base)]
-    return [_stmt(index, "main", base + " GRANTED BY " + ident(g)) for g in grantors]
+        return [_stmt(index, phase, base)]
+    return [_stmt(index, phase, base + " GRANTED BY " + ident(g)) for g in grantors]
 
 
 def terminate_sql(login: str) -> str:
@@ -201,14 +205,29 @@ def terminate_sql(login: str) -> str:
 
 def _render_revoke(index: int, action: Action, target: Target,
                    actual: ActualState) -> list[Statement]:
+    """Lock out (no login, expired, committed at once), end sessions, strip memberships in both
+    directions, move objects database by database, drop. Stopped anywhere, what is left
+    cannot be used; a held action stops after the strip."""
     have = action.actual
     assert have is not None
     role = ident(have.name)
-    out = []
-    if have.can_login:
-        out.append(_stmt(index, "lockout", "ALTER ROLE " + role + " WITH NOLOGIN"))
-    out.append(_stmt(index, "sessions", terminate_sql(have.name)))
-    for database in _databases(have, actual):
+    out = [_stmt(index, "lockout", "ALTER ROLE " + role + " WITH NOLOGIN VALID UNTIL "
+                 + lit("-infinity")),
+           _stmt(index, "sessions", terminate_sql(have.name))]
+    for group in sorted(have.member_of):
+        out += _revoke_membership(index, group, have.name, have.member_of_grants, actual,
+                                  "strip")
+    for member in sorted(have.members - {actual.admin}):
+        out += _revoke_membership(index, have.name, member, have.members_grants, actual,
+                                  "strip")
+    if action.hold:
+        return out
+    if have.depends_in and not actual.admin_is_superuser and actual.server_version >= 160000:
+        # REASSIGN/DROP OWNED need the login's privileges; with its memberships gone those are
+        # only its own objects. The membership ends with the role.
+        out.append(_stmt(index, "strip", "GRANT " + role + " TO " + ident(actual.admin)
+                         + " WITH INHERIT TRUE, SET FALSE"))
+    for database in owned_object_databases(have, actual):
         owner = reassign_target(target, actual, database, have.name)
         phase = "main" if database == actual.database else "objects"
         where = None if phase == "main" else database
@@ -217,18 +236,6 @@ def _render_revoke(index: int, action: Action, target: Target,
         out.append(_stmt(index, phase, "DROP OWNED BY " + role, database=where))
     out.append(_stmt(index, "main", "DROP ROLE " + role))
     return out
-
-
-def _databases(role: ActualRole, actual: ActualState) -> list[str]:
-    """Where REASSIGN/DROP OWNED must run: shared objects ('') are handled from the admin DB."""
-    found = {actual.database if db == "" else db for db in role.depends_in}
-    others = sorted(found - {actual.database})
-    return others + ([actual.database] if actual.database in found else [])
-
-
-def reassign_target(target: Target, actual: ActualState, database: str, login: str) -> str:
-    owner = target.reassign_owned_to or actual.database_owners.get(database) or actual.admin
-    return actual.admin if owner == login else owner
 
 
 # -- the session (I/O) -----------------------------------------------------------------------
@@ -274,13 +281,14 @@ class PostgresSession:
         queries: list[tuple[str, dict[str, Any] | None]] = [
             (_ROLES.format(password=password, join=join), prefix),  # noqa: S608 - constants
             (_MEMBERS, prefix), (_GROUPS, {"groups": sorted(groups)}), (_DEPENDS, prefix),
-            (_OWNERS, None), (_SESSIONS, prefix)]
+            (_OWNERS, None), (_SESSIONS, prefix), (_SUPERUSERS, None)]
         with self.conn.pipeline():
             cursors = [self.conn.cursor() for _ in queries]
             for cur, (query, params) in zip(cursors, queries, strict=True):
                 cur.execute(query, params)
-        roles, members, found, depends, owners, sessions = (c.fetchall() for c in cursors)
-        return self._state(roles, members, found, depends, owners, sessions)
+        roles, members, found, depends, owners, sessions, supers = (c.fetchall() for c in cursors)
+        state = self._state(roles, members, found, depends, owners, sessions)
+        return replace(state, superusers=frozenset(r[0] for r in supers))
 
     def _state(self, roles: list[Any], members: list[Any], groups: list[Any], depends: list[Any],
                owners: list[Any], sessions: list[Any]) -> ActualState:
@@ -309,7 +317,7 @@ class PostgresSession:
     def _execute(self, plan: TargetPlan, statements: Sequence[Statement],
                  actual: ActualState) -> list[ActionResult]:
         results = [ActionResult() for _ in plan.actions]
-        for phase in ("lockout", "sessions", "objects", "main"):
+        for phase in PHASES:
             batch = [s for s in statements if s.phase == phase and not results[s.action].error]
             if phase == "sessions":
                 self._terminate(plan, batch, results)
@@ -317,9 +325,9 @@ class PostgresSession:
                 self._run_phase(batch, results)
         for index, action in enumerate(plan.actions):
             if action.kind == "revoke" and action.actual and not results[index].error:
-                results[index].owned_objects = {
+                results[index].owned_objects = {} if action.hold else {
                     db: reassign_target(plan.target, actual, db, action.login)
-                    for db in _databases(action.actual, actual)}
+                    for db in owned_object_databases(action.actual, actual)}
         return results
 
     def _terminate(self, plan: TargetPlan, batch: list[Statement],

@@ -101,6 +101,7 @@ def test_killed_before_lockout_keeps_the_grant_then_revokes(world: World, how: s
 @pytest.mark.parametrize("how", KILLS)
 def test_killed_while_moving_objects_leaves_login_locked_then_converges(world: World,
                                                                          how: str) -> None:
+    world.write_policy(reassign_owned_to=world.owner)
     password = new_password()
     world.add_grant(verifier=scram_sha256_verifier(password))
     world.run()
@@ -123,4 +124,4 @@ def test_killed_while_moving_objects_leaves_login_locked_then_converges(world: W
     assert world.role(login) is None
     with world.server.conn(second) as c:
         row = c.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'evidence'")
-        assert row.fetchone() == (world.database_owner(second),)
+        assert row.fetchone() == (world.owner,)

@@ -16,7 +16,6 @@ from tests.integration.conftest import World
 # The statements the README gives for PostgreSQL 16 and later, with {placeholders}.
 SETUP = [
     "CREATE ROLE {admin} LOGIN CREATEROLE PASSWORD {password}",
-    "ALTER ROLE {admin} SET createrole_self_grant = 'set, inherit'",
     "GRANT {group} TO {admin} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE",
     "GRANT {owner} TO {admin} WITH INHERIT TRUE",
     "GRANT pg_signal_backend TO {admin}",

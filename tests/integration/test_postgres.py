@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -62,11 +63,8 @@ def test_grant_without_verifier_has_no_password(scram_world: World) -> None:
         psycopg.connect(w.server.login_dsn(w.login(), ""))
 
 
-@pytest.mark.parametrize("explicit_owner", [True, False])
-def test_revocation_ends_sessions_and_reassigns_objects(world: World,
-                                                        explicit_owner: bool) -> None:
-    if explicit_owner:
-        world.write_policy(reassign_owned_to=world.owner)
+def _login_with_objects(world: World) -> tuple[str, str, str, psycopg.Connection[Any]]:
+    """A login that created a table in a second database and has a session open."""
     password = new_password()
     world.add_grant(verifier=scram_sha256_verifier(password))
     assert not world.run().failed
@@ -79,6 +77,18 @@ def test_revocation_ends_sessions_and_reassigns_objects(world: World,
                          autocommit=True) as c:
         c.execute("CREATE TABLE incident_notes (id int)")
     session = psycopg.connect(world.server.login_dsn(login, password), autocommit=True)
+    return login, password, second, session
+
+
+def _owner_of_notes(world: World, database: str) -> Any:
+    with world.server.conn(database) as c:
+        row = c.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'incident_notes'")
+        return row.fetchone()
+
+
+def test_revocation_ends_sessions_and_reassigns_objects(world: World) -> None:
+    world.write_policy(reassign_owned_to=world.owner)
+    login, _, second, session = _login_with_objects(world)
     world.repo.remove("grants/db1/alice.yaml")
     world.repo.commit("end alice's access")
     run = world.run()
@@ -89,12 +99,39 @@ def test_revocation_ends_sessions_and_reassigns_objects(world: World,
     with pytest.raises(psycopg.OperationalError):
         session.execute("SELECT 1")
     session.close()
-    expected = world.owner if explicit_owner else world.database_owner(second)
-    with world.server.conn(second) as c:
-        owner = c.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'incident_notes'")
-        assert owner.fetchone() == (expected,)
-    assert revoke.results[0].owned_objects[second] == expected
+    assert _owner_of_notes(world, second) == (world.owner,)
+    assert revoke.results[0].owned_objects[second] == world.owner
     assert world.role(login) is None
+
+
+def test_objects_never_go_to_a_superuser(world: World) -> None:
+    """By default objects go to the database's owner; here that is a superuser, so the login is
+    locked out, its sessions ended and its memberships stripped, but it is not dropped."""
+    login, password, second, session = _login_with_objects(world)
+    assert world.database_owner(second) in _superusers(world)
+    world.repo.remove("grants/db1/alice.yaml")
+    world.repo.commit("end alice's access")
+    run = world.run()
+    assert run.failed
+    assert any("would go to the superuser" in p.message for p in run.problems)
+    assert run.targets[0].results[0].sessions_ended == 1
+    with pytest.raises(psycopg.OperationalError):
+        session.execute("SELECT 1")
+    session.close()
+    role = world.role(login)
+    assert role is not None and not role["rolcanlogin"] and role["member_of"] == []
+    assert _owner_of_notes(world, second) == (login,)  # not handed to the superuser
+    if world.server.scram:
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(world.server.login_dsn(login, password))
+    world.write_policy(reassign_owned_to=world.owner)
+    assert not world.run().failed
+    assert world.role(login) is None and _owner_of_notes(world, second) == (world.owner,)
+
+
+def _superusers(world: World) -> set[str]:
+    with world.server.conn() as c:
+        return {r[0] for r in c.execute("SELECT rolname FROM pg_roles WHERE rolsuper")}
 
 
 def test_roles_outside_or_protected_survive_every_command(world: World) -> None:

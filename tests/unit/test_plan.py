@@ -577,7 +577,7 @@ def test_identifiers_and_literals_with_quotes_are_quoted() -> None:
     assert summary(plan) == [("revoke", hostile, "unknown")]
     sql_text = [st.sql for st in render(plan, state)]
     quoted = '"jit_a""b\'; DROP ROLE postgres; --"'
-    assert f"ALTER ROLE {quoted} WITH NOLOGIN" in sql_text
+    assert f"ALTER ROLE {quoted} WITH NOLOGIN VALID UNTIL '-infinity'" in sql_text
     assert f"DROP ROLE {quoted}" in sql_text
     assert any("usename = 'jit_a\"b''; DROP ROLE postgres; --'" in t for t in sql_text)
 
@@ -593,13 +593,16 @@ def test_group_role_names_are_quoted() -> None:
 
 
 def test_revoke_ends_sessions_moves_objects_and_drops() -> None:
-    role = managed(ALICE, depends_in=("", "postgres", "sales"))
+    role = managed(ALICE, depends_in=("", "postgres", "sales"),
+                   member_of=frozenset({"app_readonly"}))
     state = actual(role, owners={"postgres": "postgres", "sales": "sales_owner"})
     statements = render(plan_for(snap(), state), state)
     assert [(st.phase, st.database, st.shown) for st in statements] == [
-        ("lockout", None, 'ALTER ROLE "jit_alice_readonly" WITH NOLOGIN'),
+        ("lockout", None, "ALTER ROLE \"jit_alice_readonly\" WITH NOLOGIN VALID UNTIL "
+                          "'-infinity'"),
         ("sessions", None, "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
                            "WHERE usename = 'jit_alice_readonly' AND pid <> pg_backend_pid()"),
+        ("strip", None, 'REVOKE "app_readonly" FROM "jit_alice_readonly"'),
         ("objects", "sales", 'REASSIGN OWNED BY "jit_alice_readonly" TO "sales_owner"'),
         ("objects", "sales", 'DROP OWNED BY "jit_alice_readonly"'),
         ("main", None, 'REASSIGN OWNED BY "jit_alice_readonly" TO "postgres"'),
@@ -618,13 +621,29 @@ def test_reassign_owned_to_wins_and_never_goes_to_the_login_itself() -> None:
     assert f'REASSIGN OWNED BY "jit_alice_readonly" TO "{ADMIN}"' in shown
 
 
-def test_revoke_of_a_login_that_cannot_log_in_skips_the_lockout() -> None:
+def test_revoke_always_locks_out_even_a_login_that_cannot_log_in() -> None:
+    # VALID UNTIL -infinity too: a later LOGIN by someone else would still find it expired.
     state = actual(managed(ALICE, can_login=False))
-    assert [st.phase for st in render(plan_for(snap(), state), state)] == ["sessions", "main"]
+    assert [st.phase for st in render(plan_for(snap(), state), state)] == [
+        "lockout", "sessions", "main"]
 
 
-def test_statement_phases_run_lockout_sessions_objects_main() -> None:
-    assert PHASES == ("lockout", "sessions", "objects", "main")
+def test_objects_are_never_handed_to_a_superuser() -> None:
+    role = managed(ALICE, depends_in=("sales",), member_of=frozenset({"app_readonly"}),
+                   members=frozenset({"someone"}))
+    state = dataclasses.replace(actual(role, owners={"sales": "postgres"}),
+                                superusers=frozenset({"postgres"}))
+    plan = plan_for(snap(), state)
+    [revoke] = plan.actions
+    assert revoke.hold and "superuser postgres" in revoke.hold
+    assert any("locked out but not dropped" in p.message for p in plan.problems)
+    phases = [(st.phase, st.shown) for st in render(plan, state)]
+    assert [p for p, _ in phases] == ["lockout", "sessions", "strip", "strip"]
+    assert ("strip", 'REVOKE "jit_alice_readonly" FROM "someone"') in phases
+
+
+def test_statement_phases_run_lockout_sessions_strip_objects_main() -> None:
+    assert PHASES == ("lockout", "sessions", "strip", "objects", "main")
     s = snap(make_grant("bob"), make_grant("alice", hours=-1))
     state = actual(managed(ALICE, depends_in=("sales",)), managed("jit_zed_readonly"))
     plan = plan_for(s, state)
