@@ -196,6 +196,7 @@ class ActualState:
     database_owners: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     protected: frozenset[str] = frozenset()  # in the namespace but never touched
     superusers: frozenset[str] = frozenset()  # PostgreSQL: every superuser role on the server
+    admin_user: str = ""  # MySQL: the user part of the reconciler's account
     server_version: int = 0
     event_scheduler: bool = False
     flavor: str = "postgres"  # postgres | mariadb | mysql

@@ -162,6 +162,9 @@ def protection(role: ActualRole, target: Target, actual: ActualState) -> str | N
     """Why a role inside the namespace must never be modified, or None."""
     if role.name == actual.admin:
         return "it is the reconciler's own role"
+    if role.user and role.user == actual.admin_user:
+        # MySQL matches connections by user name: killing this account's would kill ours.
+        return "it shares its user name with the reconciler's account"
     if role.name.startswith("pg_"):
         return "pg_ roles belong to the server"
     if role.name in target.never_touch or (role.user and role.user in target.never_touch):
@@ -280,7 +283,7 @@ def compare(target: Target, want: DesiredLogin, have: ActualRole,
         default_roles=(not postgres and have.default_roles is not None
                        and have.default_roles != _default_roles(want, actual)),
         revoke_privileges=not postgres and have.direct_privileges,
-        backstop=backstop and have.backstop_at != want.expires,
+        backstop=backstop and have.backstop_at != want.expires.replace(microsecond=0),
         grant_roles=tuple(sorted(wanted_roles - have.member_of)),
         revoke_roles=tuple(sorted(have.member_of - wanted_roles)),
         revoke_members=tuple(sorted(have.members - {actual.admin})),
@@ -305,6 +308,12 @@ def _revoke_action(target: Target, role: ActualRole, desired: DesiredState,
     if hold:
         problems.append(_target_problem(target, f"login {role.name} is locked out but not "
                                         f"dropped: {hold}"))
+    twins = [r.name for r in actual.roles.values() if role.user and r.user == role.user
+             and r.name != role.name]
+    if twins and not role.is_role:
+        problems.append(_target_problem(
+            target, f"connections of {role.name} are not killed: they cannot be told apart "
+                    f"from those of {', '.join(twins)}, which has the same user name", "warning"))
     known = desired.known.get(role.name)
     if known is None:
         cause = "removed" if _made_by_jitgrant(role, target, desired) else "unknown"

@@ -22,7 +22,7 @@ from pymysql.converters import escape_string
 from ..errors import ConfigError, LockHeld, TargetError
 from ..model import ActualRole, ActualState, Target
 from ..plan import Action, TargetPlan, wants_backstop
-from .base import ActionResult, Statement, render_plan
+from .base import PHASES, ActionResult, Statement, render_plan
 
 MASK = "'********'"
 EVENT_PREFIX = "jitgrant_expire_"
@@ -203,16 +203,18 @@ def _render_revoke(index: int, action: Action, actual: ActualState) -> list[Stat
 
 
 def _kill(index: int, have: ActualRole, acct: str, actual: ActualState) -> list[Statement]:
-    if _mariadb(actual):
-        return [_stmt(index, "sessions", f"KILL CONNECTION USER {acct}")]
-    # MySQL 8 has no KILL USER: the connections seen when planning; execute() also kills any
-    # that appeared before the lock.
+    """The connections seen when planning, by id. execute() looks again once the account is
+    locked and kills what it finds, since a connection could open between the two."""
     return [_stmt(index, "sessions", f"KILL CONNECTION {int(i)}") for i in have.session_ids]
 
 
 # -- inspection queries ----------------------------------------------------------------------
 
 _INFO = "SELECT CURRENT_USER(), VERSION(), @@event_scheduler, DATABASE()"
+# BINARY: PROCESSLIST.USER compares case-insensitively, and 'ROOT' is not 'root'.
+_CONNECTIONS = ("SELECT ID FROM information_schema.PROCESSLIST "
+                "WHERE BINARY USER = %s AND ID <> CONNECTION_ID()")
+ER_NO_SUCH_THREAD = 1094
 _PREFIX = "LEFT({col}, CHAR_LENGTH(%(prefix)s)) = %(prefix)s"
 
 
@@ -223,8 +225,8 @@ class Queries:
     defaults: str | None  # (user, host, role); MariaDB keeps it with the account
     privileges: str  # (user, host) with any privilege granted to the account itself
     groups: str  # names among %(groups)s that exist as roles
-    sessions: str = ("SELECT ID, USER FROM information_schema.PROCESSLIST WHERE "
-                     + _PREFIX.format(col="USER"))
+    sessions: str = ("SELECT ID, USER FROM information_schema.PROCESSLIST WHERE ID <> "
+                     "CONNECTION_ID() AND " + _PREFIX.format(col="USER"))
     events: str = ("SELECT EVENT_SCHEMA, EVENT_NAME, EXECUTE_AT, TIME_ZONE "
                    "FROM information_schema.EVENTS WHERE "
                    + _PREFIX.format(col="EVENT_NAME").replace("%(prefix)s", "%(events)s"))
@@ -327,6 +329,7 @@ class MysqlSession:
         current, version, scheduler, database = row
         user, _, host = str(current).rpartition("@")
         self.admin = account_key(user, host)
+        self.admin_user = user
         self.version = str(version)
         self.flavor = "mariadb" if "mariadb" in self.version.lower() else "mysql"
         self.scheduler = str(scheduler).upper() in ("ON", "1")
@@ -367,24 +370,22 @@ class MysqlSession:
                           self.flavor)
         return ActualState(
             roles=MappingProxyType(built), existing_groups=frozenset(found), admin=self.admin,
-            admin_is_superuser=False, database=self.database or "",
+            admin_is_superuser=False, database=self.database or "", admin_user=self.admin_user,
             server_version=0, event_scheduler=self.scheduler, flavor=self.flavor,
             event_schema=self.database)
 
     def execute(self, plan: TargetPlan, statements: Sequence[Statement],
                 actual: ActualState) -> list[ActionResult]:
+        """In phase order, each statement committing on its own. A failed statement ends its
+        action: later steps would assume it had worked."""
         results = [ActionResult() for _ in plan.actions]
-        for stmt in statements:
-            result = results[stmt.action]
-            if result.error:
-                continue  # a failed step ends its action; later steps would assume it
-            if stmt.phase == "sessions" and self.flavor == "mysql":
-                continue  # below, with a fresh look at the processlist
-            self._run(stmt, result)
-            if stmt.phase == "sessions" and not result.error:
-                result.sessions_ended = plan.actions[stmt.action].actual.sessions  # type: ignore[union-attr]
-        if self.flavor == "mysql":
-            self._kill_mysql8(plan, statements, results)
+        for phase in PHASES:
+            if phase == "sessions":
+                self._end_sessions(plan, actual, results)
+                continue
+            for stmt in statements:
+                if stmt.phase == phase and not results[stmt.action].error:
+                    self._run(stmt, results[stmt.action])
         return results
 
     def _run(self, stmt: Statement, result: ActionResult) -> None:
@@ -398,20 +399,36 @@ class MysqlSession:
             return
         result.statements += 1
 
-    def _kill_mysql8(self, plan: TargetPlan, statements: Sequence[Statement],
-                     results: list[ActionResult]) -> None:
-        """MySQL 8 has no KILL USER: kill whatever connections the locked accounts have now."""
+    def _end_sessions(self, plan: TargetPlan, actual: ActualState,
+                      results: list[ActionResult]) -> None:
+        """Kill every connection of each locked account, by id, looked up now: one could have
+        opened since planning. Connections are matched by exact user name, so an account
+        whose user name another kept account shares is left alone (reported in the plan)."""
+        users = [r.user for r in actual.roles.values()]
         for index, action in enumerate(plan.actions):
-            if action.kind != "revoke" or action.actual is None or action.actual.is_role:
+            have = action.actual
+            if (action.kind != "revoke" or have is None or have.is_role
+                    or results[index].error or users.count(have.user) > 1):
                 continue
             with _driver_errors("listing connections"), self.conn.cursor() as cur:
-                cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s",
-                            [action.actual.user])
+                cur.execute(_CONNECTIONS, [have.user])
                 ids = [int(r[0]) for r in cur.fetchall()]
             for pid in ids:
-                self._run(Statement(index, "sessions", f"KILL CONNECTION {pid}",
-                                    f"KILL CONNECTION {pid}"), results[index])
-                results[index].sessions_ended += 0 if results[index].error else 1
+                self._kill_one(pid, results[index])
+
+    def _kill_one(self, pid: int, result: ActionResult) -> None:
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute("KILL CONNECTION %s", [pid])
+        except pymysql.MySQLError as exc:
+            if not self.conn.open:
+                raise TargetError(f"connection lost: {_one_line(exc)}") from None
+            if exc.args and exc.args[0] == ER_NO_SUCH_THREAD:
+                return  # it ended by itself meanwhile
+            result.error = _one_line(exc)
+            return
+        result.statements += 1
+        result.sessions_ended += 1
 
     def close(self) -> None:
         try:

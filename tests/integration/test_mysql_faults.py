@@ -75,20 +75,24 @@ def test_stopped_after_each_statement_of_a_creation(my: MyWorld) -> None:
 
 
 def test_stopped_after_each_statement_of_a_revocation(my: MyWorld) -> None:
-    my.add_grant(expires=utc(seconds=2))
-    my.run()
-    time.sleep(2.5)
-    total = len(_statements(my))
-    assert total >= 3
-    for count in range(1, total):
-        if count > 1:
-            my.add_grant(expires=utc(seconds=2))
-            my.run()
-            time.sleep(2.5)
+    """lock, kill (an open session), drop: stopped after each, nothing usable is left."""
+    sessions = []
+    total = 0
+    for count in range(1, 4):
+        my.add_grant(expires=utc(seconds=2))
+        my.run()
+        sessions.append(my.connect())  # so the revocation has a connection to kill
+        time.sleep(2.5)
+        total = len(_statements(my))
+        assert total == 3
         _run_first(my, count)
         assert not _can_log_in(my), f"usable access after {count} of {total} statements"
-        assert actions(my.run())[0][0] == "revoke"
-        assert my.account(my.login()) is None
+        run = my.run()
+        assert not run.failed and my.account(my.login()) is None
+        if count < 3:
+            assert actions(run) == [("revoke", my.login(), "expired")]
+    for session in sessions:
+        session.close()
 
 
 def test_killed_process_while_blocked_converges(my: MyWorld) -> None:

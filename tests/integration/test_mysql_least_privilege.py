@@ -60,3 +60,14 @@ def test_life_cycle_with_least_privilege(lp: MyWorld) -> None:
     session.close()
     assert lp.account(lp.login()) is None
     assert lp.account(admin) is not None and not lp.account(admin)["locked"]  # type: ignore[index]
+
+
+def test_an_account_sharing_the_reconcilers_user_name_is_left_alone(lp: MyWorld) -> None:
+    """Connections are matched by user name: killing this one's would kill the reconciler's."""
+    twin = account(lp.prefix + "reconciler", "localhost")
+    lp.server.sql(f"CREATE USER {twin} IDENTIFIED BY 'x'")
+    lp.add_grant()
+    run = lp.run()
+    assert not run.failed, (run.targets[0].error, run.targets[0].results)
+    assert actions(run) == [("create", lp.login(), "granted")]
+    assert lp.account(lp.prefix + "reconciler", "localhost") is not None
