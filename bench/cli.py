@@ -5,34 +5,74 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from . import report
+from . import mysql_report, mysql_server, report
+from .mysql_steps import MysqlBench
 from .server import DSN_ENV, MACHINE_DSN, describe, server
 from .steps import Bench, BenchError, Result, median
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
+@dataclass(frozen=True)
+class Mode:
+    """What differs between the engines: the server, the steps and the doc's section."""
+
+    server: Callable[[argparse.Namespace], AbstractContextManager[str]]
+    machine: Callable[[str, argparse.Namespace], report.Machine]
+    bench: type[Bench]
+    section: Callable[[Sequence[Result], report.Machine], str]
+    write: Callable[[Path, str], None]
+    grants: int  # the default N
+
+
+MODES = {
+    "postgres": Mode(
+        server=lambda a: server(a.dsn, a.embedded),
+        machine=lambda dsn, a: report.machine(describe(dsn)
+                                              + (" (embedded)" if a.embedded else "")),
+        bench=Bench, section=report.section, write=report.write_doc, grants=10_000),
+    "mysql": Mode(
+        server=lambda a: nullcontext(mysql_server.resolve(a.dsn)),
+        machine=lambda dsn, a: mysql_report.describe_machine(dsn),
+        bench=MysqlBench, section=mysql_report.section, write=mysql_report.write,
+        grants=2_000),
+}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--grants", type=_counts, default=[10_000],
-                   help="active grants, comma-separated for several runs (default 10000)")
-    p.add_argument("--dsn", help=f"superuser URI (default ${DSN_ENV} or {MACHINE_DSN})")
+    p.add_argument("--engine", choices=sorted(MODES), default="postgres",
+                   help="the kind of target (default postgres)")
+    p.add_argument("--grants", type=_counts,
+                   help="active grants, comma-separated for several runs (default 10000 for "
+                        "postgres, 2000 for mysql)")
+    p.add_argument("--dsn", help=f"superuser URI (default ${DSN_ENV} or {MACHINE_DSN}; for "
+                                 f"mysql ${mysql_server.DSN_ENV} or {mysql_server.MACHINE_DSN})")
     p.add_argument("--embedded", action="store_true",
                    help="start an embedded PostgreSQL 18 instead")
     p.add_argument("--repeat", type=int, default=1, metavar="R",
                    help="run each N R times and report the median of each step (default 1)")
     p.add_argument("--verifiers", action="store_true",
                    help="give every grant a SCRAM password verifier (the server then spends a "
-                        "PBKDF2 per CREATE ROLE, in psql and apply alike)")
+                        "PBKDF2 per CREATE ROLE, in psql and apply alike); mysql grants always "
+                        "carry a verifier")
     p.add_argument("--doc", type=Path, default=DOC, help="the markdown file to update")
     p.add_argument("--no-doc", action="store_true", help="print the figures only")
     p.add_argument("--profile", type=Path, metavar="DIR",
-                   help="write DIR/<N>-<step>.pstats (cProfile); implies --no-doc")
+                   help="write DIR/<N>-<step>.pstats (mysql-<N>-<step>.pstats for mysql; "
+                        "cProfile); implies --no-doc")
     p.add_argument("--keep", action="store_true", help="keep the generated repositories")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.engine == "mysql" and (args.embedded or args.verifiers):
+        p.error("--embedded and --verifiers are for --engine postgres")
+    args.grants = args.grants or [MODES[args.engine].grants]
+    return args
 
 
 def _counts(text: str) -> list[int]:
@@ -51,25 +91,26 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    mode = MODES[args.engine]
     signal.signal(signal.SIGTERM, _terminate)
     results: list[Result] = []
     try:
-        with server(args.dsn, args.embedded) as dsn:
-            box = report.machine(describe(dsn) + (" (embedded)" if args.embedded else ""))
+        with mode.server(args) as dsn:
+            box = mode.machine(dsn, args)
             for grants in args.grants:
                 runs = []
                 for run in range(1, max(args.repeat, 1) + 1):
                     print(f"bench: {grants:,} grants on {box.server}, run {run}",
                           file=sys.stderr)
-                    runs.append(Bench(dsn, grants, args.verifiers, args.profile,
-                                      args.keep).run())
+                    runs.append(mode.bench(dsn, grants, args.verifiers, args.profile,
+                                           args.keep).run())
                 results.append(median(runs))
     except BenchError as exc:
         print(f"bench: failed: {exc}", file=sys.stderr)
         return 1
-    generated = report.section(results, box)
+    generated = mode.section(results, box)
     print(generated)
     if not (args.no_doc or args.profile):
-        report.write_doc(args.doc, generated)
+        mode.write(args.doc, generated)
         print(f"\nbench: wrote {args.doc}", file=sys.stderr)
     return 0

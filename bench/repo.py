@@ -6,10 +6,12 @@ import base64
 import os
 import secrets
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from reconciler.credentials import mysql_native_verifier, new_password
 from reconciler.timeutil import iso
 
 TARGET = "bench"
@@ -38,30 +40,38 @@ def person(index: int) -> str:
 
 
 def build(root: Path, grants: int, prefix: str, group: str, now: datetime,
-          verifiers: bool = False) -> AccessRepo:
+          verifiers: bool = False, engine: str = "postgres") -> AccessRepo:
     """Write policies + `grants` grant files and commit them in a new repository at `root`.
-    With `verifiers` each grant carries a SCRAM-SHA-256 password verifier."""
+    With `verifiers` each postgres grant carries a SCRAM-SHA-256 password verifier; a mysql
+    grant always carries a mysql_native_password hash (the engine requires one)."""
     expires = now.replace(microsecond=0) + LIFETIME
+    verifier = _verifier(engine, verifiers)
     root.mkdir(parents=True)
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.name", IDENTITY["GIT_COMMITTER_NAME"])
     git(root, "config", "user.email", IDENTITY["GIT_COMMITTER_EMAIL"])
     (root / "policies").mkdir()
-    (root / "policies" / "targets.yaml").write_text(_targets(prefix, group))
+    (root / "policies" / "targets.yaml").write_text(_targets(prefix, group, engine))
     (root / "policies" / "people.yaml").write_text(_people(grants))
     folder = root / "grants" / TARGET
     folder.mkdir(parents=True)
     for index in range(grants):
-        (folder / f"{person(index)}-{ACCESS}.yaml").write_text(_grant(index, expires, verifiers))
+        (folder / f"{person(index)}-{ACCESS}.yaml").write_text(_grant(index, expires, verifier))
     git(root, "add", "-A")
     git(root, "commit", "-q", "--no-verify", "-m", f"{grants} grants on {TARGET}")
     return AccessRepo(root, grants, expires)
 
 
-def _targets(prefix: str, group: str) -> str:
+def _verifier(engine: str, verifiers: bool) -> Callable[[], str] | None:
+    if engine == "mysql":
+        return mysql_verifier
+    return fake_verifier if verifiers else None
+
+
+def _targets(prefix: str, group: str, engine: str) -> str:
     return f"""targets:
   {TARGET}:
-    engine: postgres
+    engine: {engine}
     dsn_env: {DSN_ENV}
     environment: production
     role_prefix: {prefix}
@@ -82,10 +92,10 @@ def _people(count: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _grant(index: int, expires: datetime, verifier: bool) -> str:
+def _grant(index: int, expires: datetime, verifier: Callable[[], str] | None) -> str:
     text = (f"grantee: {person(index)}\ntarget: {TARGET}\naccess: {ACCESS}\n"
             f"expires: {iso(expires)}\nreason: BENCH-{index} load test\nticket: BENCH-{index}\n")
-    return text + (f"password_verifier: \"{fake_verifier()}\"\n" if verifier else "")
+    return text + (f"password_verifier: \"{verifier()}\"\n" if verifier else "")
 
 
 def fake_verifier() -> str:
@@ -95,3 +105,8 @@ def fake_verifier() -> str:
     def b64(n: int) -> str:
         return base64.b64encode(secrets.token_bytes(n)).decode()
     return f"SCRAM-SHA-256$4096:{b64(16)}${b64(32)}:{b64(32)}"
+
+
+def mysql_verifier() -> str:
+    """The mysql_native_password hash of a random password: two SHA-1s, nothing to save."""
+    return mysql_native_verifier(new_password())

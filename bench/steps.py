@@ -14,11 +14,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from reconciler.apply import Run, reconcile
 from reconciler.audit import persist
@@ -34,6 +34,17 @@ T = TypeVar("T")
 
 class BenchError(Exception):
     """A step did not do what it should; the figures would be meaningless."""
+
+
+class Space(Protocol):
+    """The logins of one run (a random prefix) and its group role, on either engine."""
+
+    prefix: str
+    group: str
+
+    def logins(self) -> list[str]: ...
+
+    def drop_logins(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,7 @@ class Result:
     verifiers: bool
     seconds: dict[str, float] = field(default_factory=dict)
     statements: int = 0
+    revocations: int = 0  # statements sent by the mass revocation (mysql mode)
     peak_rss_mb: float = 0.0
     runs: int = 1
 
@@ -91,14 +103,14 @@ def median(results: list[Result]) -> Result:
     run's: later runs of the same process start from the heap the earlier ones left."""
     first = results[0]
     seconds = {key: statistics.median(r.seconds[key] for r in results) for key in first.seconds}
-    return Result(first.grants, first.verifiers, seconds, first.statements, first.peak_rss_mb,
-                  len(results))
+    return replace(first, seconds=seconds, runs=len(results))
 
 
 @dataclass
 class Bench:
-    """Runs the steps for one N against one server."""
+    """Runs the steps for one N against one PostgreSQL server."""
 
+    profile_prefix = ""  # of the --profile files; the mysql mode's differ
     dsn: str
     grants: int
     verifiers: bool = False
@@ -113,7 +125,7 @@ class Bench:
     def run(self) -> Result:
         workdir = Path(tempfile.mkdtemp(prefix="jitgrant-bench-"))
         try:
-            with Namespace(self.dsn) as ns:
+            with self._namespace() as ns:
                 self._steps(ns, workdir / "access")
         finally:
             if self.keep:
@@ -123,7 +135,10 @@ class Bench:
         self.result.peak_rss_mb = peak_rss_mb()
         return self.result
 
-    def _steps(self, ns: Namespace, root: Path) -> None:
+    def _namespace(self) -> AbstractContextManager[Space]:
+        return Namespace(self.dsn)
+
+    def _steps(self, ns: Space, root: Path) -> None:
         now = datetime.now(timezone.utc)
         repo = self._time("generate", lambda: access.build(
             root, self.grants, ns.prefix, ns.group, now, self.verifiers))
@@ -157,7 +172,7 @@ class Bench:
         self._time("cli_plan", lambda: _command(base + ["plan", "--repo", str(repo.root)],
                                                 self.env, {2}))
 
-    def _first_apply(self, repo: access.AccessRepo, ns: Namespace, now: datetime) -> list[str]:
+    def _first_apply(self, repo: access.AccessRepo, ns: Space, now: datetime) -> list[str]:
         run = self._time("apply_first", lambda: self._apply(repo, now, "apply_first"))
         self._expect(run, "first apply", "create", executed=True)
         if len(ns.logins()) != self.grants:
@@ -175,7 +190,7 @@ class Bench:
             raise BenchError(f"second apply: {run.targets[0].changes} changes, "
                              f"error {run.targets[0].error}")
 
-    def _psql_floor(self, repo: access.AccessRepo, ns: Namespace, statements: list[str],
+    def _psql_floor(self, repo: access.AccessRepo, ns: Space, statements: list[str],
                     now: datetime) -> None:
         psql = shutil.which("psql")
         if psql is None:
@@ -188,13 +203,9 @@ class Bench:
             self._time("psql", lambda: _command(cmd, {}, {0}), profile=False)
         finally:
             os.unlink(f.name)
-        # The floor must build exactly what apply built: then a plan finds nothing to do.
-        snap = read_snapshot(repo.root, "HEAD", now)
-        check = reconcile(snap, now, env=self.env)
-        if check.has_changes or check.failed:
-            raise BenchError("psql floor: the statements did not rebuild apply's state")
+        self._rebuilt(repo, now, "psql floor")
 
-    def _expiry(self, repo: access.AccessRepo, ns: Namespace) -> None:
+    def _expiry(self, repo: access.AccessRepo, ns: Space) -> None:
         after = repo.expires + timedelta(minutes=1)
         run = self._time("expiry", lambda: self._apply(repo, after, "expiry"))
         self._expect(run, "mass expiry", "revoke", executed=True)
@@ -203,6 +214,13 @@ class Bench:
             raise BenchError(f"mass expiry: {len(left)} logins left, e.g. {left[0]}")
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _rebuilt(self, repo: access.AccessRepo, now: datetime, what: str) -> None:
+        """A floor must build exactly what apply built: then a plan finds nothing to do."""
+        snap = read_snapshot(repo.root, "HEAD", now)
+        check = reconcile(snap, now, env=self.env)
+        if check.has_changes or check.failed:
+            raise BenchError(f"{what}: the statements did not rebuild apply's state")
 
     def _plan(self, repo: access.AccessRepo, now: datetime, offline: bool) -> Run:
         snap = read_snapshot(repo.root, "HEAD", now)
@@ -250,7 +268,8 @@ class Bench:
         finally:
             profiler.disable()
             self.profile_dir.mkdir(parents=True, exist_ok=True)
-            profiler.dump_stats(str(self.profile_dir / f"{self.grants}-{key}.pstats"))
+            profiler.dump_stats(str(self.profile_dir
+                                   / f"{self.profile_prefix}{self.grants}-{key}.pstats"))
 
 
 def _validate(root: Path, now: datetime) -> Snapshot:
