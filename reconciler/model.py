@@ -169,6 +169,7 @@ class ActualRole:
     verifier_known: bool = True  # False when the reconciler cannot read password hashes
     comment: str | None = None
     member_of: frozenset[str] = frozenset()
+    admin_of: frozenset[str] = frozenset()  # groups it may grant to others (ADMIN OPTION)
     member_of_grants: tuple[tuple[str, str], ...] = ()  # (group role, grantor) rows, PostgreSQL 16+
     members_grants: tuple[tuple[str, str], ...] = ()  # (member, grantor) rows of this login
     default_roles: frozenset[str] | None = None  # MySQL: default roles

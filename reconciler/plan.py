@@ -36,6 +36,7 @@ class Changes:
     grant_roles: tuple[str, ...] = ()
     revoke_roles: tuple[str, ...] = ()
     revoke_members: tuple[str, ...] = ()
+    revoke_admin: tuple[str, ...] = ()
     drop_events: tuple[str, ...] = ()
 
     def describe(self) -> list[str]:
@@ -48,6 +49,7 @@ class Changes:
         out += [f"grant {r}" for r in self.grant_roles]
         out += [f"revoke {r}" for r in self.revoke_roles]
         out += [f"remove member {r}" for r in self.revoke_members]
+        out += [f"revoke admin option on {r}" for r in self.revoke_admin]
         out += [f"drop event {e}" for e in self.drop_events]
         return out
 
@@ -171,6 +173,9 @@ def protection(role: ActualRole, target: Target, actual: ActualState) -> str | N
         return "it is listed in never_touch"
     if role.superuser and not (is_managed(role) and actual.admin_is_superuser):
         return "it is a superuser"
+    other = marked_target(role) if is_managed(role) else None
+    if other is not None and other != target.name:
+        return f"it belongs to target {other}, which shares this server and role_prefix"
     return None
 
 
@@ -260,8 +265,17 @@ def fingerprint_of(role: ActualRole) -> str | None:
     return comment.rsplit("state ", 1)[-1] if is_managed(role) and "state " in comment else None
 
 
-def marker_comment(want: DesiredLogin) -> str:
-    return f"{MARKER} {want.grantee} ({want.access}) state {want.fingerprint}"
+def marker_comment(want: DesiredLogin, target: str) -> str:
+    """`jitgrant: <target>: <grantee> (<access>) state <fingerprint>`: whose login it is, for
+    which target (two targets may share a server and a prefix), and what was granted."""
+    return f"{MARKER} {target}: {want.grantee} ({want.access}) state {want.fingerprint}"
+
+
+def marked_target(role: ActualRole) -> str | None:
+    """The target named in a login's marker (None for the older marker without one)."""
+    rest = (role.comment or "")[len(MARKER):].strip()
+    head, sep, _ = rest.partition(": ")
+    return head if sep and " " not in head else None
 
 
 def compare(target: Target, want: DesiredLogin, have: ActualRole,
@@ -277,7 +291,7 @@ def compare(target: Target, want: DesiredLogin, have: ActualRole,
         valid_until=postgres and have.valid_until != want.expires,
         password=have.verifier_known and have.verifier != want.verifier,
         connection_limit=have.connection_limit != want.connection_limit,
-        comment=postgres and have.comment != marker_comment(want),
+        comment=postgres and have.comment != marker_comment(want, target.name),
         reset_config=have.has_config,
         unlock=not postgres and have.locked,
         default_roles=(not postgres and have.default_roles is not None
@@ -287,6 +301,8 @@ def compare(target: Target, want: DesiredLogin, have: ActualRole,
         grant_roles=tuple(sorted(wanted_roles - have.member_of)),
         revoke_roles=tuple(sorted(have.member_of - wanted_roles)),
         revoke_members=tuple(sorted(have.members - {actual.admin})),
+        # An ADMIN OPTION lets the login hand the group to others, who would keep it.
+        revoke_admin=tuple(sorted(have.admin_of & wanted_roles)),
         drop_events=() if backstop else have.events,
     )
 

@@ -114,11 +114,31 @@ def load_policy(files: list[SourceFile], problems: list[Problem]) -> Policy:
     targets = _build(merged["targets"], "targets", bad_entries, _target, problems)
     access = _build(merged["access"], "access", bad_entries, _access, problems)
     people = _build(merged["people"], "people", bad_entries, _person, problems)
+    _check_namespaces(targets, access, problems)
     valid = not any(p.severity == "error" for p in problems[start:]) and bool(files)
     if not files:
         problems.append(Problem("policies", 0, "no policy files found under policies/"))
     return Policy(MappingProxyType(targets), MappingProxyType(access), MappingProxyType(people),
                   tuple(owners), valid)
+
+
+def _check_namespaces(targets: dict[str, Target], access: dict[str, AccessLevel],
+                      problems: list[Problem]) -> None:
+    """Roles jitgrant relies on must lie outside every namespace it owns: inside, it would
+    revoke them as unknown logins."""
+    for target in targets.values():
+        prefix, keep = target.role_prefix, target.never_touch
+        if target.reassign_owned_to and target.reassign_owned_to.lower().startswith(prefix) \
+                and target.reassign_owned_to not in keep:
+            problems.append(Problem(target.path, target.line, f"targets.{target.name}."
+                                    f"reassign_owned_to: {target.reassign_owned_to!r} is inside "
+                                    f"the namespace {prefix!r}: jitgrant would drop it"))
+        for level in access.values():
+            for role in level.roles:
+                if role.lower().startswith(prefix) and role not in keep:
+                    problems.append(Problem(level.path, level.line, f"access.{level.name}.roles:"
+                                            f" {role!r} is inside the namespace {prefix!r} of "
+                                            f"target {target.name}: jitgrant would drop it"))
 
 
 def _parse(source: SourceFile, problems: list[Problem]) -> Document | None:

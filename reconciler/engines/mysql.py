@@ -170,7 +170,10 @@ def _render_update(index: int, action: Action, target: Target,
         out.append(_stmt(index, "main", f"ALTER USER {acct} WITH MAX_USER_CONNECTIONS "
                                         f"{int(want.connection_limit or 0)}"))
     out += [_stmt(index, "main", f"GRANT {identifier(r)} TO {acct}") for r in sorted(regrant)]
-    if ch.default_roles or ch.revoke_privileges or ch.grant_roles or ch.revoke_roles:
+    out += [_stmt(index, "main", f"REVOKE ADMIN OPTION FOR {identifier(r)} FROM {acct}")
+            for r in ch.revoke_admin if r not in regrant]
+    if ch.default_roles or ch.revoke_privileges or ch.grant_roles or ch.revoke_roles \
+            or ch.revoke_admin:
         out += _default_roles(index, acct, want.roles, actual)
     if ch.backstop:
         out += _backstop(index, want.name, want.expires, actual)
@@ -221,7 +224,7 @@ _PREFIX = "LEFT({col}, CHAR_LENGTH(%(prefix)s)) = %(prefix)s"
 @dataclass(frozen=True)
 class Queries:
     accounts: str
-    roles: str  # (user, host, role)
+    roles: str  # (user, host, role, with admin option)
     defaults: str | None  # (user, host, role); MariaDB keeps it with the account
     privileges: str  # (user, host) with any privilege granted to the account itself
     groups: str  # names among %(groups)s that exist as roles
@@ -245,7 +248,8 @@ MARIADB = Queries(
               "JSON_VALUE(Priv, '$.max_user_connections'), JSON_VALUE(Priv, '$.default_role'), "
               "JSON_VALUE(Priv, '$.access') FROM mysql.global_priv WHERE "
               + _PREFIX.format(col="User")),
-    roles="SELECT User, Host, Role FROM mysql.roles_mapping WHERE " + _PREFIX.format(col="User"),
+    roles=("SELECT User, Host, Role, Admin_option = 'Y' FROM mysql.roles_mapping WHERE "
+           + _PREFIX.format(col="User")),
     defaults=None,
     privileges=_object_privileges("User", "Host"),
     groups=("SELECT User FROM mysql.global_priv WHERE "
@@ -257,8 +261,8 @@ MYSQL8 = Queries(
               "IF(account_locked = 'Y', 'true', 'false'), max_user_connections, NULL, "
               "IF(" + " OR ".join(f"{c} = 'Y'" for c in MYSQL8_PRIVILEGE_COLUMNS)
               + ", 1, 0) FROM mysql.user WHERE " + _PREFIX.format(col="User")),
-    roles=("SELECT TO_USER, TO_HOST, FROM_USER FROM mysql.role_edges WHERE "
-           + _PREFIX.format(col="TO_USER")),
+    roles=("SELECT TO_USER, TO_HOST, FROM_USER, WITH_ADMIN_OPTION = 'Y' FROM mysql.role_edges "
+           "WHERE " + _PREFIX.format(col="TO_USER")),
     defaults=("SELECT USER, HOST, DEFAULT_ROLE_USER FROM mysql.default_roles WHERE "
               + _PREFIX.format(col="USER")),
     privileges=(_object_privileges("User", "Host") + " UNION SELECT USER, HOST FROM "
@@ -446,8 +450,11 @@ def _accounts(accounts: list[Any], roles: list[Any], defaults: list[Any],
               privileged: set[tuple[str, str]], sessions: list[Any], events: list[Any],
               flavor: str) -> dict[str, ActualRole]:
     granted: dict[tuple[str, str], set[str]] = {}
-    for user, host, role in roles:
+    admin: dict[tuple[str, str], set[str]] = {}
+    for user, host, role, admin_option in roles:
         granted.setdefault((user, host), set()).add(role)
+        if admin_option:
+            admin.setdefault((user, host), set()).add(role)
     default: dict[tuple[str, str], set[str]] = {}
     for user, host, role in defaults:
         default.setdefault((user, host), set()).add(role)
@@ -476,6 +483,7 @@ def _accounts(accounts: list[Any], roles: list[Any], defaults: list[Any],
             locked=_true(locked),
             connection_limit=int(max_conn) if max_conn and int(max_conn) > 0 else None,
             member_of=frozenset(granted.get((user, host), set())),
+            admin_of=frozenset(admin.get((user, host), set())),
             default_roles=frozenset(defaults_here),
             direct_privileges=bool(access and int(access) != 0) or (user, host) in privileged,
             sessions=len(by_user.get(user, [])), session_ids=tuple(by_user.get(user, [])),

@@ -36,7 +36,7 @@ _ROLES = """SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcre
   r.rolconnlimit, {password}, shobj_description(r.oid, 'pg_authid'), r.rolconfig IS NOT NULL
 FROM pg_roles r {join}
 WHERE starts_with(r.rolname, %(prefix)s)"""
-_MEMBERS = """SELECT m.rolname, g.rolname, coalesce(gr.rolname, '')
+_MEMBERS = """SELECT m.rolname, g.rolname, coalesce(gr.rolname, ''), am.admin_option
 FROM pg_auth_members am
 JOIN pg_roles m ON m.oid = am.member
 JOIN pg_roles g ON g.oid = am.roleid
@@ -128,8 +128,8 @@ def _role_list(roles: tuple[str, ...]) -> str:
     return ", ".join(ident(r) for r in roles)
 
 
-def _comment(role: str, want: DesiredLogin) -> str:
-    return "COMMENT ON ROLE " + role + " IS " + lit(marker_comment(want))
+def _comment(role: str, want: DesiredLogin, target: str) -> str:
+    return "COMMENT ON ROLE " + role + " IS " + lit(marker_comment(want, target))
 
 
 def _render_create(index: int, action: Action) -> list[Statement]:
@@ -142,7 +142,7 @@ def _render_create(index: int, action: Action) -> list[Statement]:
     out = [_stmt(index, "main", head + secret + tail, head + masked + tail)]
     if want.roles:
         out.append(_stmt(index, "main", _grant_roles(want.roles, role)))
-    out.append(_stmt(index, "main", _comment(role, want)))
+    out.append(_stmt(index, "main", _comment(role, want, action.target)))
     return out
 
 
@@ -172,8 +172,11 @@ def _render_update(index: int, action: Action, actual: ActualState) -> list[Stat
         out.extend(_revoke_membership(index, group, want.name, have.member_of_grants, actual))
     for member in ch.revoke_members:
         out.extend(_revoke_membership(index, want.name, member, have.members_grants, actual))
+    for group in ch.revoke_admin:
+        out.append(_stmt(index, "main", "REVOKE ADMIN OPTION FOR " + ident(group) + " FROM "
+                         + role))
     if ch.comment:
-        out.append(_stmt(index, "main", _comment(role, want)))
+        out.append(_stmt(index, "main", _comment(role, want, action.target)))
     return out
 
 
@@ -294,15 +297,20 @@ class PostgresSession:
                owners: list[Any], sessions: list[Any]) -> ActualState:
         member_of: dict[str, list[tuple[str, str]]] = {}
         has_members: dict[str, list[tuple[str, str]]] = {}
-        for member, group, grantor in members:
+        admin_of: dict[str, set[str]] = {}
+        for member, group, grantor, admin_option in members:
             member_of.setdefault(member, []).append((group, grantor))
             has_members.setdefault(group, []).append((member, grantor))
+            if admin_option and grantor != member:
+                admin_of.setdefault(member, set()).add(group)
         deps: dict[str, list[str]] = {}
         for name, database in depends:
             deps.setdefault(name, []).append(database)
         counts = dict(sessions)
-        built = {row[0]: _role(row, member_of.get(row[0], []), has_members.get(row[0], []),
-                               deps.get(row[0], []), counts.get(row[0], 0), self.superuser)
+        built = {row[0]: replace(_role(row, member_of.get(row[0], []),
+                                       has_members.get(row[0], []), deps.get(row[0], []),
+                                       counts.get(row[0], 0), self.superuser),
+                                 admin_of=frozenset(admin_of.get(row[0], ())))
                  for row in roles}
         return ActualState(
             roles=MappingProxyType(built), existing_groups=frozenset(r[0] for r in groups),

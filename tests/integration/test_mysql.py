@@ -262,3 +262,14 @@ def test_literals_and_identifiers_round_trip(mysql: MysqlServer, value: str) -> 
         with mysql.conn() as c, c.cursor() as cur:
             cur.execute(f"SELECT 1 AS {identifier(value)}")
             assert cur.description[0][0] == value
+
+
+def test_admin_option_on_a_role_is_drift(my: MyWorld) -> None:
+    my.add_grant()
+    my.run()
+    my.server.sql(f"GRANT {identifier(my.group)} TO {account(my.login())} WITH ADMIN OPTION")
+    run = my.run()
+    assert not run.failed, run.targets[0].results
+    assert my.server.sql("SELECT Admin_option FROM mysql.roles_mapping WHERE "
+                         f"User = {literal(my.login())}") == [("N",)]
+    assert actions(my.run()) == []

@@ -338,3 +338,21 @@ def test_hostile_group_role_names_are_quoted(world: World) -> None:
         world.cleanup()
         with world.server.conn() as c:
             c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(hostile)))
+
+
+def test_admin_option_on_a_membership_is_drift(world: World) -> None:
+    """WITH ADMIN OPTION would let the login hand its group to others, who would keep it."""
+    world.add_grant()
+    world.run()
+    with world.server.conn() as c:
+        c.execute(sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(
+            sql.Identifier(world.group), sql.Identifier(world.login())))
+    run = world.run()
+    assert not run.failed, run.targets[0].results
+    [update] = actions(run)
+    assert f"revoke admin option on {world.group}" in update.changes.describe()
+    with world.server.conn() as c:
+        row = c.execute("SELECT bool_or(admin_option) FROM pg_auth_members m JOIN pg_roles r"
+                        " ON r.oid = m.member WHERE r.rolname = %s", [world.login()]).fetchone()
+    assert row == (False,)
+    assert actions(world.run()) == []

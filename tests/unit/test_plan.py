@@ -73,7 +73,7 @@ def in_sync(want: DesiredLogin, **changes: Any) -> ActualRole:
     """The role exactly as jitgrant would have left it for `want`, then `changes` applied."""
     role = ActualRole(name=want.name, valid_until=want.expires,
                       connection_limit=want.connection_limit, verifier=want.verifier,
-                      comment=marker_comment(want), member_of=frozenset(want.roles))
+                      comment=marker_comment(want, "db1"), member_of=frozenset(want.roles))
     return dataclasses.replace(role, **changes)
 
 
@@ -519,7 +519,7 @@ def test_create_renders_attributes_password_membership_and_comment() -> None:
         "NOREPLICATION NOBYPASSRLS INHERIT PASSWORD '********' CONNECTION LIMIT 3 "
         f"VALID UNTIL '{g.expires.isoformat()}'")
     assert shown[1] == 'GRANT "app_readonly" TO "jit_alice_readonly"'
-    assert shown[2].startswith('COMMENT ON ROLE "jit_alice_readonly" IS \'jitgrant: alice ')
+    assert shown[2].startswith('COMMENT ON ROLE "jit_alice_readonly" IS \'jitgrant: db1: alice ')
     assert {s.phase for s in statements} == {"main"}
     assert {s.action for s in statements} == {0}
 
@@ -682,3 +682,10 @@ def test_any_login_name_fits_its_engine(grantee: str, engine: str) -> None:
         assert name == full
     else:
         assert name.endswith(_suffix(full)) and full.startswith(name[:-7])
+
+
+def test_a_login_marked_for_another_target_is_left_alone() -> None:
+    other = ActualRole(name=ALICE, comment="jitgrant: db2: alice (readonly) state 000000000000")
+    plan = plan_for(snap(), actual(other))
+    assert plan.actions == ()
+    assert any("belongs to target db2" in p.message for p in plan.problems)

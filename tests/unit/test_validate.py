@@ -548,3 +548,18 @@ def test_many_problems_in_one_file_each_have_their_own_line() -> None:
     snap = snapshot({GRANT: data})
     assert sorted((p.line, p.message) for p in snap.problems) == [
         (6, "unknown key 'colour'"), (7, "ticket: must not be empty")]
+
+
+def test_roles_jitgrant_relies_on_must_lie_outside_the_namespace() -> None:
+    from reconciler.validate import load_policy
+    from reconciler.load import SourceFile
+    text = (b"targets:\n  db1: {engine: postgres, dsn_env: X, reassign_owned_to: jit_owner}\n"
+            b"access:\n  ro: {roles: [jit_group, app_ok], max_duration: 8h}\n")
+    problems: list = []  # type: ignore[type-arg]
+    policy = load_policy([SourceFile("policies/p.yaml", text)], problems)
+    messages = [p.message for p in problems]
+    assert not policy.valid
+    assert any("reassign_owned_to: 'jit_owner' is inside the namespace" in m for m in messages)
+    assert any("'jit_group' is inside the namespace 'jit_' of target db1" in m
+               for m in messages)
+    assert not any("app_ok" in m for m in messages)
