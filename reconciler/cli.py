@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import sys
-import traceback
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -13,44 +10,13 @@ from typing import Any
 import click
 
 from . import __version__
+from .auditlog import audit_command
+from .clicommon import EXIT_BUG, handled, repo_option
 from .errors import UserError
-
-EXIT_BUG = 3
-repo_option = click.option("--repo", "repo", type=click.Path(file_okay=False, path_type=Path),
-                           default=Path("."), show_default=True,
-                           help="The access repository (a git checkout).")
 
 
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def handled(func: Callable[..., int]) -> Callable[..., None]:
-    """Run a command; a UserError is one line and exit 1, anything else a bug and exit 3."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        verbose = click.get_current_context().find_root().params.get("verbose", False)
-        try:
-            code = func(*args, **kwargs)
-        except UserError as exc:
-            if verbose:
-                traceback.print_exc()
-            click.echo(f"jitgrant: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            sys.exit(130)
-        except Exception:  # noqa: BLE001 - the last line of defence
-            if verbose:
-                traceback.print_exc()
-            else:
-                click.echo(f"jitgrant: internal error: {sys.exc_info()[1]!r}", err=True)
-            click.echo("This is a bug in jitgrant. Please report it with the output of -v.",
-                       err=True)
-            sys.exit(EXIT_BUG)
-        sys.exit(code)
-
-    return wrapper
 
 
 class JitgrantGroup(click.Group):
@@ -244,6 +210,9 @@ def demo(keep: bool) -> int:
     from .demo import run_demo
 
     return run_demo(keep=keep)
+
+
+main.add_command(audit_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

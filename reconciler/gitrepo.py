@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import random
 import re
 import subprocess
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import git
 
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, one_line
 from .load import MAX_FILE_BYTES, YAML_SUFFIXES, SourceFile
 from .model import Provenance
 
@@ -209,19 +210,96 @@ def commit_file(repo: git.Repo, rel_path: str, content: bytes, message: str) -> 
     return str(repo.head.commit.hexsha)
 
 
-def push(repo: git.Repo, attempts: int = 5) -> None:
-    """Push the current branch; when main moved, rebase our commits on it and try again."""
-    branch = repo.active_branch.name
+def push(repo: git.Repo, attempts: int = 8) -> None:
+    """Push the current branch to origin, never forcing. When the push is rejected because the
+    branch moved on origin (another run's audit commit, a merged grant), fetch it, rebase our
+    unpushed commits onto it and try again: at most `attempts` pushes, a short jittered pause
+    between them so racing runs fall out of step.
+
+    Only jitgrant's own audit commits are ever rebased: when an unpushed commit is a merge or
+    touches anything outside audit/, nothing is rebased; when the rebase stops (a conflict, a
+    dirty working tree), it is aborted. Either way a UserError, and the audit commit stays on
+    the local branch. A rejection that is not about origin moving fails at once."""
+    branch = _branch(repo)
+    upstream = f"refs/remotes/origin/{branch}"
+    error = ""
     for attempt in range(attempts):
         try:
-            repo.git.push("origin", f"HEAD:refs/heads/{branch}")
+            repo.git.push("--quiet", "origin", f"HEAD:refs/heads/{branch}")
             return
         except git.GitCommandError as exc:
-            if attempt == attempts - 1:
-                raise UserError(f"git push failed: {exc.stderr.strip()}") from None
-            repo.git.fetch("origin", branch)
-            repo.git.rebase(f"origin/{branch}")
-            time.sleep(0.2 * (attempt + 1))
+            error = _git_message(exc)
+        time.sleep(random.uniform(0.05, min(2.0, 0.1 * 2 ** attempt)))
+        _fetch(repo, branch, error)
+        if _is_ancestor(repo, "HEAD", upstream):
+            return  # already on origin: an earlier push landed though it reported an error
+        if _is_ancestor(repo, upstream, "HEAD"):
+            raise UserError(f"git push failed: {error}")  # not because origin moved: give up
+        if attempt < attempts - 1:
+            _rebase_audit_commits(repo, upstream)
+    raise UserError(f"git push failed {attempts} times while origin/{branch} kept moving "
+                    f"({error}); the audit commit stays on the local branch {branch}")
+
+
+def _branch(repo: git.Repo) -> str:
+    try:
+        return str(repo.active_branch.name)
+    except TypeError:
+        raise UserError("cannot push from a detached HEAD: check out the branch the audit "
+                        "commit belongs on") from None
+
+
+def _git_message(exc: git.GitCommandError) -> str:
+    """git's stderr as one line, without GitPython's wrapping and git's hints."""
+    text = str(exc.stderr).strip()
+    if text.startswith("stderr: '") and text.endswith("'"):
+        text = text[len("stderr: '"):-1]
+    lines = [line.strip().removeprefix("error: ") for line in text.splitlines()]
+    kept = [line for line in lines if line and not line.startswith(("hint:", "To "))]
+    return one_line("; ".join(kept) or f"git exited with {exc.status}")
+
+
+def _fetch(repo: git.Repo, branch: str, push_error: str) -> None:
+    try:
+        repo.git.fetch("--quiet", "--no-tags", "origin",
+                       f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+    except git.GitCommandError as exc:
+        raise UserError(f"git push failed: {push_error}; and fetching origin/{branch} failed: "
+                        f"{_git_message(exc)}") from None
+
+
+def _is_ancestor(repo: git.Repo, ancestor: str, descendant: str) -> bool:
+    try:
+        repo.git.merge_base("--is-ancestor", ancestor, descendant)
+    except git.GitCommandError as exc:
+        if exc.status == 1:
+            return False
+        raise UserError(f"git merge-base failed: {_git_message(exc)}") from None
+    return True
+
+
+def _rebase_audit_commits(repo: git.Repo, upstream: str) -> None:
+    """Replay our unpushed commits on `upstream`, only when they are all audit commits."""
+    ours = f"{upstream}..HEAD"
+    merges = repo.git.rev_list("--min-parents=2", ours).split()
+    paths = set(filter(None, repo.git.log("--format=", "--name-only", "--no-renames", "-z",
+                                          ours).split("\0")))
+    foreign = sorted(p for p in paths if not p.startswith("audit/"))
+    if merges or foreign:
+        what = f"merge commit {merges[0][:12]}" if merges else ", ".join(foreign[:3])
+        raise UserError(f"origin moved, and the local branch has unpushed commits that are not "
+                        f"audit commits ({one_line(what)}): not rebasing someone's work; push "
+                        "or remove them, then push the audit commit")
+    env = {} if identity(repo) != "unknown" else {
+        k: v for k, v in _DEFAULT_IDENTITY.items() if not os.environ.get(k)}
+    try:
+        repo.git.rebase("--quiet", "--no-autostash", "--no-verify", upstream, env=env)
+    except git.GitCommandError as exc:
+        if any((Path(str(repo.git_dir)) / d).exists() for d in ("rebase-merge", "rebase-apply")):
+            repo.git.rebase("--abort")
+        raise UserError(f"could not rebase the audit commit onto "
+                        f"{upstream.removeprefix('refs/remotes/')}: "
+                        f"{_git_message(exc)}; it stays on the local branch") from None
 
 
 def init_repo(path: Path) -> git.Repo:

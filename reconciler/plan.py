@@ -14,6 +14,7 @@ from types import MappingProxyType
 from .errors import Problem
 from .model import (ActualRole, ActualState, DesiredLogin, DesiredState, Grant, KnownLogin,
                     Target, login_name)
+from .timeutil import NEG_INFINITY
 from .validate import RawGrant, Snapshot
 
 MARKER = "jitgrant:"  # role comments that start with this mark logins jitgrant created
@@ -204,7 +205,9 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
     keep = set(desired.logins) | (set() if desired.may_grant else _still_current(desired, now))
     for name, role in unprotected.items():
         if name not in keep:
-            actions.append(_revoke_action(target, role, desired, actual, problems))
+            action = _revoke_action(target, role, desired, actual, problems)
+            if not (action.hold and _stripped(role, actual)):  # else only its problem remains
+                actions.append(action)
     return TargetPlan(target, tuple(actions), tuple(problems))
 
 
@@ -338,6 +341,12 @@ def _revoke_action(target: Target, role: ActualRole, desired: DesiredState,
     return Action(target=target.name, kind="revoke", login=role.name, cause=known.cause,
                   grantee=known.grantee, access=known.access, expires=known.expires,
                   grant_files=known.grant_files, actual=role, hold=hold)
+
+
+def _stripped(role: ActualRole, actual: ActualState) -> bool:
+    """Already as a held revocation leaves a login: it cannot log in and belongs to no one."""
+    return (not role.can_login and role.valid_until == NEG_INFINITY and not role.member_of
+            and not (role.members - {actual.admin}) and role.sessions == 0)
 
 
 def owned_object_databases(role: ActualRole, actual: ActualState) -> list[str]:

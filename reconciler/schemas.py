@@ -155,8 +155,18 @@ def _compile(schema: Any, root: dict[str, Any]) -> Check:
     return lambda v: all(check(v) for check in checks)
 
 
+def _kind(spec: Any) -> Check | None:
+    """`type` as a check: a name, or a list of names (any of them)."""
+    if spec is None:
+        return None
+    if isinstance(spec, list):
+        kinds = [_TYPES[k] for k in spec]
+        return lambda v: any(k(v) for k in kinds)
+    return _TYPES[spec]
+
+
 def _scalar_checks(schema: dict[str, Any]) -> Check | None:
-    kind = _TYPES[schema["type"]] if "type" in schema else None
+    kind = _kind(schema.get("type"))
     options = list(schema["enum"]) if "enum" in schema else None
     regex = _anchored(schema["pattern"]) if "pattern" in schema else None
     low, high = schema.get("minLength", 0), schema.get("maxLength")

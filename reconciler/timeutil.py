@@ -11,6 +11,9 @@ _SHORT = re.compile(r"^(\d{1,6})([smhdw])$")
 _ISO = re.compile(
     r"^P(?:(\d{1,6})W)?(?:(\d{1,6})D)?(?:T(?:(\d{1,6})H)?(?:(\d{1,6})M)?(?:(\d{1,6})S)?)?$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# PostgreSQL's 'infinity' and '-infinity' timestamps, as read from the catalog.
+INFINITY = datetime.max.replace(tzinfo=timezone.utc)
+NEG_INFINITY = datetime.min.replace(tzinfo=timezone.utc)
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -7,7 +7,7 @@ from functools import lru_cache
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -17,12 +17,11 @@ from psycopg.conninfo import make_conninfo
 
 from ..errors import LockHeld, TargetError
 from ..model import ActualRole, ActualState, DesiredLogin, Target
+from ..timeutil import INFINITY, NEG_INFINITY
 from ..plan import (Action, TargetPlan, marker_comment, owned_object_databases,
                     reassign_target)
 from .base import PHASES, ActionResult, Statement, render_plan
 
-INFINITY = datetime.max.replace(tzinfo=timezone.utc)
-NEG_INFINITY = datetime.min.replace(tzinfo=timezone.utc)
 ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
 MASK = "'********'"
 

@@ -124,6 +124,9 @@ def test_objects_never_go_to_a_superuser(world: World) -> None:
     if world.server.scram:
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(world.server.login_dsn(login, password))
+    again = world.run()  # already locked out and stripped: reported, no new audit record
+    assert actions(again) == [] and again.failed
+    assert any("would go to the superuser" in p.message for p in again.problems)
     world.write_policy(reassign_owned_to=world.owner)
     assert not world.run().failed
     assert world.role(login) is None and _owner_of_notes(world, second) == (world.owner,)

@@ -1,0 +1,51 @@
+"""What every command shares: the --repo option and the mapping of errors to exit codes.
+
+Its own module so that commands living beside their logic (auditlog.py) need not import cli.py,
+which imports them.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import UserError
+
+EXIT_BUG = 3
+repo_option = click.option("--repo", "repo", type=click.Path(file_okay=False, path_type=Path),
+                           default=Path("."), show_default=True,
+                           help="The access repository (a git checkout).")
+
+
+def handled(func: Callable[..., int]) -> Callable[..., None]:
+    """Run a command; a UserError is one line and exit 1, anything else a bug and exit 3."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        verbose = click.get_current_context().find_root().params.get("verbose", False)
+        try:
+            code = func(*args, **kwargs)
+        except UserError as exc:
+            if verbose:
+                traceback.print_exc()
+            click.echo(f"jitgrant: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception:  # noqa: BLE001 - the last line of defence
+            if verbose:
+                traceback.print_exc()
+            else:
+                click.echo(f"jitgrant: internal error: {sys.exc_info()[1]!r}", err=True)
+            click.echo("This is a bug in jitgrant. Please report it with the output of -v.",
+                       err=True)
+            sys.exit(EXIT_BUG)
+        sys.exit(code)
+
+    return wrapper
