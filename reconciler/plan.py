@@ -7,7 +7,7 @@ run by `apply` and written to the audit, so a dry run is exact.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from types import MappingProxyType
 
@@ -55,7 +55,9 @@ class Changes:
         return out
 
     def __bool__(self) -> bool:
-        return bool(self.describe())
+        # Every field is a flag or a tuple: any truthy one is a change. (Called for every
+        # login on every run, so no descriptions are built here.)
+        return any(getattr(self, f.name) for f in fields(self))
 
 
 @dataclass(frozen=True)

@@ -306,10 +306,9 @@ class PostgresSession:
         for name, database in depends:
             deps.setdefault(name, []).append(database)
         counts = dict(sessions)
-        built = {row[0]: replace(_role(row, member_of.get(row[0], []),
-                                       has_members.get(row[0], []), deps.get(row[0], []),
-                                       counts.get(row[0], 0), self.superuser),
-                                 admin_of=frozenset(admin_of.get(row[0], ())))
+        built = {row[0]: _role(row, member_of.get(row[0], []), has_members.get(row[0], []),
+                               deps.get(row[0], []), counts.get(row[0], 0), self.superuser,
+                               admin_of.get(row[0], set()))
                  for row in roles}
         return ActualState(
             roles=MappingProxyType(built), existing_groups=frozenset(r[0] for r in groups),
@@ -432,7 +431,7 @@ def _connect(dsn: str, target: Target) -> psycopg.Connection[Any]:
 
 
 def _role(row: Any, member_of: list[tuple[str, str]], members: list[tuple[str, str]],
-          depends: list[str], sessions: int, superuser: bool) -> ActualRole:
+          depends: list[str], sessions: int, superuser: bool, admin_of: set[str]) -> ActualRole:
     (name, login, sup, createdb, createrole, repl, bypass, inherit, until, inf, neginf,
      connlimit, password, comment, config) = row
     valid_until = INFINITY if inf else NEG_INFINITY if neginf else until
@@ -442,5 +441,6 @@ def _role(row: Any, member_of: list[tuple[str, str]], members: list[tuple[str, s
         connection_limit=None if connlimit < 0 else connlimit, verifier=password,
         verifier_known=bool(superuser), comment=comment,
         member_of=frozenset(g for g, _ in member_of), member_of_grants=tuple(member_of),
+        admin_of=frozenset(admin_of),
         members=frozenset(m for m, _ in members), members_grants=tuple(members),
         has_config=bool(config), depends_in=tuple(sorted(depends)), sessions=sessions)

@@ -141,16 +141,17 @@ def test_roles_outside_or_protected_survive_every_command(world: World) -> None:
     outsider, superuser, kept = "outside_" + world.prefix, world.prefix + "root", \
         world.prefix + "keep"
     world.write_policy(never_touch=[kept])
-    with world.server.conn() as c:
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN VALID UNTIL 'infinity'").format(
-            sql.Identifier(outsider)))
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER").format(sql.Identifier(superuser)))
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 7").format(
-            sql.Identifier(kept)))
-        c.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(world.group),
-                                                  sql.Identifier(kept)))
-    before = {n: world.role(n) for n in (outsider, superuser, kept, world.group)}
     try:
+        with world.server.conn() as c:
+            c.execute(sql.SQL("CREATE ROLE {} LOGIN VALID UNTIL 'infinity'").format(
+                sql.Identifier(outsider)))
+            c.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER").format(
+                sql.Identifier(superuser)))
+            c.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 7").format(
+                sql.Identifier(kept)))
+            c.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(world.group),
+                                                      sql.Identifier(kept)))
+        before = {n: world.role(n) for n in (outsider, superuser, kept, world.group)}
         world.add_grant(expires=utc(seconds=3))
         world.run()
         time.sleep(3.5)
@@ -160,7 +161,7 @@ def test_roles_outside_or_protected_survive_every_command(world: World) -> None:
         assert after == before
     finally:
         with world.server.conn() as c:
-            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(outsider)))
+            c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(outsider)))
 
 
 def test_hand_made_login_inside_namespace_is_revoked(world: World) -> None:
