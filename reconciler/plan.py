@@ -205,9 +205,10 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
                                         "scheduler on and a database in the DSN; expiry is "
                                         "enforced by apply alone", "warning"))
     keep = set(desired.logins) | (set() if desired.may_grant else _still_current(desired, now))
+    by_user = _accounts_by_user(actual)
     for name, role in unprotected.items():
         if name not in keep:
-            action = _revoke_action(target, role, desired, actual, problems)
+            action = _revoke_action(target, role, desired, actual, by_user, problems)
             if not (action.hold and _stripped(role, actual)):  # else only its problem remains
                 actions.append(action)
     return TargetPlan(target, tuple(actions), tuple(problems))
@@ -324,14 +325,14 @@ def _default_roles(want: DesiredLogin, actual: ActualState) -> set[str]:
 
 
 def _revoke_action(target: Target, role: ActualRole, desired: DesiredState,
-                   actual: ActualState, problems: list[Problem]) -> Action:
+                   actual: ActualState, by_user: dict[str, list[str]],
+                   problems: list[Problem]) -> Action:
     hold = _hold(target, role, actual)
     if hold:
         problems.append(_target_problem(target, f"login {role.name} is locked out but not "
                                         f"dropped: {hold}"))
-    twins = [r.name for r in actual.roles.values() if role.user and r.user == role.user
-             and r.name != role.name]
-    if twins and not role.is_role:
+    twins = [n for n in by_user.get(role.user, ()) if n != role.name]
+    if role.user and twins and not role.is_role:
         problems.append(_target_problem(
             target, f"connections of {role.name} are not killed: they cannot be told apart "
                     f"from those of {', '.join(twins)}, which has the same user name", "warning"))
@@ -343,6 +344,15 @@ def _revoke_action(target: Target, role: ActualRole, desired: DesiredState,
     return Action(target=target.name, kind="revoke", login=role.name, cause=known.cause,
                   grantee=known.grantee, access=known.access, expires=known.expires,
                   grant_files=known.grant_files, actual=role, hold=hold)
+
+
+def _accounts_by_user(actual: ActualState) -> dict[str, list[str]]:
+    """MySQL: the accounts of each user name (several hosts can share one)."""
+    grouped: dict[str, list[str]] = {}
+    for role in actual.roles.values():
+        if role.user:
+            grouped.setdefault(role.user, []).append(role.name)
+    return grouped
 
 
 def _stripped(role: ActualRole, actual: ActualState) -> bool:
