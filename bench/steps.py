@@ -8,6 +8,7 @@ import cProfile
 import os
 import resource
 import shutil
+import gc
 import statistics
 import subprocess
 import sys
@@ -246,6 +247,10 @@ class Bench:
                              f"error {target.error}, problems {run.problems[:1]}")
 
     def _time(self, key: str, func: Callable[[], T], profile: bool = True) -> T:
+        # Each command runs in a fresh process; here the steps share one. Collect what the
+        # previous step left behind (and unfreeze what it froze) so it is not this step's cost.
+        gc.unfreeze()
+        gc.collect()
         with self._profiled(key, profile):
             return self._part(key, func)
 
