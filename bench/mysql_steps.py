@@ -39,7 +39,7 @@ STEPS = (
          "render, execute"),
     Step("expiry.audit", "- audit.persist", "part of the mass revocation"),
     Step("client_revoke", "client floor (revoke)",
-         "the mass revocation's statements (ACCOUNT LOCK, KILL CONNECTION USER, DROP USER), "
+         "the mass revocation's statements (ACCOUNT LOCK, KILL CONNECTION <id>, DROP USER), "
          "after recreating the accounts, through `mariadb --batch < file`"),
 )
 

@@ -215,8 +215,8 @@ def _kill(index: int, have: ActualRole, acct: str, actual: ActualState) -> list[
 
 _INFO = "SELECT CURRENT_USER(), VERSION(), @@event_scheduler, DATABASE()"
 # BINARY: PROCESSLIST.USER compares case-insensitively, and 'ROOT' is not 'root'.
-_CONNECTIONS = ("SELECT ID FROM information_schema.PROCESSLIST "
-                "WHERE BINARY USER = %s AND ID <> CONNECTION_ID()")
+_CONNECTIONS = ("SELECT ID, USER FROM information_schema.PROCESSLIST "
+                "WHERE BINARY USER IN %(users)s AND ID <> CONNECTION_ID()")
 ER_NO_SUCH_THREAD = 1094
 _PREFIX = "LEFT({col}, CHAR_LENGTH(%(prefix)s)) = %(prefix)s"
 
@@ -405,20 +405,25 @@ class MysqlSession:
 
     def _end_sessions(self, plan: TargetPlan, actual: ActualState,
                       results: list[ActionResult]) -> None:
-        """Kill every connection of each locked account, by id, looked up now: one could have
-        opened since planning. Connections are matched by exact user name, so an account
-        whose user name another kept account shares is left alone (reported in the plan)."""
+        """Kill every connection of each locked account, by id, looked up now (one query for
+        all of them): one could have opened since planning. Connections are matched by exact
+        user name, so an account whose user name another kept account shares is left alone
+        (reported in the plan)."""
         users = [r.user for r in actual.roles.values()]
+        index_of = {}
         for index, action in enumerate(plan.actions):
             have = action.actual
-            if (action.kind != "revoke" or have is None or have.is_role
-                    or results[index].error or users.count(have.user) > 1):
-                continue
-            with _driver_errors("listing connections"), self.conn.cursor() as cur:
-                cur.execute(_CONNECTIONS, [have.user])
-                ids = [int(r[0]) for r in cur.fetchall()]
-            for pid in ids:
-                self._kill_one(pid, results[index])
+            if (action.kind == "revoke" and have is not None and not have.is_role
+                    and not results[index].error and users.count(have.user) == 1):
+                index_of[have.user] = index
+        if not index_of:
+            return
+        with _driver_errors("listing connections"), self.conn.cursor() as cur:
+            cur.execute(_CONNECTIONS, {"users": tuple(sorted(index_of))})
+            rows = cur.fetchall()
+        for pid, user in rows:
+            if user in index_of:  # the query matched case-insensitively; this is exact
+                self._kill_one(int(pid), results[index_of[user]])
 
     def _kill_one(self, pid: int, result: ActionResult) -> None:
         try:
