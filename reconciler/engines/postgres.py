@@ -263,6 +263,7 @@ class PostgresSession:
             row = self.conn.execute(_INFO).fetchone()
         assert row is not None
         self.admin, self.database, self.superuser, self.version = row
+        self._kinds: dict[int, str] = {}
 
     def lock(self) -> None:
         with _driver_errors(self.target, "taking the lock"):
@@ -323,6 +324,7 @@ class PostgresSession:
     def _execute(self, plan: TargetPlan, statements: Sequence[Statement],
                  actual: ActualState) -> list[ActionResult]:
         results = [ActionResult() for _ in plan.actions]
+        self._kinds = {index: action.kind for index, action in enumerate(plan.actions)}
         for phase in PHASES:
             batch = [s for s in statements if s.phase == phase and not results[s.action].error]
             if phase == "sessions":
@@ -389,20 +391,32 @@ class PostgresSession:
 
     def _per_action(self, conn: psycopg.Connection[Any], stmts: list[Statement],
                     results: list[ActionResult]) -> None:
+        """A savepoint per action; within an update, one per statement, so a repair that is
+        refused (a membership a superuser granted, say) does not undo the others, such as a
+        shortened expiry. Creations and revocations stay whole: a DROP OWNED after a failed
+        REASSIGN OWNED would destroy the login's objects."""
         groups: dict[int, list[Statement]] = {}
         for stmt in stmts:
             groups.setdefault(stmt.action, []).append(stmt)
         with conn.transaction():
             for index, group in groups.items():
-                try:
-                    with conn.transaction():
-                        for stmt in group:
-                            conn.execute(stmt.sql.encode())
-                except psycopg.Error as exc:
-                    self._alive(conn, exc)
-                    _fail(group, results, _one_line(exc))
-                    continue
-                results[index].statements += len(group)
+                if self._kinds.get(index) == "update":
+                    for stmt in group:
+                        self._savepoint(conn, [stmt], results)
+                else:
+                    self._savepoint(conn, group, results)
+
+    def _savepoint(self, conn: psycopg.Connection[Any], group: list[Statement],
+                   results: list[ActionResult]) -> None:
+        try:
+            with conn.transaction():
+                for stmt in group:
+                    conn.execute(stmt.sql.encode())
+        except psycopg.Error as exc:
+            self._alive(conn, exc)
+            _fail(group, results, _one_line(exc))
+            return
+        results[group[0].action].statements += len(group)
 
     def _alive(self, conn: psycopg.Connection[Any], exc: psycopg.Error) -> None:
         if conn.closed or conn.broken:

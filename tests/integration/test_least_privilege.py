@@ -11,6 +11,7 @@ from psycopg import sql
 
 from reconciler.credentials import new_password, scram_sha256_verifier
 from tests.conftest import PgServer
+from tests.helpers import utc
 from tests.integration.conftest import World
 
 # The statements the README gives for PostgreSQL 16 and later, with {placeholders}.
@@ -103,3 +104,22 @@ def test_privilege_granted_by_someone_else_leaves_login_locked_out(lp_world: Wor
         session.execute("SELECT 1")
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(w.server.login_dsn(login, password))
+
+
+def test_a_refused_repair_does_not_undo_the_expiry_repair(lp_world: World) -> None:
+    """A superuser's GRANT to a login cannot be revoked by a CREATEROLE role; the expiry put
+    back in the same run must stay put back."""
+    w = lp_world
+    expires = utc(hours=1)
+    w.add_grant(expires=expires)
+    assert not w.run().failed
+    with w.server.conn() as c:
+        c.execute(sql.SQL("ALTER ROLE {} VALID UNTIL 'infinity'").format(
+            sql.Identifier(w.login())))
+        c.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(w.owner),
+                                                  sql.Identifier(w.login())))
+    run = w.run()
+    assert run.failed  # the revoke is refused and reported
+    assert "ADMIN" in (run.targets[0].results[0].error or "")
+    role = w.role(w.login())
+    assert role is not None and role["rolvaliduntil"] == expires and not role["infinite"]
