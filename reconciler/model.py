@@ -175,6 +175,7 @@ class ActualRole:
     default_roles: frozenset[str] | None = None  # MySQL: default roles
     members: frozenset[str] = frozenset()  # roles that are members of this login
     has_config: bool = False  # PostgreSQL: ALTER ROLE ... SET was used
+    config_databases: tuple[str, ...] = ()  # PostgreSQL: ALTER ROLE ... IN DATABASE d SET
     locked: bool = False  # MySQL: ACCOUNT LOCK
     depends_in: tuple[str, ...] = ()  # databases where it owns objects or holds privileges
     sessions: int = 0

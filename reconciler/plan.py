@@ -298,7 +298,7 @@ def compare(target: Target, want: DesiredLogin, have: ActualRole,
         password=have.verifier_known and have.verifier != want.verifier,
         connection_limit=have.connection_limit != want.connection_limit,
         comment=postgres and have.comment != marker_comment(want, target.name),
-        reset_config=have.has_config,
+        reset_config=have.has_config or bool(have.config_databases),
         unlock=not postgres and have.locked,
         default_roles=(not postgres and have.default_roles is not None
                        and have.default_roles != _default_roles(want, actual)),

@@ -54,6 +54,9 @@ WHERE usename = ANY(%s) AND pid <> pg_backend_pid()"""
 _SESSIONS = """SELECT usename, count(*) FROM pg_stat_activity
 WHERE starts_with(usename, %(prefix)s) GROUP BY 1"""
 _SUPERUSERS = "SELECT rolname FROM pg_roles WHERE rolsuper"
+_DB_SETTINGS = """SELECT r.rolname, d.datname FROM pg_db_role_setting s
+JOIN pg_roles r ON r.oid = s.setrole JOIN pg_database d ON d.oid = s.setdatabase
+WHERE starts_with(r.rolname, %(prefix)s)"""
 
 
 def lock_key(target: Target) -> int:
@@ -164,7 +167,10 @@ def _render_update(index: int, action: Action, actual: ActualState) -> list[Stat
         head = "ALTER ROLE " + role + " WITH "
         out.append(_stmt(index, "main", head + " ".join(options), head + " ".join(shown)))
     if ch.reset_config:
-        out.append(_stmt(index, "main", "ALTER ROLE " + role + " RESET ALL"))
+        if have.has_config:
+            out.append(_stmt(index, "main", "ALTER ROLE " + role + " RESET ALL"))
+        out += [_stmt(index, "main", "ALTER ROLE " + role + " IN DATABASE " + ident(database)
+                      + " RESET ALL") for database in have.config_databases]
     if ch.grant_roles:
         out.append(_stmt(index, "main", _grant_roles(ch.grant_roles, role)))
     for group in ch.revoke_roles:
@@ -284,14 +290,21 @@ class PostgresSession:
         queries: list[tuple[str, dict[str, Any] | None]] = [
             (_ROLES.format(password=password, join=join), prefix),  # noqa: S608 - constants
             (_MEMBERS, prefix), (_GROUPS, {"groups": sorted(groups)}), (_DEPENDS, prefix),
-            (_OWNERS, None), (_SESSIONS, prefix), (_SUPERUSERS, None)]
+            (_OWNERS, None), (_SESSIONS, prefix), (_SUPERUSERS, None), (_DB_SETTINGS, prefix)]
         with self.conn.pipeline():
             cursors = [self.conn.cursor() for _ in queries]
             for cur, (query, params) in zip(cursors, queries, strict=True):
                 cur.execute(query, params)
-        roles, members, found, depends, owners, sessions, supers = (c.fetchall() for c in cursors)
+        (roles, members, found, depends, owners, sessions, supers,
+         db_settings) = (c.fetchall() for c in cursors)
         state = self._state(roles, members, found, depends, owners, sessions)
-        return replace(state, superusers=frozenset(r[0] for r in supers))
+        per_db: dict[str, list[str]] = {}
+        for name, database in db_settings:
+            per_db.setdefault(name, []).append(database)
+        roles_with = {name: replace(role, config_databases=tuple(sorted(per_db[name])))
+                      if name in per_db else role for name, role in state.roles.items()}
+        return replace(state, roles=MappingProxyType(roles_with),
+                       superusers=frozenset(r[0] for r in supers))
 
     def _state(self, roles: list[Any], members: list[Any], groups: list[Any], depends: list[Any],
                owners: list[Any], sessions: list[Any]) -> ActualState:

@@ -360,3 +360,21 @@ def test_admin_option_on_a_membership_is_drift(world: World) -> None:
                         " ON r.oid = m.member WHERE r.rolname = %s", [world.login()]).fetchone()
     assert row == (False,)
     assert actions(world.run()) == []
+
+
+def test_per_database_role_settings_are_drift(world: World) -> None:
+    """ALTER ROLE ... IN DATABASE d SET lives in pg_db_role_setting, not in rolconfig."""
+    world.add_grant()
+    world.run()
+    with world.server.conn() as c:
+        c.execute(sql.SQL("ALTER ROLE {} IN DATABASE postgres SET search_path = 'evil'").format(
+            sql.Identifier(world.login())))
+    run = world.run()
+    assert not run.failed, run.targets[0].results
+    [update] = actions(run)
+    assert "role settings" in update.changes.describe() and update.cause == "drift"
+    with world.server.conn() as c:
+        row = c.execute("SELECT count(*) FROM pg_db_role_setting s JOIN pg_roles r"
+                        " ON r.oid = s.setrole WHERE r.rolname = %s", [world.login()]).fetchone()
+    assert row == (0,)
+    assert actions(world.run()) == []
