@@ -35,7 +35,3 @@ def mysql_native_verifier(password: str) -> str:
     inner = hashlib.sha1(password.encode()).digest()  # noqa: S324 - the protocol's own hash
     return "*" + hashlib.sha1(inner).hexdigest().upper()  # noqa: S324
 
-
-def verifier_for(engine: str, password: str) -> str:
-    return scram_sha256_verifier(password) if engine == "postgres" else \
-        mysql_native_verifier(password)

@@ -194,14 +194,20 @@ def changed_since(repo: git.Repo, base: str, head: str | None) -> set[str]:
     return changed
 
 
+def _fallback_identity(repo: git.Repo) -> dict[str, str]:
+    """jitgrant's own name for commits, where neither git's config nor the environment gives
+    one (a bare CI runner)."""
+    if identity(repo) != "unknown":
+        return {}
+    return {k: v for k, v in _DEFAULT_IDENTITY.items() if not os.environ.get(k)}
+
+
 def commit_file(repo: git.Repo, rel_path: str, content: bytes, message: str) -> str:
     """Write one file and commit only it on the current branch; return the new commit sha."""
     target = Path(str(repo.working_tree_dir)) / rel_path
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(content)
-    env = {k: v for k, v in _DEFAULT_IDENTITY.items() if not os.environ.get(k)}
-    if identity(repo) != "unknown":
-        env = {}
+    env = _fallback_identity(repo)
     try:
         repo.git.add("--", rel_path)
         repo.git.commit("--only", "--no-verify", "-q", "-m", message, "--", rel_path, env=env)
@@ -290,8 +296,7 @@ def _rebase_audit_commits(repo: git.Repo, upstream: str) -> None:
         raise UserError(f"origin moved, and the local branch has unpushed commits that are not "
                         f"audit commits ({one_line(what)}): not rebasing someone's work; push "
                         "or remove them, then push the audit commit")
-    env = {} if identity(repo) != "unknown" else {
-        k: v for k, v in _DEFAULT_IDENTITY.items() if not os.environ.get(k)}
+    env = _fallback_identity(repo)
     try:
         repo.git.rebase("--quiet", "--no-autostash", "--no-verify", upstream, env=env)
     except git.GitCommandError as exc:

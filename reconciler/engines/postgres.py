@@ -6,7 +6,6 @@ import hashlib
 from functools import lru_cache
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -252,7 +251,7 @@ CHUNK = 500  # statements per round trip on the fast path
 
 
 @contextmanager
-def _driver_errors(target: Target, doing: str) -> Iterator[None]:
+def _driver_errors(doing: str) -> Iterator[None]:
     """A driver error is the target's failure, reported in one line; it never stops others."""
     try:
         yield
@@ -265,21 +264,21 @@ class PostgresSession:
         self.target = target
         self.dsn = dsn
         self.conn = _connect(dsn, target)
-        with _driver_errors(target, "reading server information"):
+        with _driver_errors("reading server information"):
             row = self.conn.execute(_INFO).fetchone()
         assert row is not None
         self.admin, self.database, self.superuser, self.version = row
         self._kinds: dict[int, str] = {}
 
     def lock(self) -> None:
-        with _driver_errors(self.target, "taking the lock"):
+        with _driver_errors("taking the lock"):
             row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(self.target)])
             got = row.fetchone()
         if not got or not got[0]:
             raise LockHeld("another jitgrant run holds the lock")
 
     def inspect(self, groups: frozenset[str]) -> ActualState:
-        with _driver_errors(self.target, "reading the catalog"):
+        with _driver_errors("reading the catalog"):
             return self._inspect(groups)
 
     def _inspect(self, groups: frozenset[str]) -> ActualState:
@@ -295,43 +294,39 @@ class PostgresSession:
             cursors = [self.conn.cursor() for _ in queries]
             for cur, (query, params) in zip(cursors, queries, strict=True):
                 cur.execute(query, params)
-        (roles, members, found, depends, owners, sessions, supers,
-         db_settings) = (c.fetchall() for c in cursors)
-        state = self._state(roles, members, found, depends, owners, sessions)
-        per_db: dict[str, list[str]] = {}
-        for name, database in db_settings:
-            per_db.setdefault(name, []).append(database)
-        roles_with = {name: replace(role, config_databases=tuple(sorted(per_db[name])))
-                      if name in per_db else role for name, role in state.roles.items()}
-        return replace(state, roles=MappingProxyType(roles_with),
-                       superusers=frozenset(r[0] for r in supers))
+        return self._state(*(c.fetchall() for c in cursors))
 
     def _state(self, roles: list[Any], members: list[Any], groups: list[Any], depends: list[Any],
-               owners: list[Any], sessions: list[Any]) -> ActualState:
+               owners: list[Any], sessions: list[Any], supers: list[Any],
+               db_settings: list[Any]) -> ActualState:
         member_of: dict[str, list[tuple[str, str]]] = {}
         has_members: dict[str, list[tuple[str, str]]] = {}
         admin_of: dict[str, set[str]] = {}
         for member, group, grantor, admin_option in members:
             member_of.setdefault(member, []).append((group, grantor))
             has_members.setdefault(group, []).append((member, grantor))
-            if admin_option and grantor != member:
+            if admin_option:
                 admin_of.setdefault(member, set()).add(group)
         deps: dict[str, list[str]] = {}
         for name, database in depends:
             deps.setdefault(name, []).append(database)
+        per_db: dict[str, list[str]] = {}
+        for name, database in db_settings:
+            per_db.setdefault(name, []).append(database)
         counts = dict(sessions)
         built = {row[0]: _role(row, member_of.get(row[0], []), has_members.get(row[0], []),
                                deps.get(row[0], []), counts.get(row[0], 0), self.superuser,
-                               admin_of.get(row[0], set()))
+                               admin_of.get(row[0], set()), per_db.get(row[0], []))
                  for row in roles}
         return ActualState(
             roles=MappingProxyType(built), existing_groups=frozenset(r[0] for r in groups),
             admin=self.admin, admin_is_superuser=bool(self.superuser), database=self.database,
-            database_owners=MappingProxyType(dict(owners)), server_version=self.version)
+            database_owners=MappingProxyType(dict(owners)), server_version=self.version,
+            superusers=frozenset(r[0] for r in supers))
 
     def execute(self, plan: TargetPlan, statements: Sequence[Statement],
                 actual: ActualState) -> list[ActionResult]:
-        with _driver_errors(self.target, "applying"):
+        with _driver_errors("applying"):
             return self._execute(plan, statements, actual)
 
     def _execute(self, plan: TargetPlan, statements: Sequence[Statement],
@@ -458,7 +453,8 @@ def _connect(dsn: str, target: Target) -> psycopg.Connection[Any]:
 
 
 def _role(row: Any, member_of: list[tuple[str, str]], members: list[tuple[str, str]],
-          depends: list[str], sessions: int, superuser: bool, admin_of: set[str]) -> ActualRole:
+          depends: list[str], sessions: int, superuser: bool, admin_of: set[str],
+          config_databases: list[str]) -> ActualRole:
     (name, login, sup, createdb, createrole, repl, bypass, inherit, until, inf, neginf,
      connlimit, password, comment, config) = row
     valid_until = INFINITY if inf else NEG_INFINITY if neginf else until
@@ -470,4 +466,5 @@ def _role(row: Any, member_of: list[tuple[str, str]], members: list[tuple[str, s
         member_of=frozenset(g for g, _ in member_of), member_of_grants=tuple(member_of),
         admin_of=frozenset(admin_of),
         members=frozenset(m for m, _ in members), members_grants=tuple(members),
-        has_config=bool(config), depends_in=tuple(sorted(depends)), sessions=sessions)
+        has_config=bool(config), config_databases=tuple(sorted(config_databases)),
+        depends_in=tuple(sorted(depends)), sessions=sessions)
