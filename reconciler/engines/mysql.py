@@ -198,14 +198,14 @@ def _render_revoke(index: int, action: Action, actual: ActualState) -> list[Stat
     else:
         acct = account(have.user, have.host)
         out.append(_stmt(index, "lockout", f"ALTER USER {acct} ACCOUNT LOCK"))
-        out += _kill(index, have, acct, actual)
+        out += _kill(index, have)
         out.append(_stmt(index, "main", f"DROP USER {acct}"))
     out += [_stmt(index, "main", f"DROP EVENT IF EXISTS {_event_ref(actual, e)}")
             for e in have.events]
     return out
 
 
-def _kill(index: int, have: ActualRole, acct: str, actual: ActualState) -> list[Statement]:
+def _kill(index: int, have: ActualRole) -> list[Statement]:
     """The connections seen when planning, by id. execute() looks again once the account is
     locked and kills what it finds, since a connection could open between the two."""
     return [_stmt(index, "sessions", f"KILL CONNECTION {int(i)}") for i in have.session_ids]
