@@ -10,9 +10,12 @@ from typing import Any
 import click
 
 from . import __version__
+from .access import connect_command, status_command
 from .auditlog import audit_command
 from .clicommon import EXIT_BUG, handled, repo_option
 from .errors import UserError
+from .requester import extend_command, request_command, revoke_command
+from .standing import standing_command
 
 
 def now_utc() -> datetime:
@@ -212,7 +215,9 @@ def demo(keep: bool) -> int:
     return run_demo(keep=keep)
 
 
-main.add_command(audit_command)
+for _command in (audit_command, request_command, status_command, connect_command,
+                 extend_command, revoke_command, standing_command):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover
