@@ -78,8 +78,21 @@ def _provenance(path: str, grant: Grant | None) -> dict[str, Any]:
     return entry
 
 
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+
+
 def to_json(data: dict[str, Any]) -> bytes:
-    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+    """The record with one top-level field, and one action or target, per line. `indent=`
+    would switch json to its pure-Python encoder, about five times slower on 10,000 actions;
+    this layout keeps the C encoder and still reads (and diffs) line by line."""
+    fields = []
+    for key, value in data.items():
+        if isinstance(value, list) and value:
+            items = ",\n    ".join(_compact(item) for item in value)
+            fields.append(f"  {_compact(key)}: [\n    {items}\n  ]")
+        else:
+            fields.append(f"  {_compact(key)}: {_compact(value)}")
+    return ("{\n" + ",\n".join(fields) + "\n}\n").encode()
 
 
 def write(root: Path, run: Run, content: bytes) -> str:
