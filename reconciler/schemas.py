@@ -7,9 +7,10 @@ import re
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
+if TYPE_CHECKING:  # jsonschema costs ~80 ms to import; it runs only to explain a failure
+    import jsonschema
 
 _PACKAGED = Path(__file__).parent / "_data"
 _SOURCE = Path(__file__).resolve().parent.parent
@@ -37,6 +38,8 @@ def _anchored(pattern: str) -> re.Pattern[str]:
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    import jsonschema
+
     if isinstance(instance, str) and not _anchored(pattern).search(instance):
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
@@ -56,6 +59,8 @@ def errors(name: str, instance: Any) -> list[jsonschema.ValidationError]:
 @cache
 def validator(name: str) -> Any:
     """A compiled validator for schema/<name>.schema.json, with ECMA-262 anchoring."""
+    import jsonschema
+
     schema = load_schema(name)
     base = jsonschema.validators.validator_for(schema)
     cls = jsonschema.validators.extend(base, {"pattern": _pattern})  # type: ignore[no-untyped-call]
