@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
+from . import parallel
 from .errors import Problem
 from .load import Document, SourceFile, YamlProblem, parse_yaml, to_problem
 from .model import AccessLevel, Grant, Person, Policy, Provenance, Target, login_name
@@ -71,16 +72,28 @@ class Context:
     unknown_origin: frozenset[str] = frozenset()  # committed before a shallow clone's boundary
 
 
+# Below this many grant files a second process costs more than it saves.
+PARALLEL_FROM = 2000
+
+Checked = list[tuple[Grant | None, RawGrant, list[Problem]]]
+
+
 def build_snapshot(policy_files: list[SourceFile], grant_files: list[SourceFile],
                    ctx: Context, commit: str | None = None) -> Snapshot:
     problems: list[Problem] = []
-    policy = load_policy(policy_files, problems)
+    if len(grant_files) >= PARALLEL_FROM:
+        # Both processes load the (deterministic) policy; each checks half of the grants.
+        half = len(grant_files) // 2
+        checked, (policy, rest) = parallel.both(
+            lambda: _check_grants(grant_files[:half], load_policy(policy_files, []), ctx),
+            lambda: _policy_and_grants(policy_files, grant_files[half:], ctx, problems))
+        checked += rest
+    else:
+        policy, checked = _policy_and_grants(policy_files, grant_files, ctx, problems)
     grants: list[Grant] = []
     invalid: list[RawGrant] = []
     inactive: list[Grant] = []
-    for source in grant_files:
-        found: list[Problem] = []
-        grant, raw = check_grant(source, policy, ctx, found)
+    for grant, raw, found in checked:
         problems.extend(found)
         if grant is None or any(p.severity == "error" for p in found):
             invalid.append(raw)
@@ -89,6 +102,21 @@ def build_snapshot(policy_files: list[SourceFile], grant_files: list[SourceFile]
         else:
             inactive.append(grant)
     return Snapshot(policy, grants, sorted(problems), invalid, inactive, commit, ctx.changed)
+
+
+def _policy_and_grants(policy_files: list[SourceFile], grant_files: list[SourceFile],
+                       ctx: Context, problems: list[Problem]) -> tuple[Policy, Checked]:
+    policy = load_policy(policy_files, problems)
+    return policy, _check_grants(grant_files, policy, ctx)
+
+
+def _check_grants(grant_files: list[SourceFile], policy: Policy, ctx: Context) -> Checked:
+    checked: Checked = []
+    for source in grant_files:
+        found: list[Problem] = []
+        grant, raw = check_grant(source, policy, ctx, found)
+        checked.append((grant, raw, found))
+    return checked
 
 
 # -- policies --------------------------------------------------------------------------------
