@@ -1,15 +1,132 @@
-"""Placeholder: filled in by the requester-side work (issue 5)."""
+"""`jitgrant standing`: the logins outside jitgrant's namespace that never expire, the standing
+access that just-in-time grants are meant to replace. It only reads the servers."""
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
 import click
 
-from .clicommon import handled
-from .errors import UserError
+from .clicommon import handled, repo_option
+from .engines import mysql, postgres
+from .errors import UserError, one_line
+from .model import Target
+
+EXIT_FOUND = 2
+# Each engine's catalog query lives in its own file; (name, superuser, why it never expires).
+READERS: dict[str, Callable[[Target, str], list[tuple[str, bool, str]]]] = {
+    "postgres": postgres.standing_logins, "mysql": mysql.standing_logins}
+
+
+@dataclass(frozen=True)
+class Standing:
+    target: str
+    login: str
+    superuser: bool
+    why: str
+
+
+@dataclass
+class Report:
+    found: list[Standing] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # target -> why it was not read
+    skipped: list[str] = field(default_factory=list)  # targets whose DSN is not set
+    read: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a target could not be read (the others are still reported), else 2 when
+        anything was found, else 0."""
+        if self.errors:
+            return 1
+        return EXIT_FOUND if self.found else 0
+
+
+def select(targets: Mapping[str, Target], only: str | None) -> list[Target]:
+    if only is None:
+        return sorted(targets.values(), key=lambda t: t.name)
+    if only not in targets:
+        raise UserError(f"unknown target {only!r}")
+    return [targets[only]]
+
+
+def survey(targets: list[Target], env: Mapping[str, str], explicit: bool) -> Report:
+    """Read every target whose DSN is set; one that fails never stops the others."""
+    report = Report()
+    for target in targets:
+        dsn = env.get(target.dsn_env)
+        reader = READERS.get(target.engine)
+        if not dsn:
+            if explicit:
+                report.errors[target.name] = f"environment variable {target.dsn_env} is not set"
+            else:
+                report.skipped.append(target.name)
+            continue
+        if reader is None:
+            report.errors[target.name] = f"engine {target.engine!r} is not available"
+            continue
+        try:
+            rows = reader(target, dsn)
+        except UserError as exc:
+            report.errors[target.name] = str(exc)
+            continue
+        report.read.append(target.name)
+        report.found += [Standing(target.name, name, sup, why) for name, sup, why in rows]
+    return report
+
+
+def to_table(report: Report) -> str:
+    cells = [["TARGET", "LOGIN", "SUPERUSER", "NEVER EXPIRES BECAUSE"]]
+    cells += [[s.target, one_line(s.login), "yes" if s.superuser else "no", s.why]
+              for s in report.found]
+    widths = [max(len(row[i]) for row in cells) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in cells)
+
+
+def to_json(report: Report, now: datetime) -> str:
+    return json.dumps({
+        "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "targets_read": report.read,
+        "standing": [{"target": s.target, "login": s.login, "superuser": s.superuser,
+                      "why": s.why} for s in report.found],
+        "errors": report.errors, "skipped": report.skipped}, indent=2, ensure_ascii=False)
 
 
 @click.command("standing")
+@repo_option
+@click.option("--target", "only", help="Only this target.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
 @handled
-def standing_command() -> int:
-    """Not built yet."""
-    raise UserError("`jitgrant standing` is not built yet")
+def standing_command(repo: Path, only: str | None, fmt: str) -> int:
+    """Logins outside the namespace that never expire (exit 0 none, 2 found, 1 a target
+    could not be read)."""
+    from .snapshot import read_snapshot
+
+    now = datetime.now(timezone.utc)
+    policy = read_snapshot(repo, "HEAD", now).policy
+    targets = select(policy.targets, only)
+    if not targets:
+        raise UserError("the policies define no target")
+    report = survey(targets, os.environ, explicit=only is not None)
+    if not report.read and not report.errors:
+        raise UserError("no target has its DSN environment variable set: "
+                        + ", ".join(f"{t.name} ({t.dsn_env})" for t in targets))
+    if fmt == "json":
+        click.echo(to_json(report, now))
+    elif report.found:
+        click.echo(to_table(report))
+    else:
+        click.echo(f"no standing access on {', '.join(report.read) or 'any target read'}")
+    if fmt == "table":
+        for name in report.skipped:
+            click.echo(f"note: {name}: skipped, its DSN environment variable is not set",
+                       err=True)
+    for name, error in report.errors.items():
+        click.echo(f"jitgrant: error: {name}: {error}", err=True)
+    return report.exit_code

@@ -495,3 +495,50 @@ def _accounts(accounts: list[Any], roles: list[Any], defaults: list[Any],
             backstop_at=mine[0][1] if mine else None,
             events=tuple(sorted(name for name, _ in mine)))
     return built
+
+
+# -- standing access (read only) -------------------------------------------------------------
+
+MARIADB_SUPER = 1 << 15  # SUPER in MariaDB's global_priv access bitmask
+_STANDING_MARIADB = (
+    "SELECT User, Host, JSON_VALUE(Priv, '$.is_role'), JSON_VALUE(Priv, '$.account_locked'), "
+    f"CAST(JSON_VALUE(Priv, '$.access') AS UNSIGNED) & {MARIADB_SUPER} <> 0, "
+    "JSON_VALUE(Priv, '$.password_lifetime'), "
+    "JSON_VALUE(Priv, '$.password_last_changed') = 0 "
+    "FROM mysql.global_priv WHERE NOT " + _PREFIX.format(col="User"))
+_STANDING_MYSQL8 = (
+    "SELECT User, Host, 'false', IF(account_locked = 'Y', 'true', 'false'), Super_priv = 'Y', "
+    "password_lifetime, password_expired = 'Y' FROM mysql.user WHERE NOT "
+    + _PREFIX.format(col="User"))
+
+
+def standing_logins(target: Target, dsn: str) -> list[tuple[str, bool, str]]:
+    """Accounts outside the namespace that can log in and never expire: not roles, not locked,
+    password not expired and without a password lifetime (its own, or the server's default
+    when it has none). As (user@host, superuser, why); the connecting account and never_touch
+    left out. Reads only."""
+    conn = _connect(dsn)
+    try:
+        with _driver_errors("reading the accounts"), conn.cursor() as cur:
+            cur.execute("SELECT CURRENT_USER(), VERSION(), @@default_password_lifetime")
+            row = cur.fetchone()
+            assert row is not None
+            current, version, default_lifetime = row
+            mariadb = "mariadb" in str(version).lower()
+            cur.execute(_STANDING_MARIADB if mariadb else _STANDING_MYSQL8,
+                        {"prefix": target.role_prefix})
+            accounts = list(cur.fetchall())
+    finally:
+        conn.close()
+    admin_user, _, admin_host = str(current).rpartition("@")
+    found = []
+    for user, host, is_role, locked, sup, lifetime, expired in accounts:
+        if (user, host) == (admin_user, admin_host) or _true(is_role) or _true(locked) \
+                or _true(expired) or user in target.never_touch \
+                or account_key(user, host) in target.never_touch:
+            continue
+        days = int(lifetime) if lifetime is not None and int(lifetime) >= 0 \
+            else int(default_lifetime or 0)
+        if days == 0:
+            found.append((f"{user}@{host}", bool(sup), "unlocked, no password expiry"))
+    return sorted(found)

@@ -468,3 +468,27 @@ def _role(row: Any, member_of: list[tuple[str, str]], members: list[tuple[str, s
         members=frozenset(m for m, _ in members), members_grants=tuple(members),
         has_config=bool(config), config_databases=tuple(sorted(config_databases)),
         depends_in=tuple(sorted(depends)), sessions=sessions)
+
+
+# -- standing access (read only) -------------------------------------------------------------
+
+_STANDING = """SELECT rolname, rolsuper,
+  CASE WHEN rolvaliduntil IS NULL THEN 'no VALID UNTIL' ELSE 'VALID UNTIL infinity' END
+FROM pg_roles
+WHERE rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil = 'infinity')
+  AND NOT starts_with(rolname, %(prefix)s) AND rolname <> current_user
+  AND NOT rolname = ANY(%(keep)s)
+ORDER BY rolname"""
+
+
+def standing_logins(target: Target, dsn: str) -> list[tuple[str, bool, str]]:
+    """Logins outside the namespace that can log in and never expire, as (name, superuser,
+    why it never expires); the connecting role and never_touch left out. Reads only."""
+    conn = _connect(dsn, target)
+    try:
+        with _driver_errors("reading the roles"):
+            rows = conn.execute(_STANDING, {"prefix": target.role_prefix,
+                                            "keep": sorted(target.never_touch)}).fetchall()
+    finally:
+        conn.close()
+    return [(str(name), bool(sup), str(why)) for name, sup, why in rows]
