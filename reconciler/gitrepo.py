@@ -7,6 +7,7 @@ import posixpath
 import random
 import re
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -319,3 +320,112 @@ def commit_all(repo: git.Repo, message: str, author: str, email: str) -> str:
     repo.git.add("-A")
     repo.git.commit("-q", "--no-verify", "-m", message, env=env)
     return str(repo.head.commit.hexsha)
+
+
+# -- the requester's branches: commits made beside the checkout, never in it ------------------
+
+
+def author_email(repo: git.Repo) -> str | None:
+    """The email git writes as the author of a commit here: $GIT_AUTHOR_EMAIL, else user.email
+    as git itself looks it up (so includeIf and per-repository settings count)."""
+    explicit = os.environ.get("GIT_AUTHOR_EMAIL")
+    if explicit:
+        return explicit
+    try:
+        return str(repo.git.config("--get", "user.email")).strip() or None
+    except git.GitCommandError:
+        return None
+
+
+def uncommitted(repo: git.Repo, tops: Iterable[str]) -> list[str]:
+    """Tracked files with changes (staged or not), and untracked files under `tops`."""
+    tokens = repo.git.status("--porcelain=v1", "-z", "--untracked-files=no").split("\0")
+    paths, skip = [], False
+    for token in tokens:
+        if skip or len(token) < 4:
+            skip = False
+            continue
+        paths.append(token[3:])
+        skip = token[0] in "RC"  # a rename or copy: its source path follows
+    untracked = repo.git.ls_files("--others", "--exclude-standard", "-z", "--", *tops)
+    return paths + [p for p in untracked.split("\0") if p]
+
+
+def current_branch(repo: git.Repo) -> str | None:
+    try:
+        return str(repo.git.symbolic_ref("--short", "-q", "HEAD")).strip() or None
+    except git.GitCommandError:
+        return None  # detached HEAD
+
+
+def branch_exists(repo: git.Repo, branch: str) -> bool:
+    try:
+        repo.git.rev_parse("--verify", "--quiet", f"refs/heads/{branch}")
+    except git.GitCommandError:
+        return False
+    return True
+
+
+def valid_branch_name(repo: git.Repo, branch: str) -> bool:
+    try:
+        repo.git.check_ref_format(f"refs/heads/{branch}")
+    except git.GitCommandError:
+        return False
+    return True
+
+
+def commit_to_new_branch(repo: git.Repo, branch: str, parent: str,
+                         changes: dict[str, bytes | None], message: str) -> str:
+    """One commit of `changes` (path -> content, None deletes) on top of `parent`, as the new
+    branch `branch`; return its sha. Built with plumbing in a temporary index, so the checkout,
+    the index and the working tree stay as they were. Refused when the branch exists."""
+    with tempfile.TemporaryDirectory(prefix="jitgrant-index-") as tmp:
+        env = {**os.environ, **_fallback_identity(repo),
+               "GIT_INDEX_FILE": os.path.join(tmp, "index")}
+        _plumb(repo, env, "read-tree", parent)
+        for path, content in changes.items():
+            if content is None:
+                _plumb(repo, env, "update-index", "--force-remove", "--", path)
+            else:
+                blob = _plumb(repo, env, "hash-object", "-w", "--stdin", stdin=content)
+                _plumb(repo, env, "update-index", "--add", "--cacheinfo",
+                       f"100644,{blob},{path}")
+        tree = _plumb(repo, env, "write-tree")
+        # commit-tree ignores commit.gpgSign; `git commit` would sign, so sign as it would.
+        sign = ["-S"] if _config_true(repo, "commit.gpgsign") else []
+        commit = _plumb(repo, env, "commit-tree", *sign, tree, "-p", parent, "-F", "-",
+                        stdin=message.encode())
+        # The empty old value makes git refuse when the branch appeared meanwhile.
+        _plumb(repo, env, "update-ref", "-m", "jitgrant: new branch", f"refs/heads/{branch}",
+               commit, "")
+    return commit
+
+
+def _config_true(repo: git.Repo, key: str) -> bool:
+    try:
+        return str(repo.git.config("--type=bool", "--get", key)).strip() == "true"
+    except git.GitCommandError:
+        return False
+
+
+def delete_branch(repo: git.Repo, branch: str, sha: str) -> None:
+    """Remove a branch we just made, only if it still points where we left it."""
+    _plumb(repo, dict(os.environ), "update-ref", "-d", f"refs/heads/{branch}", sha)
+
+
+def _plumb(repo: git.Repo, env: dict[str, str], *args: str, stdin: bytes | None = None) -> str:
+    proc = subprocess.run(["git", "-C", str(repo.working_tree_dir or repo.git_dir), *args],
+                          input=stdin, env=env, capture_output=True, check=False)
+    if proc.returncode:
+        text = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise UserError(f"git {args[0]} failed: {one_line('; '.join(text)) or proc.returncode}")
+    return proc.stdout.decode().strip()
+
+
+def push_branch(repo: git.Repo, branch: str) -> None:
+    """Push a new branch to origin and track it there; never forcing."""
+    try:
+        repo.git.push("--quiet", "--set-upstream", "origin",
+                      f"refs/heads/{branch}:refs/heads/{branch}")
+    except git.GitCommandError as exc:
+        raise UserError(f"git push of {branch} failed: {_git_message(exc)}") from None

@@ -1,29 +1,494 @@
-"""Placeholder: filled in by the requester-side work (issue 5)."""
+"""The requester's side: `jitgrant request`, `extend` and `revoke`.
+
+Each makes exactly one commit, whose parent is HEAD, on a new branch `access/<handle>/...`,
+ready to push and open as a pull request. The commit is built with git plumbing in a temporary
+index, so the checkout, the index and the working tree stay as they were. Whatever `validate`
+would refuse is refused here first, by the same code, and a refusal writes nothing: no branch,
+no grant file, no secret. Passwords stay on this machine (secretstore); grants carry verifiers.
+"""
 
 from __future__ import annotations
 
-import click
+import re
+import shlex
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .clicommon import handled
-from .errors import UserError
+import click
+import yaml
+
+from . import credentials, gitrepo, secretstore
+from .clicommon import handled, repo_option
+from .errors import Problem, UserError, one_line
+from .load import YAML_SUFFIXES, SourceFile, parse_flat
+from .model import Grant, Policy, login_name
+from .review import _may_ask_for_others
+from .timeutil import format_duration, iso, parse_duration, parse_timestamp
+from .validate import Context, RawGrant, check_grant, load_policy
+
+if TYPE_CHECKING:  # the type only: gitrepo is the module that works with git
+    from git import Repo
+
+# The grant schema's patterns for names: a value that passes may name a file and a branch.
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+
+
+# -- who is asking ---------------------------------------------------------------------------
+
+
+def identify(repo: Path | Repo, policy: Policy, as_handle: str | None = None, *,
+             target: str | None = None) -> str:
+    """The handle of the person jitgrant acts for: `as_handle` when given, else the person
+    whose people.<handle>.email is the git author email here. Acting for someone other than
+    the git identity's person needs that person's GitHub login in the target's
+    requesters_for_others (so without a target it is refused). When the git identity matches
+    nobody, `as_handle` is taken at its word: the pull request's author check is the wall.
+    `repo` is the repository's folder or an open repository."""
+    if isinstance(repo, Path):
+        repo = gitrepo.open_repo(repo)
+    me = whoami(repo, policy)
+    if as_handle is None:
+        return me or _unknown_me(repo)
+    if as_handle not in policy.people:
+        raise UserError(f"--as {as_handle!r}: no such person in policies/ (people.<handle>)")
+    check_may_act(policy, me, as_handle, target)
+    return as_handle
+
+
+def whoami(repo: Repo, policy: Policy) -> str | None:
+    """The handle whose email is the git author email here (case-insensitive), or None."""
+    email = gitrepo.author_email(repo)
+    if not email:
+        return None
+    found = sorted(h for h, p in policy.people.items()
+                   if p.email and p.email.lower() == email.lower())
+    if len(found) > 1:
+        raise UserError(f"your git email {email!r} belongs to {', '.join(found)} in policies/: "
+                        "pass --as HANDLE")
+    return found[0] if found else None
+
+
+def _unknown_me(repo: Repo) -> str:
+    email = gitrepo.author_email(repo)
+    what = f"your git email {email!r} is nobody's" if email else "git has no user.email here" \
+        ", so it matches no"
+    raise UserError(f"who are you? {what} people.<handle>.email in policies/: set git config "
+                    "user.email to it, or pass --as HANDLE")
+
+
+def check_may_act(policy: Policy, me: str | None, grantee: str, target: str | None) -> None:
+    """Refuse acting for someone else unless review.py's rule would let the pull request
+    through: `me`'s GitHub login listed in the target's requesters_for_others. Teams cannot
+    be looked up here, so a right that comes only from a team is refused locally."""
+    if me is None or me == grantee:
+        return
+    github = policy.people[me].github
+    if github and target and _may_ask_for_others(policy, target, github, ()):
+        return
+    who = f"@{github}" if github else "no GitHub login (people.<handle>.github)"
+    where = f"targets.{target}.requesters_for_others" if target else "a target's " \
+        "requesters_for_others"
+    raise UserError(f"{me} may not ask for {grantee}: {me} has {who}, which is not in {where} "
+                    "(team membership cannot be checked locally)")
+
+
+# -- the repository at HEAD ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Head:
+    """A clean access repository at HEAD, with its policies read from HEAD."""
+
+    repo: Repo
+    commit: str
+    policy: Policy
+
+
+def _open_clean(repo_path: Path) -> _Head:
+    repo = gitrepo.open_repo(repo_path)
+    try:
+        commit = gitrepo.resolve(repo, "HEAD")
+    except UserError:
+        raise UserError(f"{repo_path}: the repository has no commit yet") from None
+    dirty = gitrepo.uncommitted(repo, ("policies", "grants"))
+    if dirty:
+        more = f" and {len(dirty) - 3} more" if len(dirty) > 3 else ""
+        raise UserError(f"uncommitted changes ({one_line(', '.join(dirty[:3]))}{more}): commit "
+                        "or stash them first; the new branch starts from HEAD")
+    problems: list[Problem] = []
+    policy = load_policy(gitrepo.read_tree(repo, commit, ["policies"]), problems)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        more = f" and {len(errors) - 1} more" if len(errors) > 1 else ""
+        raise UserError(f"the policies at HEAD are invalid ({errors[0]}{more}); fix them first")
+    return _Head(repo, commit, policy)
+
+
+def _source(head: _Head, rel: str) -> SourceFile | None:
+    return next((f for f in gitrepo.read_tree(head.repo, head.commit, [rel]) if f.path == rel),
+                None)
+
+
+def grant_path(repo_path: Path, arg: str) -> str:
+    """GRANT as given (absolute, or relative to the repository) -> grants/<target>/<file>."""
+    root = repo_path.resolve()
+    given = Path(arg)
+    full = given if given.is_absolute() else root / given
+    full = full.parent.resolve() / full.name  # folders resolved; the file itself not followed
+    try:
+        rel = full.relative_to(root).as_posix()
+    except ValueError:
+        raise UserError(f"{arg!r} is not inside the repository {root}") from None
+    parts = rel.split("/")
+    if len(parts) != 3 or parts[0] != "grants" or not rel.endswith(YAML_SUFFIXES):
+        raise UserError(f"{arg!r} is not a grant file (grants/<target>/<name>.yaml)")
+    return rel
+
+
+def _read_grant(head: _Head, rel: str, now: datetime) -> Grant:
+    """The valid grant file at HEAD; its lifetime is not checked again (that was its commit's
+    business, and it may have expired since)."""
+    source = _source(head, rel)
+    if source is None:
+        raise UserError(f"{rel}: no such grant file at HEAD")
+    problems: list[Problem] = []
+    ctx = Context(now=now, unknown_origin=frozenset({rel}))
+    grant, _ = check_grant(source, head.policy, ctx, problems)
+    errors = [p for p in problems if p.severity == "error"]
+    if grant is None or errors:
+        raise UserError(f"{rel} is not a valid grant: {errors[0] if errors else 'unreadable'}")
+    return grant
+
+
+# -- the would-be grant ----------------------------------------------------------------------
+
+
+def _verifier(engine: str | None, password: str) -> str | None:
+    if engine == "postgres":
+        return credentials.scram_sha256_verifier(password, 4096)
+    if engine == "mysql":
+        return credentials.mysql_native_verifier(password)
+    return None  # unknown target: validation refuses it
+
+
+def _grant_fields(grantee: str, target: str, access: str, starts: datetime | None,
+                  expires: datetime, reason: str, ticket: str | None,
+                  verifier: str | None) -> dict[str, str]:
+    fields = {"grantee": grantee, "target": target, "access": access}
+    if starts is not None:
+        fields["starts"] = iso(starts) or ""
+    fields.update({"expires": iso(expires) or "", "reason": reason})
+    if ticket is not None:
+        fields["ticket"] = ticket
+    if verifier is not None:
+        fields["password_verifier"] = verifier
+    return fields
+
+
+def grant_text(fields: dict[str, str]) -> bytes:
+    """Flat `key: value` lines as in the README's examples where YAML reads the value back as
+    the same text; elsewhere (quotes, newlines, a leading `@`...) the YAML library quotes it."""
+    lines = []
+    for key, value in fields.items():
+        line = f"{key}: {value}"
+        doc = parse_flat("-", line)
+        if doc is None or doc.data != {key: value}:
+            line = yaml.safe_dump({key: value}, allow_unicode=True, width=1 << 16).rstrip("\n")
+        lines.append(line)
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _validated(head: _Head, path: str, content: bytes, now: datetime, doing: str) -> Grant:
+    """The grant as `validate --base` would judge it in the pull request: new, committed now."""
+    problems: list[Problem] = []
+    ctx = Context(now=now, changed=frozenset({path}))
+    grant, _ = check_grant(SourceFile(path, content), head.policy, ctx, problems)
+    errors = [p.message for p in problems if p.severity == "error"]
+    if grant is None or errors:
+        raise UserError(one_line(f"{doing} would not validate: {'; '.join(errors)}"))
+    return grant
+
+
+def _stamp(now: datetime) -> str:
+    return now.strftime("%Y%m%dT%H%M%SZ")
+
+
+# -- the branch ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Made:
+    """What a command made: one commit on a new branch, and what to tell the user."""
+
+    branch: str
+    commit: str
+    title: str
+    body: str
+    lines: tuple[str, ...]
+    secret: Path | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _commit(head: _Head, branch: str, changes: dict[str, bytes | None], title: str,
+            body: str) -> str:
+    if not gitrepo.valid_branch_name(head.repo, branch):
+        raise UserError(f"{branch!r} cannot name a git branch")
+    if gitrepo.branch_exists(head.repo, branch):
+        raise UserError(f"the branch {branch} exists already: delete it or wait a second")
+    for path, content in changes.items():
+        if content is not None and _source(head, path) is not None:
+            raise UserError(f"{path} exists already at HEAD: wait a second and try again")
+    return gitrepo.commit_to_new_branch(head.repo, branch, head.commit, changes,
+                                        f"{title}\n\n{body}\n")
+
+
+def _body(reason: str, ticket: str | None, made_by: str) -> str:
+    return reason + (f"\n\nTicket: {ticket}" if ticket else "") + f"\n\nMade by {made_by}."
+
+
+# -- request ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What `jitgrant request` was asked for."""
+
+    target: str
+    access: str
+    duration: timedelta
+    reason: str
+    starts: datetime | None = None
+    ticket: str | None = None
+    as_handle: str | None = None
+
+
+def request(repo_path: Path, ask: Ask, now: datetime) -> Made:
+    """Validate the would-be grant, commit it on a new branch, then store the password."""
+    head = _open_clean(repo_path)
+    me = whoami(head.repo, head.policy)
+    grantee = ask.as_handle or me or _unknown_me(head.repo)
+    password = credentials.new_password()
+    target = head.policy.targets.get(ask.target)
+    expires = (ask.starts or now) + ask.duration
+    fields = _grant_fields(grantee, ask.target, ask.access, ask.starts, expires, ask.reason,
+                           ask.ticket, _verifier(target.engine if target else None, password))
+    path = f"grants/{ask.target}/{grantee}-{ask.access}-{_stamp(now)}.yaml"
+    content = grant_text(fields)
+    grant = _validated(head, path, content, now, "the grant")
+    check_may_act(head.policy, me, grantee, ask.target)
+    assert target is not None  # validation refuses an unknown target
+    login = login_name(target.role_prefix, grantee, ask.access, target.engine)
+    branch = f"access/{grantee}/{ask.target}-{ask.access}-{_stamp(now)}"
+    title = f"Request {ask.access} on {ask.target} for {grantee} until {iso(expires)}"
+    body = _body(ask.reason, ask.ticket, "jitgrant request")
+    replaced = secretstore.secret_path(ask.target, login).exists()
+    sha = _commit(head, branch, {path: content}, title, body)
+    secret = _save_or_undo(head, branch, sha, ask.target, login, password)
+    lines = (f"{path}: {grant.access} on {grant.target} for {grant.grantee}, "
+             f"{_window(grant, now)}",)
+    notes = (f"note: this replaced the password stored for {login}; the server takes the new "
+             "one when this grant is applied and is the one expiring last (to keep the current "
+             "password, use `jitgrant extend` instead)",) if replaced else ()
+    return Made(branch, sha, title, body, lines, secret, notes)
+
+
+def _save_or_undo(head: _Head, branch: str, sha: str, target: str, login: str,
+                  password: str) -> Path:
+    """The branch is made before the password is stored, so that a branch that could not be
+    made never overwrites a password still in use; a password that cannot be stored takes
+    its branch back."""
+    try:
+        return secretstore.save(target, login, password)
+    except BaseException:
+        gitrepo.delete_branch(head.repo, branch, sha)
+        raise
+
+
+def _window(grant: Grant, now: datetime) -> str:
+    start = grant.starts if grant.starts and grant.starts > now else None
+    begin = f"from {iso(start)} " if start else ""
+    length = format_duration(grant.expires - (start or now))
+    return f"{begin}until {iso(grant.expires)} ({length})"
+
+
+# -- extend ----------------------------------------------------------------------------------
+
+
+def extend(repo_path: Path, grant_arg: str, duration: timedelta, reason: str | None,
+           now: datetime) -> Made:
+    """A new grant for the same login, overlapping the old one, with the same verifier: the
+    password and the open sessions carry on. It expires `duration` after the later of the old
+    expiry and now, and starts when the old one does if that is still to come."""
+    head = _open_clean(repo_path)
+    old = _read_grant(head, grant_path(repo_path, grant_arg), now)
+    expires = max(old.expires, now) + duration
+    starts = old.starts if old.starts and old.starts > now else None
+    fields = _grant_fields(old.grantee, old.target, old.access, starts, expires,
+                           reason or old.reason, old.ticket, old.password_verifier)
+    # Its own suffix: told apart from requests in the folder, and never the same name as a
+    # request made in the same second.
+    path = f"grants/{old.target}/{old.grantee}-{old.access}-{_stamp(now)}-extend.yaml"
+    grant = _validated(head, path, grant_text(fields), now,
+                       f"the extension until {iso(expires)}")
+    check_may_act(head.policy, whoami(head.repo, head.policy), old.grantee, old.target)
+    branch = f"access/{old.grantee}/{old.target}-{old.access}-{_stamp(now)}-extend"
+    title = (f"Extend {old.access} on {old.target} for {old.grantee} until {iso(expires)}")
+    body = _body(grant.reason, grant.ticket, f"jitgrant extend {old.path}")
+    sha = _commit(head, branch, {path: grant_text(fields)}, title, body)
+    lines = (f"{path}: {grant.access} on {grant.target} for {grant.grantee}, "
+             f"{_window(grant, now)}, beside {old.path} (until {iso(old.expires)})",)
+    return Made(branch, sha, title, body, lines, notes=_secret_note(head, old))
+
+
+def _secret_note(head: _Head, grant: Grant) -> tuple[str, ...]:
+    target = head.policy.targets[grant.target]
+    login = login_name(target.role_prefix, grant.grantee, grant.access, target.engine)
+    if secretstore.secret_path(grant.target, login).exists():
+        return ()
+    return (f"note: no password for {login} on this machine; the extension keeps the password "
+            "of the original request, wherever that was made",)
+
+
+# -- revoke ----------------------------------------------------------------------------------
+
+
+def revoke(repo_path: Path, grant_arg: str, reason: str | None, now: datetime) -> Made:
+    """A commit that deletes the grant file. Anyone may propose it: it only takes access
+    away. The login goes at the first apply after the merge, unless another grant for the same
+    (grantee, target, access) keeps it alive."""
+    head = _open_clean(repo_path)
+    rel = grant_path(repo_path, grant_arg)
+    source = _source(head, rel)
+    if source is None:
+        raise UserError(f"{rel}: no such grant file at HEAD")
+    raw = check_grant(source, head.policy, Context(now=now, unknown_origin=frozenset({rel})),
+                      [])[1]
+    names = (raw.grantee, raw.target, raw.access)
+    known = all(n is not None and _NAME.fullmatch(n) for n in names)
+    who = f"{raw.access} on {raw.target} for {raw.grantee}" if known else rel
+    branch = (f"access/{raw.grantee}/{raw.target}-{raw.access}-{_stamp(now)}-revoke" if known
+              else f"access/revoke/{rel.split('/')[1]}-{_stamp(now)}")
+    title = f"Revoke {who}" + (f": remove {rel}" if known else "")
+    body = (reason or f"{rel} is no longer needed.") + "\n\nMade by jitgrant revoke."
+    sha = _commit(head, branch, {rel: None}, title, body)
+    keep = _keeping_alive(head, raw, now) if known else []
+    notes = tuple(f"note: {g.path} also grants {g.access} on {g.target} to {g.grantee} until "
+                  f"{iso(g.expires)}: the login stays until then unless you revoke it too"
+                  for g in keep)
+    return Made(branch, sha, title, body, (f"{rel}: removed on this branch",), notes=notes)
+
+
+def _keeping_alive(head: _Head, raw: RawGrant, now: datetime) -> list[Grant]:
+    """The other grants at HEAD for the same login that have not expired."""
+    sources = gitrepo.read_tree(head.repo, head.commit, [f"grants/{raw.target}"])
+    ctx = Context(now=now, unknown_origin=frozenset(s.path for s in sources))
+    found = []
+    for source in sources:
+        grant = check_grant(source, head.policy, ctx, [])[0]
+        if grant and grant.path != raw.path and grant.expires > now and \
+                (grant.grantee, grant.access) == (raw.grantee, raw.access):
+            found.append(grant)
+    return found
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UserError(f"--for {text!r}: {exc}") from None
+
+
+def _timestamp(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise UserError(f"--starts {text!r}: {exc}") from None
+
+
+def _finish(repo_path: Path, made: Made, push: bool) -> None:
+    """Say what was made and what comes next; push when asked. Never a password or verifier."""
+    repo = gitrepo.open_repo(repo_path)
+    for line in made.lines:
+        click.echo(line)
+    click.echo(f"branch {made.branch}: one commit {made.commit[:12]} on HEAD; your checkout "
+               "is untouched")
+    if made.secret is not None:
+        click.echo(f"password: stored in {made.secret} (never in git)")
+    for note in made.notes:
+        click.echo(note, err=True)
+    if push:
+        gitrepo.push_branch(repo, made.branch)
+        click.echo(f"pushed {made.branch} to origin")
+    else:
+        click.echo(f"next: git push -u origin {made.branch}")
+    base = gitrepo.current_branch(repo)
+    click.echo(f"then: open a pull request from {made.branch}" + (f" into {base}" if base else ""))
+    if shutil.which("gh"):
+        args = ["gh", "pr", "create", "--head", made.branch, *(["--base", base] if base else []),
+                "--title", made.title, "--body", made.body]
+        click.echo("      " + shlex.join(args))
+
+
+_GRANT_ARG = click.argument("grant", metavar="GRANT")
+_PUSH = click.option("--push", is_flag=True, help="Push the new branch to origin.")
 
 
 @click.command("request")
+@click.argument("target")
+@click.argument("access")
+@click.option("--for", "duration", required=True, metavar="DURATION",
+              help="How long: 30m, 2h, 1d or PT2H; at most the level's max_duration.")
+@click.option("--reason", required=True, help="Why: shown to the approvers, kept in git.")
+@click.option("--starts", metavar="TIME", help="Begin then (RFC 3339 with a zone), not now.")
+@click.option("--ticket", help="A ticket or incident id.")
+@click.option("--as", "as_handle", metavar="HANDLE",
+              help="Ask for this person (needs requesters_for_others for someone else).")
+@_PUSH
+@repo_option
 @handled
-def request_command() -> int:
-    """Not built yet."""
-    raise UserError("`jitgrant request` is not built yet")
+def request_command(target: str, access: str, duration: str, reason: str, starts: str | None,
+                    ticket: str | None, as_handle: str | None, push: bool, repo: Path) -> int:
+    """Ask for access: a grant file on a new branch, the password kept on this machine."""
+    ask = Ask(target, access, _duration(duration), reason, _timestamp(starts), ticket,
+              as_handle)
+    _finish(repo, request(repo, ask, _now()), push)
+    return 0
 
 
 @click.command("extend")
+@_GRANT_ARG
+@click.option("--for", "duration", required=True, metavar="DURATION",
+              help="How much longer, counted from the current expiry (or now, if later).")
+@click.option("--reason", help="Why (default: the grant's reason).")
+@_PUSH
+@repo_option
 @handled
-def extend_command() -> int:
-    """Not built yet."""
-    raise UserError("`jitgrant extend` is not built yet")
+def extend_command(grant: str, duration: str, reason: str | None, push: bool,
+                   repo: Path) -> int:
+    """Extend a grant: an overlapping grant with the same password, on a new branch."""
+    _finish(repo, extend(repo, grant, _duration(duration), reason, _now()), push)
+    return 0
 
 
 @click.command("revoke")
+@_GRANT_ARG
+@click.option("--reason", help="Why (goes into the commit message).")
+@_PUSH
+@repo_option
 @handled
-def revoke_command() -> int:
-    """Not built yet."""
-    raise UserError("`jitgrant revoke` is not built yet")
+def revoke_command(grant: str, reason: str | None, push: bool, repo: Path) -> int:
+    """Give access back: a commit removing the grant file, on a new branch."""
+    _finish(repo, revoke(repo, grant, reason, _now()), push)
+    return 0
