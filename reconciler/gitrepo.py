@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import random
 import re
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -112,10 +114,55 @@ class _Commit:
 
 def provenance(repo: git.Repo, commit: str, files: dict[str, str]) -> dict[str, Provenance]:
     """For each path -> blob at `commit`, the newest commit that wrote that blob to that path,
-    and the merge (or squash) commit on the first-parent line that brought it. One `git log`."""
-    out = repo.git.log(commit, "--topo-order", "--raw", "--no-abbrev", "--no-renames", "-z",
-                       "--format=%x1e%H%x1f%P%x1f%an%x1f%ae%x1f%aI%x1f%cI%x1f%s",
-                       stdout_as_string=False).decode("utf-8", "replace")
+    and the merge (or squash) commit on the first-parent line that brought it. One `git log`.
+
+    The answer is kept in .git/jitgrant/provenance.json. When the cached commit lies on the
+    first-parent line of `commit` (the usual case: main moved on since the last run), only the
+    commits since it are read, and files nobody wrote since keep their cached provenance."""
+    cached = None if shallow_boundary(repo) else _cache_read(repo)
+    if cached is not None and not _cache_usable(repo, cached[0], commit):
+        cached = None
+    result = _provenance_since(repo, commit, files, cached) if cached else None
+    if result is None:
+        result = _provenance_since(repo, commit, files, None)
+        assert result is not None
+    if cached is None or cached[0] != commit:
+        _cache_write(repo, commit, files, result)
+    return result
+
+
+_CachedProvenance = tuple[str, dict[str, tuple[str, Provenance]]]
+
+
+def _provenance_since(repo: git.Repo, commit: str, files: dict[str, str],
+                      cached: _CachedProvenance | None) -> dict[str, Provenance] | None:
+    """The provenance from the commits since the cached one (all commits without a cache);
+    None when the cache cannot complete the answer, which the full walk then gives."""
+    commits, wrote = _log(repo, commit, files, cached[0] if cached else None)
+    if cached and not _first_parents_reach(commits, commit, cached[0]):
+        return None  # the cached commit came in as a merged branch: arrivals would differ
+    arrived = _arrivals(commits, commit)
+    result = {}
+    for path, sha in wrote.items():
+        c = commits[sha]
+        merge = commits.get(arrived.get(sha, sha))
+        result[path] = Provenance(c.sha, c.author, c.email, c.authored, c.committed,
+                                  merge.sha if merge else None, _pr_number(merge))
+    if cached:
+        for path, blob in files.items():
+            old = cached[1].get(path)
+            if path not in result and old and old[0] == blob:
+                result[path] = old[1]
+        if set(files) - set(result):
+            return None  # a blob written before the cached commit yet absent from it
+    return result
+
+
+def _log(repo: git.Repo, commit: str, files: dict[str, str],
+         since: str | None) -> tuple[dict[str, _Commit], dict[str, str]]:
+    """Every commit in `commit` (minus `since` and its history), and path -> the newest of
+    them that wrote the path's blob in `files`."""
+    out = _log_raw(repo, [commit, *([f"^{since}"] if since else [])])
     commits: dict[str, _Commit] = {}
     wrote: dict[str, str] = {}  # path -> commit sha (newest first: first seen wins)
     for record in out.split("\x1e")[1:]:
@@ -127,14 +174,106 @@ def provenance(repo: git.Repo, commit: str, files: dict[str, str]) -> dict[str, 
             fields = meta.split()
             if len(fields) >= 4 and files.get(path) == fields[3] and path not in wrote:
                 wrote[path] = c.sha
-    arrived = _arrivals(commits, commit)
-    result = {}
-    for path, sha in wrote.items():
-        c = commits[sha]
-        merge = commits.get(arrived.get(sha, sha))
-        result[path] = Provenance(c.sha, c.author, c.email, c.authored, c.committed,
-                                  merge.sha if merge else None, _pr_number(merge))
-    return result
+    return commits, wrote
+
+
+_LOG = ["log", "--topo-order", "--raw", "--no-abbrev", "--no-renames", "-z",
+        "--format=%x1e%H%x1f%P%x1f%an%x1f%ae%x1f%aI%x1f%cI%x1f%s"]
+# From this many commits on, two `git log` processes share the history (see _log_raw).
+SPLIT_LOG_FROM = 2000
+
+
+def _log_raw(repo: git.Repo, revs: list[str]) -> str:
+    """`git log --raw` of `revs`. git spends its time diffing each commit's trees, on one
+    core; on a long history two processes each take a part: the newest 40% of the commits
+    (whose trees are the largest when grant folders only grow) and the rest, with --skip."""
+    cmd = ["git", "--git-dir", str(repo.git_dir), *_LOG, *revs, "--"]
+    count = int(repo.git.rev_list("--count", *revs)) if _cores() > 1 else 0
+    if count < SPLIT_LOG_FROM:
+        return _run_git(cmd)
+    newest = count * 2 // 5
+    older = subprocess.Popen([*cmd[:-1], f"--skip={newest}", "--"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    outputs: list[tuple[bytes, bytes]] = []  # read while this thread runs the newest part
+    reader = threading.Thread(target=lambda: outputs.append(older.communicate()))
+    reader.start()
+    try:
+        first = _run_git([*cmd[:-1], f"--max-count={newest}", "--"])
+    finally:
+        reader.join()
+    out, err = outputs[0] if outputs else (b"", b"no output")
+    if older.returncode:
+        raise UserError(f"git log failed: {err.decode(errors='replace').strip()}")
+    return first + out.decode("utf-8", "replace")
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _run_git(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    if proc.returncode:
+        raise UserError(f"git log failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def _first_parents_reach(commits: dict[str, _Commit], tip: str, ancestor: str) -> bool:
+    sha: str | None = tip
+    while sha in commits:
+        parents = commits[sha].parents
+        sha = parents[0] if parents else None
+    return sha == ancestor
+
+
+def _cache_usable(repo: git.Repo, cached: str, commit: str) -> bool:
+    try:
+        return cached == commit or _is_ancestor(repo, cached, commit)
+    except UserError:
+        return False  # the cached commit is gone (history rewritten and collected)
+
+
+def _cache_path(repo: git.Repo) -> Path:
+    return Path(str(repo.git_dir)) / "jitgrant" / "provenance.json"
+
+
+def _cache_read(repo: git.Repo) -> _CachedProvenance | None:
+    """The cached (commit, path -> (blob, provenance)), or None when missing or unreadable:
+    the cache only ever saves time, a bad one is ignored."""
+    try:
+        data = json.loads(_cache_path(repo).read_text())
+        if data.get("version") != _CACHE_VERSION:
+            return None
+        entries = {path: (blob, Provenance(c, a, e, datetime.fromisoformat(ad),
+                                           datetime.fromisoformat(cd), m, pr))
+                   for path, (blob, c, a, e, ad, cd, m, pr) in data["files"].items()}
+        return str(data["commit"]), entries
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _cache_write(repo: git.Repo, commit: str, files: dict[str, str],
+                 result: dict[str, Provenance]) -> None:
+    entries = {path: [files[path], p.commit, p.author, p.author_email, p.authored.isoformat(),
+                      p.committed.isoformat(), p.merge_commit, p.pull_request]
+               for path, p in result.items()}
+    path = _cache_path(repo)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".provenance-")
+    except OSError:
+        return  # a read-only .git: every run then reads the whole history, as without a cache
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"version": _CACHE_VERSION, "commit": commit, "files": entries}, handle)
+        os.replace(tmp, path)
+    except OSError:
+        os.unlink(tmp)
+
+
+_CACHE_VERSION = 1
 
 
 def shallow_boundary(repo: git.Repo) -> frozenset[str]:
