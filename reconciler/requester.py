@@ -271,22 +271,33 @@ def request(repo_path: Path, ask: Ask, now: datetime) -> Made:
     me = whoami(head.repo, head.policy)
     grantee = ask.as_handle or me or _unknown_me(head.repo)
     password = credentials.new_password()
+    path, content, grant = _requested_grant(head, ask, grantee, password, now)
+    check_may_act(head.policy, me, grantee, ask.target)
+    return _commit_request(head, grant, path, content, password, now)
+
+
+def _requested_grant(head: _Head, ask: Ask, grantee: str, password: str,
+                     now: datetime) -> tuple[str, bytes, Grant]:
     target = head.policy.targets.get(ask.target)
     expires = (ask.starts or now) + ask.duration
     fields = _grant_fields(grantee, ask.target, ask.access, ask.starts, expires, ask.reason,
                            ask.ticket, _verifier(target.engine if target else None, password))
     path = f"grants/{ask.target}/{grantee}-{ask.access}-{_stamp(now)}.yaml"
     content = grant_text(fields)
-    grant = _validated(head, path, content, now, "the grant")
-    check_may_act(head.policy, me, grantee, ask.target)
-    assert target is not None  # validation refuses an unknown target
-    login = login_name(target.role_prefix, grantee, ask.access, target.engine)
-    branch = f"access/{grantee}/{ask.target}-{ask.access}-{_stamp(now)}"
-    title = f"Request {ask.access} on {ask.target} for {grantee} until {iso(expires)}"
-    body = _body(ask.reason, ask.ticket, "jitgrant request")
-    replaced = secretstore.secret_path(ask.target, login).exists()
+    return path, content, _validated(head, path, content, now, "the grant")
+
+
+def _commit_request(head: _Head, grant: Grant, path: str, content: bytes, password: str,
+                    now: datetime) -> Made:
+    target = head.policy.targets[grant.target]
+    login = login_name(target.role_prefix, grant.grantee, grant.access, target.engine)
+    branch = f"access/{grant.grantee}/{grant.target}-{grant.access}-{_stamp(now)}"
+    title = f"Request {grant.access} on {grant.target} for {grant.grantee} until " \
+        f"{iso(grant.expires)}"
+    body = _body(grant.reason, grant.ticket, "jitgrant request")
+    replaced = secretstore.secret_path(grant.target, login).exists()
     sha = _commit(head, branch, {path: content}, title, body)
-    secret = _save_or_undo(head, branch, sha, ask.target, login, password)
+    secret = _save_or_undo(head, branch, sha, grant.target, login, password)
     lines = (f"{path}: {grant.access} on {grant.target} for {grant.grantee}, "
              f"{_window(grant, now)}",)
     notes = (f"note: this replaced the password stored for {login}; the server takes the new "
