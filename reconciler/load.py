@@ -95,6 +95,9 @@ def parse_yaml(source: SourceFile) -> Document:
 
 def parse_full(path: str, text: str) -> Document:
     """Any YAML, through the C safe loader and our checks."""
+    too_deep = _too_deep(text)
+    if too_deep is not None:
+        raise YamlProblem(too_deep, f"nested more than {MAX_DEPTH} levels deep")
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
@@ -115,6 +118,37 @@ def parse_full(path: str, text: str) -> Document:
             raise YamlProblem(_first_alias_line(text), exc.message) from None
         raise
     return doc
+
+
+# libyaml composes by recursion in C, and looks back over every open flow level for each token:
+# some 40,000 nested `[` (80 KB) crash the process, and a megabyte of them takes minutes. A
+# document nests at most one level per `[` or `{` plus two per column of its longest line; when
+# that bound is not small, its events (which cost the same at any depth) are walked first, up to
+# the first level too deep to compose.
+_SAFE_DEPTH = 1000
+_LONG_LINE = re.compile(r"[^\n]{250}")  # a line of _SAFE_DEPTH // 4 characters
+
+
+def _too_deep(text: str) -> int | None:
+    """The line of the first node nested deeper than MAX_DEPTH when the document nests deeper
+    than can safely be composed; None when composing is safe."""
+    if text.count("[") + text.count("{") < _SAFE_DEPTH // 2 and not _LONG_LINE.search(text):
+        return None
+    depth, first = 0, None
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            elif isinstance(event, yaml.NodeEvent):
+                if depth > MAX_DEPTH and first is None:
+                    first = event.start_mark.line + 1 if event.start_mark else 1
+                if isinstance(event, yaml.CollectionStartEvent):
+                    depth += 1
+                    if depth > _SAFE_DEPTH:
+                        return first
+    except yaml.YAMLError:
+        pass  # composing meets the same error at the same place, at a safe depth
+    return None
 
 
 # A flat file of `key: value` lines, the shape of nearly every grant file. The value must be a
