@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import re
@@ -191,6 +192,8 @@ def _first_alias_line(text: str) -> int:
 
 
 def _decode(data: bytes) -> str:
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # also UTF-32's
+        raise YamlProblem(1, "the file is UTF-16 or UTF-32, not UTF-8")
     if b"\0" in data:
         raise YamlProblem(1, "the file contains a NUL byte")
     try:
@@ -246,7 +249,10 @@ def _scalar(node: yaml.Node, line: int) -> Any:
         problem = getattr(exc, "problem", None) or str(exc)
         raise YamlProblem(line, f"invalid YAML: {problem}") from None
     except (ValueError, OverflowError) as exc:  # `!!int abc`, or more digits than int() takes
-        raise YamlProblem(line, f"invalid value: {str(exc).splitlines()[0]}") from None
+        message = str(exc).splitlines()[0]
+        if "integer string conversion" in message:  # Python's advice is not for the file's author
+            message = f"a number of {len(str(node.value))} characters is too long"
+        raise YamlProblem(line, f"invalid value: {message}") from None
 
 
 def to_problem(source: SourceFile, exc: YamlProblem) -> Problem:

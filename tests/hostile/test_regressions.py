@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import subprocess
 import sys
 
@@ -58,3 +59,21 @@ def test_a_large_flat_document_is_not_cut_by_the_depth_walk() -> None:
 def test_an_error_before_the_depth_limit_is_reported_as_before() -> None:
     found = problem(b"a: [b, c\n" + b"x: " + b"[" * 100)
     assert found.message.startswith("invalid YAML")
+
+
+# -- messages ---------------------------------------------------------------------------------
+
+
+def test_a_huge_number_is_reported_without_python_advice() -> None:
+    found = problem(b"grantee: alice\nreason: " + b"9" * 5000 + b"\n")
+    assert (found.line, found.message) == (2, "invalid value: a number of 5000 characters is "
+                                              "too long")
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-32", "utf-16-be"])
+def test_utf16_and_utf32_files_are_named_as_such(codec: str) -> None:
+    data = "grantee: alice\n".encode(codec)
+    if codec == "utf-16-be":
+        data = codecs.BOM_UTF16_BE + data
+    found = problem(data)
+    assert (found.line, found.message) == (1, "the file is UTF-16 or UTF-32, not UTF-8")
