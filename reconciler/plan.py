@@ -164,7 +164,10 @@ def is_managed(role: ActualRole) -> bool:
 
 
 def protection(role: ActualRole, target: Target, actual: ActualState) -> str | None:
-    """Why a role inside the namespace must never be modified, or None."""
+    """Why a role must never be modified, or None."""
+    if not (role.user or role.name).startswith(target.role_prefix):
+        # The engines only report the namespace; the plan does not rely on it.
+        return f"it is outside the namespace {target.role_prefix!r}"
     if role.name == actual.admin:
         return "it is the reconciler's own role"
     if role.user and role.user == actual.admin_user:

@@ -5,10 +5,21 @@ from __future__ import annotations
 import codecs
 import subprocess
 import sys
+from datetime import datetime, timezone
+from types import MappingProxyType
 
 import pytest
+import yaml
 
+from reconciler.engines import ENGINES
 from reconciler.load import MAX_DEPTH, SourceFile, YamlProblem, parse_yaml
+from reconciler.model import ActualRole, ActualState, Target
+from reconciler.plan import desired_state, diff
+from reconciler.validate import Context, build_snapshot
+from tests.helpers import policy
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+
 
 def problem(data: bytes) -> YamlProblem:
     with pytest.raises(YamlProblem) as info:
@@ -77,3 +88,34 @@ def test_utf16_and_utf32_files_are_named_as_such(codec: str) -> None:
         data = codecs.BOM_UTF16_BE + data
     found = problem(data)
     assert (found.line, found.message) == (1, "the file is UTF-16 or UTF-32, not UTF-8")
+
+
+# -- the plan trusted the engine to report only the namespace -----------------------------------
+
+
+def test_roles_outside_the_namespace_are_never_revoked_whatever_the_state_says() -> None:
+    files = [SourceFile("policies/p.yaml", yaml.safe_dump(policy()).encode())]
+    snapshot = build_snapshot(files, [], Context(now=NOW))
+    target: Target = snapshot.policy.targets["db1"]
+    outside = ["app_service", "JIT_alice_readonly", "jit", "xjit_bob", " jit_bob"]
+    roles = {n: ActualRole(n, sessions=1) for n in [*outside, "jit_ghost"]}
+    actual = ActualState(roles=MappingProxyType(roles), existing_groups=frozenset(),
+                         admin="postgres", admin_is_superuser=True, database="postgres")
+    plan = diff(desired_state(snapshot, target, NOW), actual, NOW)
+    assert [(a.kind, a.login) for a in plan.actions] == [("revoke", "jit_ghost")]
+    statements = ENGINES["postgres"].render(plan, actual)
+    assert not any(name in s.sql for s in statements for name in outside[:2])
+
+
+def test_mysql_accounts_outside_the_namespace_are_never_revoked() -> None:
+    files = [SourceFile("policies/p.yaml", yaml.safe_dump(policy(engine="mysql")).encode())]
+    snapshot = build_snapshot(files, [], Context(now=NOW))
+    target = snapshot.policy.targets["db1"]
+    roles = {"root@localhost": ActualRole("root@localhost", user="root", host="localhost"),
+             "app": ActualRole("app", user="app"),
+             "jit_x@h": ActualRole("jit_x@h", user="jit_x", host="h")}
+    actual = ActualState(roles=MappingProxyType(roles), existing_groups=frozenset(),
+                         admin="admin@%", admin_is_superuser=False, database="ops",
+                         flavor="mariadb")
+    plan = diff(desired_state(snapshot, target, NOW), actual, NOW)
+    assert [a.login for a in plan.actions] == ["jit_x@h"]
