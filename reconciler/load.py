@@ -41,6 +41,7 @@ class _Loader(_Base):  # type: ignore[misc]
             return _SEQ_TAG
         return super().resolve(kind, value, implicit)
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # YAML's, as libyaml counts lines
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 _AS_TEXT = frozenset({_TIMESTAMP, "tag:yaml.org,2002:str"})
@@ -105,6 +106,11 @@ def parse_full(path: str, text: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         raise YamlProblem(line, f"invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML forbids: no mark, only the code
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        line = len(_LINE_BREAK.split(text[: max(text.find(chr(code)), 0)]))
+        raise YamlProblem(line, f"invalid YAML: the character U+{code:04X} is not "
+                                "allowed") from None
     except yaml.YAMLError as exc:
         raise YamlProblem(1, f"invalid YAML: {exc}") from None
     except RecursionError:

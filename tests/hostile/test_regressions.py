@@ -90,6 +90,21 @@ def test_utf16_and_utf32_files_are_named_as_such(codec: str) -> None:
     assert (found.line, found.message) == (1, "the file is UTF-16 or UTF-32, not UTF-8")
 
 
+@pytest.mark.parametrize(("data", "line", "code"), [
+    (b"grantee: alice\nreason: a\x1fb\n", 2, "001F"),
+    (b"\x7f", 1, "007F"),
+    ("a: 1\r\nb: 2\u2028c: \ufffe".encode(), 3, "FFFE"),
+    (b"a: 1\n# a comment with a \x01\n", 2, "0001"),
+])
+def test_a_forbidden_character_is_one_line_at_its_own_line(data: bytes, line: int,
+                                                           code: str) -> None:
+    # It was reported at line 1 with PyYAML's second line ('in "<unicode string>", position
+    # 8') inside the message.
+    found = problem(data)
+    assert (found.line, found.message) == (line, f"invalid YAML: the character U+{code} is "
+                                                 "not allowed")
+
+
 # -- the plan trusted the engine to report only the namespace -----------------------------------
 
 
