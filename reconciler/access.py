@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import shutil
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 
 import click
 
-from . import gitrepo, secretstore
+from . import gitrepo, requester, secretstore
 from .clicommon import handled, repo_option
 from .engines import ENGINES
 from .errors import ConfigError, UserError, one_line
@@ -300,33 +299,14 @@ def _with_login(row: Row, found: Mapping[str, Mapping[str, bool]]) -> Row:
 
 
 def identify(repo: Any, policy: Policy, as_handle: str | None) -> str:
-    """The person in `people` this git identity is: `--as`, else the email git would write
-    as a commit's author ($GIT_AUTHOR_EMAIL, else git config user.email).
-    (A private stand-in until requester.identify exists.)"""
-    if as_handle is not None:
-        if as_handle not in policy.people:
-            raise UserError(f"--as {as_handle}: not in people")
-        return as_handle
-    email = _git_email(repo)
-    if not email:
-        raise UserError("git config user.email is not set: set it, or name yourself with --as")
-    matches = sorted(h for h, p in policy.people.items()
-                     if p.email and p.email.lower() == email.lower())
-    if not matches:
-        raise UserError(f"your git email {email} is no one's email in people: fix it, or "
-                        "name yourself with --as")
-    if len(matches) > 1:
-        raise UserError(f"your git email {email} is the email of {', '.join(matches)}: name "
-                        "yourself with --as")
-    return matches[0]
-
-
-def _git_email(repo: Any) -> str:
-    explicit = os.environ.get("GIT_AUTHOR_EMAIL")
-    if explicit:
-        return explicit.strip()
-    m = re.search(r"<([^<>]*)>$", gitrepo.identity(repo))
-    return m.group(1).strip() if m else ""
+    """Whose grants: `--as HANDLE`, else requester.identify (the git author email in people).
+    Looking and connecting act for nobody, so --as needs no requesters_for_others here: the
+    password store on this machine is the wall."""
+    if as_handle is None:
+        return requester.identify(repo, policy)
+    if as_handle not in policy.people:
+        raise UserError(f"--as {as_handle!r}: no such person in policies/ (people.<handle>)")
+    return as_handle
 
 
 # -- jitgrant status -------------------------------------------------------------------------

@@ -4,6 +4,7 @@ reaches the client through its environment, never its command line."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from reconciler import secretstore
 from reconciler.credentials import new_password, scram_sha256_verifier
 from reconciler.engines.mysql import parse_dsn
 from tests.conftest import MysqlServer
+from tests.helpers import git
 from tests.integration.conftest import World
 from tests.integration.test_mysql import MyWorld
 
@@ -139,3 +141,55 @@ def test_mysql_client_choice_and_a_missing_secret(my_world: MyWorld, config_dir:
     proc = run(my_world.repo.root, "connect", "db1", "--as", "alice", "--client", "psql",
                config=config_dir)
     assert "--client psql is for postgres targets; this one is mysql" in proc.stderr
+
+
+# -- end to end: request -> merge -> apply -> connect, the password never leaving the machine --
+
+
+def request_merge_apply(repo: Path, config: Path, env: dict[str, str]) -> str:
+    """As alice: request, merge her branch into main (the approval), apply as the operator.
+    Returns the branch; the password exists only in alice's local store."""
+    alice = {"GIT_AUTHOR_EMAIL": "alice@example.com"}
+    asked = run(repo, "request", "db1", "readonly", "--for", "2h", "--reason",
+                "INC-9 end to end", config=config, env=alice)
+    assert asked.returncode == 0, asked.stdout + asked.stderr
+    branches = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/access/")
+    assert len(branches.splitlines()) == 1, branches
+    branch = branches.strip()
+    pending = run(repo, "status", "--me", "--format", "json", config=config, env=alice)
+    assert [(g["state"], g["branch"]) for g in json.loads(pending.stdout)["grants"]] == [
+        ("pending", branch)]
+    git(repo, "merge", "-q", "--no-ff", "-m", f"Merge pull request #1 from {branch}", branch)
+    applied = run(repo, "apply", "--no-commit", config=config, env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    return branch
+
+
+def test_request_merge_apply_connect_with_psql(scram_world: World, config_dir: Path) -> None:
+    params = scram_world.server.params
+    scram_world.write_policy(connect={"host": params.get("host", "127.0.0.1"),
+                                      "port": int(params.get("port", 5432)),
+                                      "dbname": "postgres"})
+    request_merge_apply(scram_world.repo.root, config_dir, scram_world.env)
+    stored = secretstore.load("db1", scram_world.login())
+    assert stored is not None  # written by request, on this machine only
+    assert stored not in git(scram_world.repo.root, "log", "-p", "--all")
+    proc = run(scram_world.repo.root, "connect", "db1", "readonly", "--", "-X", "-A", "-t",
+               "-c", "select current_user", config=config_dir,
+               env={"GIT_AUTHOR_EMAIL": "alice@example.com"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == scram_world.login()
+    assert stored not in proc.stdout + proc.stderr
+
+
+@pytest.mark.mysql
+def test_request_merge_apply_connect_with_mariadb(my_world: MyWorld, config_dir: Path) -> None:
+    request_merge_apply(my_world.repo.root, config_dir, my_world.env)
+    stored = secretstore.load("db1", my_world.login())
+    assert stored is not None
+    proc = run(my_world.repo.root, "connect", "db1", "--client", "mariadb", "--", "--batch",
+               "--skip-column-names", "-e", "select current_user()", config=config_dir,
+               env={"GIT_AUTHOR_EMAIL": "alice@example.com"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"{my_world.login()}@%"
+    assert stored not in proc.stdout + proc.stderr
