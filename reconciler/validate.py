@@ -178,15 +178,15 @@ def _parse(source: SourceFile, problems: list[Problem]) -> Document | None:
 
 
 def _schema_problems(doc: Document, schema: str, problems: list[Problem]) -> set[tuple[str, str]]:
-    """Add schema problems; return the (section, name) entries they touch."""
+    """Add schema problems; return the (section, name) entries they touch. (A whole section
+    that is wrong is not a mapping, and is not merged: it must not take the same section of
+    the other files with it.)"""
     touched: set[tuple[str, str]] = set()
     for error in errors(schema, doc.data):
         for path, message in describe(error):
             problems.append(Problem(doc.path, doc.line(*path), message))
             if len(path) >= 2:
                 touched.add((str(path[0]), str(path[1])))
-            elif path:
-                touched.add((str(path[0]), "*"))
     return touched
 
 
@@ -209,7 +209,7 @@ def _build(entries: dict[str, tuple[Document, Any]], section: str, bad: set[tupl
            make: Any, problems: list[Problem]) -> dict[str, Any]:
     built = {}
     for name, (doc, value) in entries.items():
-        if (section, name) in bad or (section, "*") in bad or not isinstance(value, dict):
+        if (section, name) in bad or not isinstance(value, dict):
             continue
         item = make(name, value, doc, problems)
         if item is not None:

@@ -105,6 +105,25 @@ def test_a_forbidden_character_is_one_line_at_its_own_line(data: bytes, line: in
                                                  "not allowed")
 
 
+# -- one policy file's broken section took that section of every other file with it ----------
+
+
+@pytest.mark.parametrize("section", ["access:\n", "access: [readonly]\n", "people: 3\n",
+                                     "targets: ''\n"])
+def test_a_broken_section_in_one_policy_file_spares_the_other_files(section: str) -> None:
+    files = [SourceFile("policies/main.yaml", yaml.safe_dump(policy()).encode()),
+             SourceFile("policies/zz.yaml", section.encode())]
+    grant = SourceFile("grants/db1/a.yaml", yaml.safe_dump({
+        "grantee": "alice", "target": "db1", "access": "readonly", "reason": "r",
+        "expires": "2026-06-01T14:00:00Z"}).encode())
+    snapshot = build_snapshot(files, [grant], Context(now=NOW))
+    # The broken file is reported, and policies are invalid (so nothing is granted)...
+    assert [p.path for p in snapshot.errors] == ["policies/zz.yaml"]
+    assert not snapshot.policy.valid
+    # ...but the grant was not blamed: `unknown access level 'readonly'` said it was.
+    assert [g.path for g in snapshot.grants] == ["grants/db1/a.yaml"]
+
+
 # -- the plan trusted the engine to report only the namespace -----------------------------------
 
 
