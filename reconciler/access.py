@@ -260,7 +260,7 @@ def check_logins(rows: list[Row], policy: Policy, env: Mapping[str, str]
     """Fill login_exists from each target whose DSN is set; a target that cannot be read is a
     note, never a failure."""
     notes: list[str] = []
-    wanted = sorted({r.target for r in rows if r.login and r.target})
+    wanted = sorted({r.target for r in rows if r.login and r.target and r.target in policy.targets})
     found: dict[str, dict[str, bool]] = {}  # target -> login -> locked
     for name in wanted:
         target = policy.targets[name]

@@ -291,3 +291,19 @@ def test_print_env_and_pgpass(repo: AccessRepo) -> None:
                      "--port", "6543")
     assert result.stdout.splitlines()[1] == (
         f"db.internal:6543:postgres:jit_alice_readonly:{password}")
+
+
+def test_a_branch_that_adds_a_target(repo: AccessRepo) -> None:
+    """The target exists only on the branch: its pending grant is listed, and no login check
+    is tried against a target the mainline does not know."""
+    git(repo.root, "checkout", "-q", "-b", "new-target")
+    data = policy(connect=CONNECT)
+    data["targets"]["db2"] = dict(data["targets"]["db1"], dsn_env="JG_DSN2")
+    repo.write("policies/main.yaml", data)
+    repo.write("grants/db2/first.yaml", grant(target="db2", expires=utc(hours=1)))
+    repo.commit("a new target")
+    git(repo.root, "checkout", "-q", "main")
+    env = {"JG_DSN2": "postgresql://nobody@127.0.0.1:1/postgres?connect_timeout=1"}
+    found = status(repo, env=env)
+    assert states(found)["grants/db2/first.yaml", "new-target"] == "pending"
+    assert found["notes"] == []
