@@ -104,7 +104,7 @@ def parse_full(path: str, text: str) -> Document:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
+        line = min(mark.line + 1, _last_line(text)) if mark else 1
         raise YamlProblem(line, f"invalid YAML: {exc.problem or exc.context}") from None
     except yaml.reader.ReaderError as exc:  # a character YAML forbids: no mark, only the code
         code = exc.character if isinstance(exc.character, int) else ord(exc.character)
@@ -125,6 +125,13 @@ def parse_full(path: str, text: str) -> Document:
             raise YamlProblem(_first_alias_line(text), exc.message) from None
         raise
     return doc
+
+
+def _last_line(text: str) -> int:
+    """The number of the last line, as an editor counts: libyaml puts an error at the end of
+    the input on the line after it."""
+    lines = _LINE_BREAK.split(text)
+    return max(1, len(lines) - (lines[-1] == ""))
 
 
 # libyaml composes by recursion in C, and looks back over every open flow level for each token:

@@ -105,6 +105,17 @@ def test_a_forbidden_character_is_one_line_at_its_own_line(data: bytes, line: in
                                                  "not allowed")
 
 
+@pytest.mark.parametrize(("data", "line"), [
+    (b"[", 1), (b"grantee: [\n", 1), (b"grantee: [\n\n\n", 3), (b"a: 1\r\nb: {\r\n", 2),
+    (b"a:\n  - [", 2),
+])
+def test_an_error_at_the_end_of_the_input_is_on_the_last_line(data: bytes, line: int) -> None:
+    # libyaml places it one line further, on a line the file does not have (GitHub drops an
+    # annotation there).
+    found = problem(data)
+    assert found.line == line and found.message.startswith("invalid YAML")
+
+
 # -- one policy file's broken section took that section of every other file with it ----------
 
 
