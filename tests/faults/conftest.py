@@ -1,0 +1,40 @@
+"""Fault tests: real servers, a namespace of their own per test (see tests/integration)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.schemas import validator
+from tests.conftest import MysqlServer, PgServer
+from tests.integration.conftest import World
+from tests.integration.test_least_privilege import lp_world  # noqa: F401 - a fixture
+from tests.integration.test_mysql import MyWorld
+
+
+@pytest.fixture
+def world(pg: PgServer, tmp_path: Path) -> Iterator[World]:
+    w = World(pg, tmp_path / "repo")
+    yield w
+    w.cleanup()
+
+
+@pytest.fixture
+def my(mysql: MysqlServer, tmp_path: Path) -> Iterator[MyWorld]:
+    w = MyWorld(mysql, tmp_path / "repo")
+    yield w
+    w.cleanup()
+
+
+def audit_record(repo: Path, output: str) -> dict[str, Any]:
+    """The audit record apply reported writing, checked against schema/audit.schema.json."""
+    assert "audit record: " in output, output
+    rel = output.rsplit("audit record: ", 1)[1].split()[0]
+    record: dict[str, Any] = json.loads((repo / rel).read_text())
+    errors = [e.message for e in validator("audit").iter_errors(record)]
+    assert errors == [], errors
+    return record
