@@ -10,6 +10,7 @@ from typing import Any
 
 from . import __version__, gitrepo
 from .apply import Run, TargetRun
+from .errors import UserError
 from .model import Grant, Provenance
 from .timeutil import iso
 
@@ -96,10 +97,18 @@ def to_json(data: dict[str, Any]) -> bytes:
 
 
 def write(root: Path, run: Run, content: bytes) -> str:
+    """The record in its file; a folder or file that cannot be written is the operator's to
+    fix (exit 1), and no partly written record stays behind."""
     rel = audit_path(run)
     path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    except OSError as exc:
+        if path.is_file():
+            path.unlink()
+        raise UserError(f"could not write the audit record {rel}: {exc.strerror or exc}; "
+                        "the changes above were made") from None
     return rel
 
 

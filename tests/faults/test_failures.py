@@ -211,3 +211,21 @@ def test_a_rejected_push(namespace: Namespace, tmp_path: Path) -> None:  # noqa:
     git(ci, "push", "-q", "origin", "main")
     assert git(origin, "rev-parse", "main") == git(ci, "rev-parse", "HEAD")
 
+
+def test_an_audit_folder_that_cannot_be_written(namespace: Namespace,  # noqa: F811
+                                                tmp_path: Path) -> None:
+    """chmod cannot make a folder unwritable for root, who runs these tests: `audit` is made a
+    file instead (committed by mistake), so no folder can be created under it. Both targets
+    were changed: the plan printed says how, and the one error line says the record could not
+    be written although the changes were made. Regression: this was an internal error, exit 3."""
+    t = TwoTargets(namespace, tmp_path / "repo", "postgres", PG_DSN)
+    t.repo.write("audit", "not a folder\n")
+    before = t.repo.commit("a file where the audit folder belongs")
+    result = jitgrant_apply(t.repo.root, t.env)
+    assert result.code == 1, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jitgrant: error: could not write the "
+                                                   "audit record audit/"), result.stderr
+    _other_target_proceeded(result, t)
+    assert git(t.repo.root, "rev-parse", "HEAD") == before
+    assert git(t.repo.root, "status", "--porcelain") == ""
