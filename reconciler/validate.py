@@ -125,13 +125,13 @@ def _check_grants(grant_files: list[SourceFile], policy: Policy, ctx: Context) -
 def load_policy(files: list[SourceFile], problems: list[Problem]) -> Policy:
     merged: dict[str, dict[str, tuple[Document, Any]]] = {s: {} for s in POLICY_SECTIONS}
     owners: list[str] = []
-    bad_entries: set[tuple[str, str]] = set()
+    bad_entries: set[tuple[str, str, str]] = set()  # (file, section, name)
     start = len(problems)
     for source in files:
         doc = _parse(source, problems)
         if doc is None:
             continue
-        bad_entries |= _schema_problems(doc, "policy", problems)
+        bad_entries |= {(doc.path, *entry) for entry in _schema_problems(doc, "policy", problems)}
         if not isinstance(doc.data, dict):
             continue
         for section in POLICY_SECTIONS:
@@ -205,11 +205,11 @@ def _merge_section(doc: Document, section: str, into: dict[str, tuple[Document, 
         into[name] = (doc, value)
 
 
-def _build(entries: dict[str, tuple[Document, Any]], section: str, bad: set[tuple[str, str]],
-           make: Any, problems: list[Problem]) -> dict[str, Any]:
+def _build(entries: dict[str, tuple[Document, Any]], section: str,
+           bad: set[tuple[str, str, str]], make: Any, problems: list[Problem]) -> dict[str, Any]:
     built = {}
     for name, (doc, value) in entries.items():
-        if (section, name) in bad or not isinstance(value, dict):
+        if (doc.path, section, name) in bad or not isinstance(value, dict):
             continue
         item = make(name, value, doc, problems)
         if item is not None:

@@ -135,6 +135,18 @@ def test_a_broken_section_in_one_policy_file_spares_the_other_files(section: str
     assert [g.path for g in snapshot.grants] == ["grants/db1/a.yaml"]
 
 
+def test_a_name_defined_again_in_another_file_spares_the_first_definition() -> None:
+    files = [SourceFile("policies/main.yaml", yaml.safe_dump(policy()).encode()),
+             SourceFile("policies/zz.yaml", b"access:\n  readonly: {}\n")]
+    grant = SourceFile("grants/db1/a.yaml", yaml.safe_dump({
+        "grantee": "alice", "target": "db1", "access": "readonly", "reason": "r",
+        "expires": "2026-06-01T14:00:00Z"}).encode())
+    snapshot = build_snapshot(files, [grant], Context(now=NOW))
+    assert {p.path for p in snapshot.errors} == {"policies/zz.yaml"}
+    assert "readonly" in snapshot.policy.access
+    assert [g.path for g in snapshot.grants] == ["grants/db1/a.yaml"]
+
+
 # -- the plan trusted the engine to report only the namespace -----------------------------------
 
 
