@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -121,8 +124,19 @@ def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) 
     rel = write(Path(str(repo.working_tree_dir)), run, content)
     if commit:
         changed = sum(len(t.plan.actions) for t in run.targets if t.plan and t.executed)
-        gitrepo.commit_file(repo, rel, content,
-                            f"audit: {changed} change(s) by jitgrant apply {run.run_id} [skip ci]")
-        if push:
-            gitrepo.push(repo)
+        with _one_writer(Path(str(repo.git_dir))):
+            gitrepo.commit_file(repo, rel, content, f"audit: {changed} change(s) by jitgrant "
+                                                    f"apply {run.run_id} [skip ci]")
+            if push:
+                gitrepo.push(repo)
     return rel
+
+
+@contextmanager
+def _one_writer(git_dir: Path) -> Iterator[None]:
+    """Runs that share a checkout (cron on one host, a run started by hand) commit and push
+    one at a time: git's index.lock fails a second commit outright, and a push racing one
+    from the same branch is refused as if for another reason."""
+    with open(git_dir / "jitgrant-audit.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even on a crash
+        yield
