@@ -352,7 +352,7 @@ def commit_file(repo: git.Repo, rel_path: str, content: bytes, message: str) -> 
         repo.git.add("--", rel_path)
         repo.git.commit("--only", "--no-verify", "-q", "-m", message, "--", rel_path, env=env)
     except git.GitCommandError as exc:
-        raise UserError(f"could not commit {rel_path}: {exc.stderr.strip()}") from None
+        raise UserError(f"could not commit {rel_path}: {_git_message(exc)}") from None
     return str(repo.head.commit.hexsha)
 
 

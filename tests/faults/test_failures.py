@@ -229,3 +229,23 @@ def test_an_audit_folder_that_cannot_be_written(namespace: Namespace,  # noqa: F
     _other_target_proceeded(result, t)
     assert git(t.repo.root, "rev-parse", "HEAD") == before
     assert git(t.repo.root, "status", "--porcelain") == ""
+
+
+def test_a_stale_git_index_lock(namespace: Namespace, tmp_path: Path) -> None:  # noqa: F811
+    """A git process that crashed left .git/index.lock behind, so the commit fails: one line
+    (git's several, joined), exit 1, no commit. The record stays in the working tree,
+    untracked, for the operator to commit once the stale lock is gone."""
+    t = TwoTargets(namespace, tmp_path / "repo", "postgres", PG_DSN)
+    stale = t.repo.root / ".git/index.lock"
+    stale.write_text("")
+    before = t.head()
+    result = jitgrant_apply(t.repo.root, t.env)
+    assert result.code == 1, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jitgrant: error: could not commit audit/")
+    assert "index.lock': File exists" in lines[0], lines
+    _other_target_proceeded(result, t)
+    assert t.head() == before
+    stale.unlink()
+    rel = lines[0].split("could not commit ", 1)[1].split(":", 1)[0]
+    assert git(t.repo.root, "status", "--porcelain", "--untracked-files=all") == f"?? {rel}"
