@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from . import mysql_report, mysql_server, report
+from . import ldap2pg, mysql_report, mysql_server, plot, report
+from .ldap2pg import Ldap2pg
 from .mysql_steps import MysqlBench
 from .server import DSN_ENV, MACHINE_DSN, describe, server
 from .steps import Bench, BenchError, Result, median
@@ -26,9 +27,10 @@ class Mode:
     server: Callable[[argparse.Namespace], AbstractContextManager[str]]
     machine: Callable[[str, argparse.Namespace], report.Machine]
     bench: type[Bench]
-    section: Callable[[Sequence[Result], report.Machine], str]
+    section: Callable[[Sequence[Result], report.Machine, str | None], str]
     write: Callable[[Path, str], None]
     grants: int  # the default N
+    plotted: bool = False  # postgres: measures ldap2pg too and draws the .svg beside the doc
 
 
 MODES = {
@@ -36,11 +38,13 @@ MODES = {
         server=lambda a: server(a.dsn, a.embedded),
         machine=lambda dsn, a: report.machine(describe(dsn)
                                               + (" (embedded)" if a.embedded else "")),
-        bench=Bench, section=report.section, write=report.write_doc, grants=10_000),
+        bench=Bench, section=lambda rs, box, picture: report.section(rs, box, picture=picture),
+        write=report.write_doc, grants=10_000, plotted=True),
     "mysql": Mode(
         server=lambda a: nullcontext(mysql_server.resolve(a.dsn)),
         machine=lambda dsn, a: mysql_report.describe_machine(dsn),
-        bench=MysqlBench, section=mysql_report.section, write=mysql_report.write,
+        bench=MysqlBench, section=lambda rs, box, picture: mysql_report.section(rs, box),
+        write=mysql_report.write,
         grants=2_000),
 }
 
@@ -68,6 +72,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="write DIR/<N>-<step>.pstats (mysql-<N>-<step>.pstats for mysql; "
                         "cProfile); implies --no-doc")
     p.add_argument("--keep", action="store_true", help="keep the generated repositories")
+    p.add_argument("--no-ldap2pg", action="store_true",
+                   help=f"skip ldap2pg {ldap2pg.VERSION} (postgres: otherwise installed from PyPI "
+                        f"into a virtualenv under the cache folder on first use)")
+    p.add_argument("--cache", type=Path, metavar="DIR",
+                   help=f"where ldap2pg's virtualenv lives (default ${ldap2pg.CACHE_ENV} or "
+                        f"{ldap2pg.cache_dir()})")
     args = p.parse_args(argv)
     if args.engine == "mysql" and (args.embedded or args.verifiers):
         p.error("--embedded and --verifiers are for --engine postgres")
@@ -94,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     mode = MODES[args.engine]
     signal.signal(signal.SIGTERM, _terminate)
     results: list[Result] = []
+    tool: Ldap2pg | None = None
+    if mode.plotted and not args.no_ldap2pg:
+        tool = ldap2pg.install(args.cache)
+        if tool.missing:
+            print(f"bench: no ldap2pg figures: {tool.missing}", file=sys.stderr)
     try:
         with mode.server(args) as dsn:
             box = mode.machine(dsn, args)
@@ -103,14 +118,19 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"bench: {grants:,} grants on {box.server}, run {run}",
                           file=sys.stderr)
                     runs.append(mode.bench(dsn, grants, args.verifiers, args.profile,
-                                           args.keep).run())
+                                           args.keep, tool).run())
                 results.append(median(runs))
     except BenchError as exc:
         print(f"bench: failed: {exc}", file=sys.stderr)
         return 1
-    generated = mode.section(results, box)
+    picture = args.doc.with_suffix(".svg") if mode.plotted else None
+    generated = mode.section(results, box, picture.name if picture else None)
     print(generated)
     if not (args.no_doc or args.profile):
         mode.write(args.doc, generated)
         print(f"\nbench: wrote {args.doc}", file=sys.stderr)
+        if picture:
+            picture.write_text(plot.svg(results, f"jitgrant on {box.server}: seconds "
+                                                 "against active grants"))
+            print(f"bench: wrote {picture}", file=sys.stderr)
     return 0

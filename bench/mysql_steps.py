@@ -17,8 +17,8 @@ from .steps import Bench, BenchError, Space, Step
 
 STEPS = (
     Step("generate", "generate repository",
-         "write policies + N grant files (N people, each with a mysql_native_password hash) "
-         "and commit them with git; set-up only"),
+         "policies + N grant files (N people, each with a mysql_native_password hash) as one "
+         "commit (`git fast-import`) and its checkout; set-up only"),
     Step("apply_first", "first apply",
          "`read_snapshot` + `reconcile(execute=True)` + `audit.persist` (write + git commit): "
          "N accounts created"),

@@ -22,6 +22,7 @@ END = "<!-- bench:end -->"
 TARGET_GRANTS = 10_000
 LIMIT_SECONDS = 2.0
 LIMIT_RATIO = 2.0
+LIMIT_LDAP2PG = 1 / 3  # the issue: at least 3x faster than ldap2pg 5.9
 
 HEADER = """# Benchmarks
 
@@ -32,7 +33,7 @@ MySQL/MariaDB targets have a section of their own [below](#mysql--mariadb).
 
 Run it (a PostgreSQL superuser DSN; the machine's server by default):
 
-    python -m bench --grants 1000,10000 --repeat 3
+    python -m bench --grants 1000,10000,50000 --repeat 3
 
 `--dsn URI` or `JITGRANT_BENCH_PG_DSN` picks the server, `--embedded` starts an embedded
 PostgreSQL 18 instead. A run creates its roles under a random prefix (`bXXXX_`) plus one group
@@ -113,10 +114,15 @@ def _git_version() -> str:
 # -- markdown --------------------------------------------------------------------------------
 
 
-def section(results: Sequence[Result], box: Machine, when: datetime | None = None) -> str:
+def section(results: Sequence[Result], box: Machine, when: datetime | None = None,
+            picture: str | None = None) -> str:
     parts = [generated_by(when), timing(results) + _grant_shape(results),
-             figures(results), targets(results), box.markdown()]
-    return "\n\n".join(parts)
+             figures(results, counts=COUNTS + _ldap2pg_counts(results)), targets(results),
+             memory(results), ldap2pg_status(results)]
+    if picture:
+        parts.append(f"![Seconds against active grants, log-log]({picture})")
+    parts.append(box.markdown())
+    return "\n\n".join(p for p in parts if p)
 
 
 def generated_by(when: datetime | None = None, command: str = "python -m bench") -> str:
@@ -153,6 +159,18 @@ PEAK_RSS = Count("peak RSS (MB)", lambda r: r.peak_rss_mb,
                  "ascending order")
 COUNTS = (Count("SQL statements", lambda r: r.statements, "sent by the first apply (and by psql)"),
           PEAK_RSS)
+LDAP2PG_COUNTS = (
+    Count("ldap2pg queries (create)", lambda r: r.ldap2pg_queries.get("ldap2pg_cold", 0),
+          "what ldap2pg reports it sent: one round trip each (CREATE ROLE + COMMENT together, "
+          "one GRANT for every new member)"),
+    Count("ldap2pg queries (removal)", lambda r: r.ldap2pg_queries.get("ldap2pg_drop", 0),
+          "three round trips per login: end its sessions; GRANT it to the admin + REASSIGN "
+          "OWNED + DROP OWNED in the database, as one query; DROP ROLE"),
+)
+
+
+def _ldap2pg_counts(results: Sequence[Result]) -> tuple[Count, ...]:
+    return LDAP2PG_COUNTS if any(r.ldap2pg_queries for r in results) else ()
 
 
 def figures(results: Sequence[Result], steps: Sequence[Step] = STEPS,
@@ -185,7 +203,10 @@ class Ratio:
     unit: str  # " s" or "x"
 
     def cell(self, r: Result) -> str:
-        value = self.compute(r.seconds)
+        try:
+            value = self.compute(r.seconds)
+        except KeyError:  # a step that was not measured (ldap2pg missing)
+            return "-"
         text = f"{value:.2f}{self.unit}"
         if self.limit is None:
             return text
@@ -199,7 +220,41 @@ RATIOS = (
     Ratio("its reconcile part / psql floor", "(engine only)",
           lambda s: s["apply_first.reconcile"] / s["psql"], None, "x"),
     Ratio("second (no-op) apply", "< 2 s", lambda s: s["apply_noop"], LIMIT_SECONDS, " s"),
+    Ratio("first apply / ldap2pg 5.9 create", "<= 0.33x (3x faster)",
+          lambda s: s["apply_first"] / s["ldap2pg_cold"], LIMIT_LDAP2PG, "x"),
+    Ratio("no-op apply / ldap2pg 5.9 no-op", "(compared)",
+          lambda s: s["apply_noop"] / s["ldap2pg_noop"], None, "x"),
+    Ratio("mass expiry / ldap2pg 5.9 removal", "(compared)",
+          lambda s: s["expiry"] / s["ldap2pg_drop"], None, "x"),
 )
+
+
+def memory(results: Sequence[Result]) -> str:
+    """Whether peak RSS grows linearly: a least-squares line through (N, MB) and how far the
+    points lie from it. Needs two N at least."""
+    if len(results) < 2:
+        return ""
+    xs = [float(r.grants) for r in results]
+    ys = [r.peak_rss_mb for r in results]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = (sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
+             / sum((x - mean_x) ** 2 for x in xs))
+    base = mean_y - slope * mean_x
+    worst = max(abs(y - (base + slope * x)) / y for x, y in zip(xs, ys, strict=True))
+    steps = ", ".join(f"{(b.peak_rss_mb - a.peak_rss_mb) * 1024 / (b.grants - a.grants):.1f} KB"
+                      f" per grant from {a.grants:,} to {b.grants:,}"
+                      for a, b in zip(results, results[1:], strict=False))
+    return (f"**Memory**: peak RSS = {base:.0f} MB + {slope * 1024:.1f} KB x N (least squares; "
+            f"every point within {worst:.0%} of the line); {steps}.")
+
+
+def ldap2pg_status(results: Sequence[Result]) -> str:
+    missing = next((r.ldap2pg_missing for r in results if r.ldap2pg_missing), None)
+    if missing:
+        return f"**ldap2pg 5.9: no figures.** {missing}"
+    if not any("ldap2pg_cold" in r.seconds for r in results):
+        return "**ldap2pg 5.9: not measured** (`--no-ldap2pg`)."
+    return ""
 
 
 def targets(results: Sequence[Result], ratios: Sequence[Ratio] = RATIOS,

@@ -111,3 +111,27 @@ def _in_batches(c: psycopg.Connection[Any], template: str, names: list[str]) -> 
     for start in range(0, len(names), BATCH):
         chunk = names[start:start + BATCH]
         c.execute(sql.SQL(template).format(sql.SQL(", ").join(map(sql.Identifier, chunk))))
+
+
+def login_comments(dsn: str, prefix: str) -> dict[str, str]:
+    """Every login under `prefix` with its comment, as the first apply left them."""
+    with connect(dsn) as c:
+        rows = c.execute("SELECT rolname, coalesce(shobj_description(oid, 'pg_authid'), '')"
+                         " FROM pg_roles WHERE starts_with(rolname, %s)", [prefix]).fetchall()
+    return dict(rows)
+
+
+def members(dsn: str, group: str, prefix: str) -> list[str]:
+    """The logins under `prefix` that can log in and are members of `group`."""
+    with connect(dsn) as c:
+        rows = c.execute(
+            "SELECT m.rolname FROM pg_auth_members am JOIN pg_roles m ON m.oid = am.member"
+            " JOIN pg_roles g ON g.oid = am.roleid WHERE g.rolname = %s"
+            " AND starts_with(m.rolname, %s) AND m.rolcanlogin", [group, prefix]).fetchall()
+    return [r[0] for r in rows]
+
+
+def comment_on(dsn: str, role: str, comment: str) -> None:
+    with connect(dsn) as c:
+        c.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(role),
+                                                             sql.Literal(comment)))

@@ -5,10 +5,11 @@ that it did what it should, so a fast wrong answer cannot pass for a fast right 
 from __future__ import annotations
 
 import cProfile
+import gc
 import os
+import re
 import resource
 import shutil
-import gc
 import statistics
 import subprocess
 import sys
@@ -27,8 +28,10 @@ from reconciler.render import problems_text
 from reconciler.snapshot import read_snapshot
 from reconciler.validate import Snapshot
 
+from . import ldap2pg
 from . import repo as access
-from .server import Namespace
+from .ldap2pg import Ldap2pg
+from .server import Namespace, comment_on, login_comments, members
 
 T = TypeVar("T")
 
@@ -57,7 +60,8 @@ class Step:
 
 STEPS = (
     Step("generate", "generate repository",
-         "write policies + N grant files (N people) and commit them with git; set-up only"),
+         "policies + N grant files (N people) as one commit (`git fast-import`) and its "
+         "checkout; set-up only"),
     Step("validate", "validate",
          "`read_snapshot(HEAD)` + its problems: load YAML from git, schema + policy checks"),
     Step("plan", "plan",
@@ -85,6 +89,13 @@ STEPS = (
          "apply with `now` past every expiry: N revocations + audit commit"),
     Step("expiry.reconcile", "- reconcile", "part of the mass expiry"),
     Step("expiry.audit", "- audit.persist", "part of the mass expiry"),
+    Step("ldap2pg_cold", "ldap2pg 5.9: create",
+         "`ldap2pg --real` creating the same N logins from static `role:` rules (same names, "
+         "group, comments; no connection limit or expiry, which it cannot set): a process of "
+         "its own, start-up included"),
+    Step("ldap2pg_noop", "ldap2pg 5.9: no-op", "the same again with nothing to do"),
+    Step("ldap2pg_drop", "ldap2pg 5.9: removal",
+         "the rules emptied: ldap2pg drops the N logins of its scope (the run's prefix)"),
 )
 
 
@@ -95,6 +106,8 @@ class Result:
     seconds: dict[str, float] = field(default_factory=dict)
     statements: int = 0
     revocations: int = 0  # statements sent by the mass revocation (mysql mode)
+    ldap2pg_queries: dict[str, int] = field(default_factory=dict)  # its count, per step
+    ldap2pg_missing: str | None = None  # why there are no ldap2pg figures
     peak_rss_mb: float = 0.0
     runs: int = 1
 
@@ -103,8 +116,10 @@ def median(results: list[Result]) -> Result:
     """Several runs of the same N as one: the median of each step. The peak RSS is the first
     run's: later runs of the same process start from the heap the earlier ones left."""
     first = results[0]
-    seconds = {key: statistics.median(r.seconds[key] for r in results) for key in first.seconds}
-    return replace(first, seconds=seconds, runs=len(results))
+    keys = [key for key in first.seconds if all(key in r.seconds for r in results)]
+    seconds = {key: statistics.median(r.seconds[key] for r in results) for key in keys}
+    missing = next((r.ldap2pg_missing for r in results if r.ldap2pg_missing), None)
+    return replace(first, seconds=seconds, runs=len(results), ldap2pg_missing=missing)
 
 
 @dataclass
@@ -117,10 +132,13 @@ class Bench:
     verifiers: bool = False
     profile_dir: Path | None = None
     keep: bool = False
+    ldap2pg: Ldap2pg | None = None  # None: not measured
     result: Result = field(init=False)
 
     def __post_init__(self) -> None:
         self.result = Result(self.grants, self.verifiers)
+        if self.ldap2pg is not None:
+            self.result.ldap2pg_missing = self.ldap2pg.missing
         self.env = {access.DSN_ENV: self.dsn}
 
     def run(self) -> Result:
@@ -147,9 +165,11 @@ class Bench:
         self._plans(repo, now)
         self._cli(repo)
         sql = self._first_apply(repo, ns, now)
+        comments = login_comments(self.dsn, ns.prefix)
         self._noop_apply(repo, now)
         self._psql_floor(repo, ns, sql, now)
         self._expiry(repo, ns)
+        self._ldap2pg(ns, comments, root.parent)
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -213,6 +233,36 @@ class Bench:
         left = ns.logins()
         if left:
             raise BenchError(f"mass expiry: {len(left)} logins left, e.g. {left[0]}")
+
+    def _ldap2pg(self, ns: Space, logins: dict[str, str], folder: Path) -> None:
+        """ldap2pg on the namespace jitgrant just emptied: create the logins, again (no-op),
+        then drop them by emptying its rules. A failure is reported, not fatal."""
+        tool = self.ldap2pg
+        if tool is None or tool.command is None or self.result.ldap2pg_missing:
+            return
+        comment_on(self.dsn, ns.group, ldap2pg.GROUP_COMMENT)  # or it would comment it itself
+        full, empty = folder / "ldap2pg.yml", folder / "ldap2pg-empty.yml"
+        full.write_text(ldap2pg.config(ns.prefix, ns.group, logins, self.dsn))
+        empty.write_text(ldap2pg.config(ns.prefix, ns.group, {}, self.dsn))
+        try:
+            self._ldap2pg_step("ldap2pg_cold", tool, full)
+            made = members(self.dsn, ns.group, ns.prefix)
+            if len(made) != self.grants or len(ns.logins()) != self.grants:
+                raise RuntimeError(f"made {len(ns.logins())} logins, {len(made)} in the group")
+            if "Nothing to do" not in self._ldap2pg_step("ldap2pg_noop", tool, full):
+                raise RuntimeError("its second run was not a no-op")
+            self._ldap2pg_step("ldap2pg_drop", tool, empty)
+            if ns.logins():
+                raise RuntimeError(f"{len(ns.logins())} logins left after its removal run")
+        except RuntimeError as exc:
+            self.result.ldap2pg_missing = f"ldap2pg {ldap2pg.VERSION} ran but failed: {exc}"
+            print(f"bench: {self.result.ldap2pg_missing}", file=sys.stderr)
+
+    def _ldap2pg_step(self, key: str, tool: Ldap2pg, config: Path) -> str:
+        log = self._time(key, lambda: tool.run(config, self.dsn), profile=False)
+        found = re.search(r"Generated (\d+) querie", log)
+        self.result.ldap2pg_queries[key] = int(found.group(1)) if found else 0
+        return log
 
     # -- helpers --------------------------------------------------------------------------
 
