@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         mode.write(args.doc, generated)
         print(f"\nbench: wrote {args.doc}", file=sys.stderr)
         if picture:
-            picture.write_text(plot.svg(results, f"jitgrant on {box.server}: seconds "
-                                                 "against active grants"))
+            server = box.server.split(" (")[0]  # PostgreSQL 15.x
+            picture.write_text(plot.svg(results, f"Seconds per run against active grants, "
+                                                 f"one {server} target"))
             print(f"bench: wrote {picture}", file=sys.stderr)
     return 0
