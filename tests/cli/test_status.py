@@ -275,6 +275,7 @@ def test_connect_asks_which_level(tmp_path: Path) -> None:
     assert "several access levels on db1 now (readonly, readwrite): name one" in line
 
 
+@pytest.mark.prints_password  # on purpose: the secret scan skips its outputs
 def test_print_env_and_pgpass(repo: AccessRepo) -> None:
     password = new_password()
     secretstore.save("db1", "jit_alice_readonly", password)

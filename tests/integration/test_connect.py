@@ -87,6 +87,7 @@ def test_psql_is_refused_a_wrong_password(scram_world: World, config_dir: Path) 
     assert password not in proc.stdout + proc.stderr
 
 
+@pytest.mark.prints_password  # on purpose: the secret scan skips its outputs
 def test_print_env_is_what_psql_needs(scram_world: World, config_dir: Path) -> None:
     password = pg_world_for_connect(scram_world)
     proc = run(scram_world.repo.root, "connect", "db1", "--as", "alice", "--print-env",
