@@ -178,7 +178,9 @@ def protection(role: ActualRole, target: Target, actual: ActualState) -> str | N
     if role.name in target.never_touch or (role.user and role.user in target.never_touch):
         return "it is listed in never_touch"
     if role.superuser and not (is_managed(role) and actual.admin_is_superuser):
-        return "it is a superuser"
+        if target.engine == "postgres":
+            return "it is a superuser"
+        return "it administers the server (SUPER, CREATE USER or GRANT OPTION on *.*)"
     other = marked_target(role) if is_managed(role) else None
     if other is not None and other != target.name:
         return f"it belongs to target {other}, which shares this server and role_prefix"
@@ -195,7 +197,7 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
         why = protection(role, target, actual)
         if why is None:
             unprotected[name] = role
-        elif is_managed(role) or name in desired.logins:
+        elif is_managed(role) or name in desired.logins or name in desired.known:
             problems.append(_target_problem(target, f"login {name} is left alone: {why}"))
     for name, want in sorted(desired.logins.items()):
         if name in actual.roles and name not in unprotected:

@@ -36,6 +36,11 @@ MYSQL8_PRIVILEGE_COLUMNS = (
     "Repl_client_priv", "Create_view_priv", "Show_view_priv", "Create_routine_priv",
     "Alter_routine_priv", "Create_user_priv", "Event_priv", "Trigger_priv",
     "Create_tablespace_priv", "Create_role_priv", "Drop_role_priv")
+# An account holding any of these on *.* administers the server: it is left alone like a
+# PostgreSQL superuser. SUPER (ALL PRIVILEGES includes it), CREATE USER (create, alter and drop
+# any account: the power jitgrant itself runs with) and GRANT OPTION (hand its privileges on).
+MYSQL8_ADMIN_COLUMNS = ("Super_priv", "Create_user_priv", "Grant_priv")
+MARIADB_ADMIN_BITS = (1 << 15) | (1 << 25) | (1 << 10)  # SUPER, CREATE USER, GRANT in $.access
 
 
 # -- quoting: identifiers in backticks, values as escaped literals ------------------------------
@@ -246,8 +251,9 @@ MARIADB = Queries(
               "JSON_VALUE(Priv, '$.authentication_string'), "
               "JSON_VALUE(Priv, '$.account_locked'), "
               "JSON_VALUE(Priv, '$.max_user_connections'), JSON_VALUE(Priv, '$.default_role'), "
-              "JSON_VALUE(Priv, '$.access') FROM mysql.global_priv WHERE "
-              + _PREFIX.format(col="User")),
+              "JSON_VALUE(Priv, '$.access'), "
+              f"CAST(JSON_VALUE(Priv, '$.access') AS UNSIGNED) & {MARIADB_ADMIN_BITS} <> 0 "
+              "FROM mysql.global_priv WHERE " + _PREFIX.format(col="User")),
     roles=("SELECT User, Host, Role, Admin_option = 'Y' FROM mysql.roles_mapping WHERE "
            + _PREFIX.format(col="User")),
     defaults=None,
@@ -260,7 +266,8 @@ MYSQL8 = Queries(
     accounts=("SELECT User, Host, 'false', plugin, authentication_string, "
               "IF(account_locked = 'Y', 'true', 'false'), max_user_connections, NULL, "
               "IF(" + " OR ".join(f"{c} = 'Y'" for c in MYSQL8_PRIVILEGE_COLUMNS)
-              + ", 1, 0) FROM mysql.user WHERE " + _PREFIX.format(col="User")),
+              + ", 1, 0), " + " OR ".join(f"{c} = 'Y'" for c in MYSQL8_ADMIN_COLUMNS)
+              + " FROM mysql.user WHERE " + _PREFIX.format(col="User")),
     roles=("SELECT TO_USER, TO_HOST, FROM_USER, WITH_ADMIN_OPTION = 'Y' FROM mysql.role_edges "
            "WHERE " + _PREFIX.format(col="TO_USER")),
     defaults=("SELECT USER, HOST, DEFAULT_ROLE_USER FROM mysql.default_roles WHERE "
@@ -375,6 +382,7 @@ class MysqlSession:
         return ActualState(
             roles=MappingProxyType(built), existing_groups=frozenset(found), admin=self.admin,
             admin_is_superuser=False, database=self.database or "", admin_user=self.admin_user,
+            superusers=frozenset(name for name, role in built.items() if role.superuser),
             server_version=0, event_scheduler=self.scheduler, flavor=self.flavor,
             event_schema=self.database)
 
@@ -474,7 +482,8 @@ def _accounts(accounts: list[Any], roles: list[Any], defaults: list[Any],
         fires.setdefault(login, []).append((f"{schema}.{name}", when))
     built = {}
     for row in accounts:
-        (user, host, is_role, plugin, auth, locked, max_conn, default_role, access) = row
+        (user, host, is_role, plugin, auth, locked, max_conn, default_role, access,
+         administers) = row
         key = account_key(user, host)
         if flavor == "mariadb":
             defaults_here = {default_role} if default_role else set()
@@ -485,7 +494,7 @@ def _accounts(accounts: list[Any], roles: list[Any], defaults: list[Any],
         built[key] = ActualRole(
             name=key, user=user, host=host, is_role=_true(is_role),
             verifier=auth if native and auth else None, verifier_known=True,
-            locked=_true(locked),
+            locked=_true(locked), superuser=_true(administers),
             connection_limit=int(max_conn) if max_conn and int(max_conn) > 0 else None,
             member_of=frozenset(granted.get((user, host), set())),
             admin_of=frozenset(admin.get((user, host), set())),
