@@ -76,6 +76,9 @@ class Action:
     # Revoke: why the role is locked out and stripped but not dropped (its objects would go to
     # a superuser); None when it is dropped.
     hold: str | None = None
+    # Revoke, MySQL: False when an account left alone has the same user name, since
+    # connections are told apart by user name only and its own must survive.
+    kill_sessions: bool = True
 
 
 @dataclass(frozen=True)
@@ -213,7 +216,8 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
     by_user = _accounts_by_user(actual)
     for name, role in unprotected.items():
         if name not in keep:
-            action = _revoke_action(target, role, desired, actual, by_user, problems)
+            action = _revoke_action(target, role, desired, actual, by_user, set(unprotected),
+                                    problems)
             if not (action.hold and _stripped(role, actual)):  # else only its problem remains
                 actions.append(action)
     return TargetPlan(target, tuple(actions), tuple(problems))
@@ -330,25 +334,47 @@ def _default_roles(want: DesiredLogin, actual: ActualState) -> set[str]:
 
 
 def _revoke_action(target: Target, role: ActualRole, desired: DesiredState,
-                   actual: ActualState, by_user: dict[str, list[str]],
+                   actual: ActualState, by_user: dict[str, list[str]], unprotected: set[str],
                    problems: list[Problem]) -> Action:
     hold = _hold(target, role, actual)
     if hold:
         problems.append(_target_problem(target, f"login {role.name} is locked out but not "
                                         f"dropped: {hold}"))
-    twins = [n for n in by_user.get(role.user, ()) if n != role.name]
-    if role.user and twins and not role.is_role:
-        problems.append(_target_problem(
-            target, f"connections of {role.name} are not killed: they cannot be told apart "
-                    f"from those of {', '.join(twins)}, which has the same user name", "warning"))
+    kill = _kill_sessions(target, role, desired, actual, by_user, unprotected, problems)
     known = desired.known.get(role.name)
     if known is None:
         cause = "removed" if _made_by_jitgrant(role, target, desired) else "unknown"
         return Action(target=target.name, kind="revoke", login=role.name, cause=cause,
-                      actual=role, hold=hold)
+                      actual=role, hold=hold, kill_sessions=kill)
     return Action(target=target.name, kind="revoke", login=role.name, cause=known.cause,
                   grantee=known.grantee, access=known.access, expires=known.expires,
-                  grant_files=known.grant_files, actual=role, hold=hold)
+                  grant_files=known.grant_files, actual=role, hold=hold, kill_sessions=kill)
+
+
+def _kill_sessions(target: Target, role: ActualRole, desired: DesiredState,
+                   actual: ActualState, by_user: dict[str, list[str]], unprotected: set[str],
+                   problems: list[Problem]) -> bool:
+    """MySQL names a connection by user name, not by the account (host) it matched. A revoked
+    account's connections end even when a managed account shares the user name (a hand-made
+    'login'@'localhost' beside 'login'@'%' is a backdoor whose sessions must not survive); they
+    are spared only when the other account is one jitgrant must leave alone."""
+    if not role.user or role.is_role:
+        return True
+    twins = [n for n in by_user.get(role.user, ()) if n != role.name
+             and not actual.roles[n].is_role]  # roles have no connections
+    spared = [n for n in twins if n not in unprotected]
+    if spared:
+        problems.append(_target_problem(
+            target, f"connections of {role.name} are not killed: they cannot be told apart "
+                    f"from those of {', '.join(spared)}, which has the same user name and is "
+                    f"left alone", "warning"))
+        return False
+    kept = [n for n in twins if n in desired.logins]
+    if kept:
+        problems.append(_target_problem(
+            target, f"connections of {', '.join(kept)} are killed with those of {role.name}: "
+                    f"they cannot be told apart (same user name); reconnecting works", "warning"))
+    return True
 
 
 def _accounts_by_user(actual: ActualState) -> dict[str, list[str]]:

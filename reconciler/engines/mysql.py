@@ -203,7 +203,7 @@ def _render_revoke(index: int, action: Action, actual: ActualState) -> list[Stat
     else:
         acct = account(have.user, have.host)
         out.append(_stmt(index, "lockout", f"ALTER USER {acct} ACCOUNT LOCK"))
-        out += _kill(index, have)
+        out += _kill(index, have) if action.kill_sessions else []
         out.append(_stmt(index, "main", f"DROP USER {acct}"))
     out += [_stmt(index, "main", f"DROP EVENT IF EXISTS {_event_ref(actual, e)}")
             for e in have.events]
@@ -393,7 +393,7 @@ class MysqlSession:
         results = [ActionResult() for _ in plan.actions]
         for phase in PHASES:
             if phase == "sessions":
-                self._end_sessions(plan, actual, results)
+                self._end_sessions(plan, results)
                 continue
             for stmt in statements:
                 if stmt.phase == phase and not results[stmt.action].error:
@@ -411,18 +411,15 @@ class MysqlSession:
             return
         result.statements += 1
 
-    def _end_sessions(self, plan: TargetPlan, actual: ActualState,
-                      results: list[ActionResult]) -> None:
+    def _end_sessions(self, plan: TargetPlan, results: list[ActionResult]) -> None:
         """Kill every connection of each locked account, by id, looked up now (one query for
         all of them): one could have opened since planning. Connections are matched by exact
-        user name, so an account whose user name another kept account shares is left alone
-        (reported in the plan)."""
-        users = [r.user for r in actual.roles.values()]
+        user name; the plan says when an account left alone shares it (kill_sessions)."""
         index_of = {}
         for index, action in enumerate(plan.actions):
             have = action.actual
             if (action.kind == "revoke" and have is not None and not have.is_role
-                    and not results[index].error and users.count(have.user) == 1):
+                    and action.kill_sessions and not results[index].error):
                 index_of[have.user] = index
         if not index_of:
             return
@@ -459,6 +456,16 @@ def _true(value: Any) -> bool:
     return str(value).lower() in ("true", "1")
 
 
+def _unique_key(taken: dict[str, ActualRole], user: str, host: str) -> str:
+    """account_key, unless another account already has it (a role beside the account of the
+    same name, a user name containing @): one must never hide the other, or it would escape
+    revocation and its drift would go unseen."""
+    for key in (account_key(user, host), f"{user}@{host}"):
+        if key not in taken:
+            return key
+    return f"{user!r}@{host!r}"  # two quoted strings: never ambiguous
+
+
 def _accounts(accounts: list[Any], roles: list[Any], defaults: list[Any],
               privileged: set[tuple[str, str]], sessions: list[Any], events: list[Any],
               flavor: str) -> dict[str, ActualRole]:
@@ -480,11 +487,12 @@ def _accounts(accounts: list[Any], roles: list[Any], defaults: list[Any],
         when = execute_at.replace(tzinfo=timezone.utc) if execute_at and str(zone) in (
             "+00:00", "UTC") else None
         fires.setdefault(login, []).append((f"{schema}.{name}", when))
-    built = {}
-    for row in accounts:
+    built: dict[str, ActualRole] = {}
+    # Accounts with host % first: they are the logins jitgrant manages and keep the plain name.
+    for row in sorted(accounts, key=lambda r: (r[1] != "%" or _true(r[2]), r[0], r[1])):
         (user, host, is_role, plugin, auth, locked, max_conn, default_role, access,
          administers) = row
-        key = account_key(user, host)
+        key = _unique_key(built, user, host)
         if flavor == "mariadb":
             defaults_here = {default_role} if default_role else set()
         else:

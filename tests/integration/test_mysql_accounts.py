@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pymysql
 import pytest
 
-from reconciler.engines.mysql import account
+from reconciler.engines.mysql import account, identifier, literal
 from tests.conftest import MysqlServer
 from tests.integration.test_mysql import MyWorld, actions
 
@@ -71,3 +72,86 @@ def test_a_granted_login_made_an_administrator_is_reported_not_touched(my: MyWor
         f"target db1: login {my.login()} is left alone: it administers the server "
         "(SUPER, CREATE USER or GRANT OPTION on *.*)"]
     assert (my.account(my.login()), grants_of(my, my.login())) == before
+
+
+def logs_in(my: MyWorld, user: str, password: str) -> bool:
+    try:
+        my.server.login(user, password).close()
+    except pymysql.OperationalError:
+        return False
+    return True
+
+
+def alive(session: Any) -> bool:
+    try:
+        with session.cursor() as cur:
+            cur.execute("SELECT 1")
+    except pymysql.MySQLError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_same_user_on_another_host_is_a_backdoor_and_goes(my: MyWorld, host: str) -> None:
+    """'login'@'127.0.0.1' is more specific than the managed 'login'@'%': a client from there
+    matches it first, with a password of someone's choosing. It is revoked and its connections
+    end, although they cannot be told from the managed account's (those end too)."""
+    my.add_grant()
+    my.run()
+    login = my.login()
+    managed = my.connect()  # from here on, a client from 127.0.0.1 would match the backdoor
+    my.server.sql(f"CREATE USER {account(login, host)} IDENTIFIED BY 'backdoor'",
+                  f"GRANT {identifier(my.group)} TO {account(login, host)}")
+    backdoor = my.server.login(login, "backdoor") if host == "127.0.0.1" else None
+    run = my.run()
+    assert not run.failed, (run.targets[0].results, run.problems)
+    assert actions(run) == [("revoke", f"{login}@{host}", "unknown")]
+    [result] = run.targets[0].results
+    assert result.sessions_ended == (2 if backdoor else 1)
+    assert any("cannot be told apart" in p.message for p in run.problems)
+    assert my.account(login, host) is None
+    assert backdoor is None or not alive(backdoor)
+    assert not alive(managed)
+    assert not logs_in(my, login, "backdoor")
+    with my.connect() as c, c.cursor() as cur:
+        cur.execute("SELECT CURRENT_USER()")
+        assert cur.fetchone() == (login + "@%",)
+    assert my.account(login) == {"locked": False, "default_role": my.group, "limit": 3,
+                                 "access": 0, "roles": my.group}
+    assert actions(my.run()) == []
+
+
+def test_a_role_named_like_a_login_does_not_hide_it(my: MyWorld) -> None:
+    """MariaDB keeps roles with host '': a role and the account 'login'@'%' may share a name,
+    and neither may stand in for the other in the state."""
+    my.add_grant()
+    my.run()
+    login = my.login()
+    my.server.sql(f"CREATE ROLE {identifier(login)}",
+                  f"ALTER USER {account(login)} WITH MAX_USER_CONNECTIONS 50")
+    run = my.run()
+    assert not run.failed, (run.targets[0].results, run.problems)
+    assert sorted((a.kind, a.login, a.cause) for a in run.targets[0].plan.actions) == [
+        ("revoke", f"{login}@", "unknown"), ("update", login, "drift")]
+    assert my.server.sql("SELECT Host FROM mysql.global_priv WHERE User = "
+                         f"{literal(login)}") == [("%",)]
+    assert my.account(login)["limit"] == 3  # type: ignore[index]
+    assert actions(my.run()) == []
+
+
+def test_connections_spared_only_for_an_account_left_alone(my: MyWorld) -> None:
+    """never_touch 'login@localhost' shares the user name: revoking 'login'@'%' must not end
+    its connections, and says so."""
+    login = my.login()
+    my.write_policy(never_touch=[f"{login}@127.0.0.1"])
+    my.server.sql(f"CREATE USER {account(login, '127.0.0.1')} IDENTIFIED BY 'kept'",
+                  f"CREATE USER {account(login)} IDENTIFIED BY 'gone'")
+    kept = my.server.login(login, "kept")
+    run = my.run()
+    assert actions(run) == [("revoke", login, "removed")]
+    assert not any("KILL" in s.sql for s in run.targets[0].statements)
+    assert run.targets[0].results[0].sessions_ended == 0
+    assert any("are not killed" in p.message for p in run.problems)
+    assert alive(kept) and my.account(login) is None
+    assert my.account(login, "127.0.0.1") is not None
+    kept.close()
