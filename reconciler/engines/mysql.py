@@ -40,6 +40,7 @@ MYSQL8_PRIVILEGE_COLUMNS = (
 # PostgreSQL superuser. SUPER (ALL PRIVILEGES includes it), CREATE USER (create, alter and drop
 # any account: the power jitgrant itself runs with) and GRANT OPTION (hand its privileges on).
 MYSQL8_ADMIN_COLUMNS = ("Super_priv", "Create_user_priv", "Grant_priv")
+AUTH_OR = "several methods"  # the plugin of a MariaDB account with more than one way in
 MARIADB_ADMIN_BITS = (1 << 15) | (1 << 25) | (1 << 10)  # SUPER, CREATE USER, GRANT in $.access
 
 
@@ -247,7 +248,12 @@ def _object_privileges(user: str, host: str) -> str:
 
 
 MARIADB = Queries(
-    accounts=("SELECT User, Host, JSON_VALUE(Priv, '$.is_role'), JSON_VALUE(Priv, '$.plugin'), "
+    # With `IDENTIFIED VIA a OR b` (10.4+), $.auth_or lists every method, {} standing for the
+    # top-level one: any other method there is a way in besides the verifier, so the plugin
+    # reads as AUTH_OR and the password is set again, which leaves the single verifier.
+    accounts=("SELECT User, Host, JSON_VALUE(Priv, '$.is_role'), "
+              "IF(JSON_LENGTH(Priv, '$.auth_or') > 1 OR JSON_LENGTH(Priv, '$.auth_or[0]') > 0, "
+              f"{literal(AUTH_OR)}, JSON_VALUE(Priv, '$.plugin')), "
               "JSON_VALUE(Priv, '$.authentication_string'), "
               "JSON_VALUE(Priv, '$.account_locked'), "
               "JSON_VALUE(Priv, '$.max_user_connections'), JSON_VALUE(Priv, '$.default_role'), "

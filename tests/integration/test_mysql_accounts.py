@@ -10,6 +10,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from reconciler.credentials import mysql_native_verifier
 from reconciler.engines.mysql import account, identifier, literal
 from tests.conftest import MysqlServer
 from tests.integration.test_mysql import MyWorld, actions
@@ -155,3 +156,32 @@ def test_connections_spared_only_for_an_account_left_alone(my: MyWorld) -> None:
     assert alive(kept) and my.account(login) is None
     assert my.account(login, "127.0.0.1") is not None
     kept.close()
+
+
+@pytest.mark.parametrize("extra", ["OR mysql_native_password USING PASSWORD('second')",
+                                   "OR unix_socket"])
+def test_a_second_way_in_is_drift_and_goes(my: MyWorld, extra: str) -> None:
+    """MariaDB 10.4+: `IDENTIFIED VIA … OR …` adds a second password or another plugin beside
+    the grant's verifier. The next apply leaves exactly the one verifier."""
+    my.add_grant()
+    my.run()
+    login, verifier = my.login(), mysql_native_verifier(my.passwords["alice"])
+    my.server.sql(f"ALTER USER {account(login)} IDENTIFIED VIA mysql_native_password "
+                  f"USING {literal(verifier)} {extra}")
+    assert my.server.sql(auth_or(login)) == [(2,)]
+    if "second" in extra:
+        assert logs_in(my, login, "second")
+    run = my.run()
+    assert not run.failed, (run.targets[0].results, run.problems)
+    [update] = run.targets[0].plan.actions  # type: ignore[union-attr]
+    assert (update.kind, update.cause, update.changes.describe()) == ("update", "drift",
+                                                                      ["password"])
+    assert my.server.sql(auth_or(login)) in ([(1,)], [(None,)])
+    assert not logs_in(my, login, "second")
+    assert logs_in(my, login, my.passwords["alice"])
+    assert actions(my.run()) == []
+
+
+def auth_or(login: str) -> str:
+    return ("SELECT JSON_LENGTH(Priv, '$.auth_or') FROM mysql.global_priv "
+            f"WHERE User = {literal(login)} AND Host = '%'")
