@@ -19,6 +19,9 @@ TARGET = "bench"
 ACCESS = "readonly"
 DSN_ENV = "JITGRANT_BENCH_TARGET_DSN"
 LIFETIME = timedelta(hours=4)  # under the access level's 8h
+# People per policy file: the loader refuses files over 1 MiB (about 16,000 people here), and
+# the policies' maps are merged across files, so a large organisation splits its people.
+PEOPLE_PER_FILE = 10_000
 IDENTITY = {"GIT_AUTHOR_NAME": "Bench Author", "GIT_AUTHOR_EMAIL": "bench@example.com",
             "GIT_COMMITTER_NAME": "Bench Committer", "GIT_COMMITTER_EMAIL": "ci@example.com"}
 
@@ -47,8 +50,10 @@ def build(root: Path, grants: int, prefix: str, group: str, now: datetime,
     grant always carries a mysql_native_password hash (the engine requires one)."""
     expires = now.replace(microsecond=0) + LIFETIME
     verifier = _verifier(engine, verifiers)
-    files = [("policies/targets.yaml", _targets(prefix, group, engine)),
-             ("policies/people.yaml", _people(grants))]
+    files = [("policies/targets.yaml", _targets(prefix, group, engine))]
+    files += ((f"policies/people-{start // PEOPLE_PER_FILE:03d}.yaml",
+               _people(start, min(start + PEOPLE_PER_FILE, grants)))
+              for start in range(0, grants, PEOPLE_PER_FILE))
     files += ((f"grants/{TARGET}/{person(i)}-{ACCESS}.yaml", _grant(i, expires, verifier))
               for i in range(grants))
     commit_files(root, files, f"{grants} grants on {TARGET}")
@@ -119,9 +124,9 @@ access:
 """
 
 
-def _people(count: int) -> str:
+def _people(start: int, end: int) -> str:
     lines = ["people:"]
-    for index in range(count):
+    for index in range(start, end):
         name = person(index)
         lines += [f"  {name}:", f"    email: {name}@example.com", "    groups: [backend]"]
     return "\n".join(lines) + "\n"

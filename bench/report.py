@@ -26,10 +26,11 @@ LIMIT_LDAP2PG = 1 / 3  # the issue: at least 3x faster than ldap2pg 5.9
 
 HEADER = """# Benchmarks
 
-How jitgrant copes with many grants on one PostgreSQL target. The targets (from the issue), for
-10,000 active grants: `validate` + `plan` under 2 s; the first `apply` within 2x of the same
-`CREATE ROLE` statements sent by `psql` in one transaction; a second, no-op `apply` under 2 s.
-MySQL/MariaDB targets have a section of their own [below](#mysql--mariadb).
+How jitgrant copes with many grants on one PostgreSQL target, at 1,000, 10,000 and 50,000
+active grants. The targets (from the issue), for 10,000 active grants: `validate` + `plan`
+under 2 s; the first `apply` within 2x of the same `CREATE ROLE` statements sent by `psql` in
+one transaction, and at least 3x faster than ldap2pg 5.9 creating the same logins; a second,
+no-op `apply` under 2 s.
 
 Run it (a PostgreSQL superuser DSN; the machine's server by default):
 
