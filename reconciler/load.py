@@ -261,9 +261,11 @@ def _scalar(node: yaml.Node, line: int) -> Any:
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc)
         raise YamlProblem(line, f"invalid YAML: {problem}") from None
-    except (ValueError, OverflowError) as exc:  # `!!int abc`, or more digits than int() takes
-        message = str(exc).splitlines()[0]
-        if "integer string conversion" in message:  # Python's advice is not for the file's author
+    except (ValueError, OverflowError, IndexError, KeyError) as exc:
+        # `!!int abc`, `!!bool maybe`, `!!float ''`, or more digits than int() takes
+        value, kind = repr(str(node.value)), str(node.tag).rsplit(":", 1)[-1]
+        message = f"{value if len(value) <= 60 else value[:57] + '...'} is not a valid {kind}"
+        if "integer string conversion" in str(exc):  # Python's advice is not for the author
             message = f"a number of {len(str(node.value))} characters is too long"
         raise YamlProblem(line, f"invalid value: {message}") from None
 

@@ -72,7 +72,7 @@ def test_an_error_before_the_depth_limit_is_reported_as_before() -> None:
     assert found.message.startswith("invalid YAML")
 
 
-# -- messages ---------------------------------------------------------------------------------
+# -- messages --------------------------------------------------------------------------------------
 
 
 def test_a_huge_number_is_reported_without_python_advice() -> None:
@@ -116,7 +116,22 @@ def test_an_error_at_the_end_of_the_input_is_on_the_last_line(data: bytes, line:
     assert found.line == line and found.message.startswith("invalid YAML")
 
 
-# -- one policy file's broken section took that section of every other file with it ----------
+@pytest.mark.parametrize(("data", "message"), [
+    (b"grantee: !!bool maybe\n", "'maybe' is not a valid bool"),  # was a KeyError
+    (b"grantee: !!bool\n", "'' is not a valid bool"),
+    (b"grantee: !!int\n", "'' is not a valid int"),  # was an IndexError
+    (b"grantee: !!int +\n", "'+' is not a valid int"),
+    (b"grantee: !!float _\n", "'_' is not a valid float"),
+    (b"grantee: !!int abc\n", "'abc' is not a valid int"),
+])
+def test_an_explicit_tag_on_a_value_it_cannot_take_is_a_problem(data: bytes,
+                                                                message: str) -> None:
+    # KeyError and IndexError escaped: `jitgrant validate` exited 3, "a bug in jitgrant".
+    found = problem(data)
+    assert (found.line, found.message) == (1, f"invalid value: {message}")
+
+
+# -- one policy file's broken section took that section of every other file with it ----------------
 
 
 @pytest.mark.parametrize("section", ["access:\n", "access: [readonly]\n", "people: 3\n",
@@ -147,7 +162,7 @@ def test_a_name_defined_again_in_another_file_spares_the_first_definition() -> N
     assert [g.path for g in snapshot.grants] == ["grants/db1/a.yaml"]
 
 
-# -- the plan trusted the engine to report only the namespace -----------------------------------
+# -- the plan trusted the engine to report only the namespace --------------------------------------
 
 
 def test_roles_outside_the_namespace_are_never_revoked_whatever_the_state_says() -> None:
