@@ -50,6 +50,10 @@ GROUP BY 1, 2"""
 _OWNERS = "SELECT datname, pg_get_userbyid(datdba) FROM pg_database"
 _TERMINATE = """SELECT usename, pg_terminate_backend(pid, 5000) FROM pg_stat_activity
 WHERE usename = ANY(%s) AND pid <> pg_backend_pid()"""
+# After pg_terminate_backend: a session still there did not end within its 5 seconds (a
+# stopped or stuck backend), or started just before the lock-out took effect.
+_SURVIVORS = """SELECT usename, pid FROM pg_stat_activity
+WHERE usename = ANY(%s) AND pid <> pg_backend_pid() ORDER BY 1, 2"""
 _SESSIONS = """SELECT usename, count(*) FROM pg_stat_activity
 WHERE starts_with(usename, %(prefix)s) GROUP BY 1"""
 _SUPERUSERS = "SELECT rolname FROM pg_roles WHERE rolsuper"
@@ -269,6 +273,7 @@ class PostgresSession:
         assert row is not None
         self.admin, self.database, self.superuser, self.version = row
         self._kinds: dict[int, str] = {}
+        self._survivors: dict[int, list[int]] = {}  # action -> pids that did not end
 
     def lock(self) -> None:
         with _driver_errors("taking the lock"):
@@ -333,12 +338,15 @@ class PostgresSession:
                  actual: ActualState) -> list[ActionResult]:
         results = [ActionResult() for _ in plan.actions]
         self._kinds = {index: action.kind for index, action in enumerate(plan.actions)}
+        self._survivors = {}
         for phase in PHASES:
             batch = [s for s in statements if s.phase == phase and not results[s.action].error]
             if phase == "sessions":
                 self._terminate(plan, batch, results)
             else:
                 self._run_phase(batch, results)
+            if phase == "strip":
+                _fail_survivors(self._survivors, results)
         for index, action in enumerate(plan.actions):
             if action.kind == "revoke" and action.actual and not results[index].error:
                 results[index].owned_objects = {} if action.hold else {
@@ -364,6 +372,17 @@ class PostgresSession:
             results[stmt.action].statements += 1
         for login, ended in rows:
             results[index_of[login]].sessions_ended += 1 if ended else 0
+        self._check_survivors(index_of)
+
+    def _check_survivors(self, index_of: dict[str, int]) -> None:
+        """pg_terminate_backend returns false when a session has not ended after its timeout,
+        and DROP ROLE does not wait for sessions: the backend would live on as a role that no
+        longer exists (PUBLIC's privileges still work). Such a login stops after the strip,
+        locked out and without memberships, and its action fails; the next run ends the
+        session and drops it."""
+        rows = self.conn.execute(_SURVIVORS, [sorted(index_of)]).fetchall()
+        for login, pid in rows:
+            self._survivors.setdefault(index_of[login], []).append(int(pid))
 
     def _run_phase(self, batch: list[Statement], results: list[ActionResult]) -> None:
         by_database: dict[str | None, list[Statement]] = {}
@@ -432,6 +451,15 @@ class PostgresSession:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _fail_survivors(survivors: dict[int, list[int]], results: list[ActionResult]) -> None:
+    for index, pids in survivors.items():
+        if results[index].error is None:
+            results[index].error = (
+                f"{len(pids)} session(s) still open after pg_terminate_backend (pid "
+                f"{', '.join(map(str, pids))}): the login is locked out and stripped but not "
+                f"dropped; the next run ends its sessions and drops it")
 
 
 def _fail(stmts: list[Statement], results: list[ActionResult], error: str) -> None:

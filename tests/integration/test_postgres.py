@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from datetime import timedelta
 from typing import Any
@@ -378,3 +380,36 @@ def test_per_database_role_settings_are_drift(world: World) -> None:
                         " ON r.oid = s.setrole WHERE r.rolname = %s", [world.login()]).fetchone()
     assert row == (0,)
     assert actions(world.run()) == []
+
+
+def test_a_session_that_outlives_terminate_is_never_a_reported_success(world: World) -> None:
+    """A backend that does not end within pg_terminate_backend's 5 seconds (here: stopped)
+    makes it return false, and DROP ROLE would not wait for it: the session would live on as a
+    role that no longer exists. The login stops after the strip instead, locked out and
+    without memberships, the run fails, and the next run drops it once the session is gone."""
+    password = new_password()
+    world.add_grant(verifier=scram_sha256_verifier(password))
+    assert not world.run().failed
+    login = world.login()
+    session = psycopg.connect(world.server.login_dsn(login, password), autocommit=True)
+    pid = session.info.backend_pid
+    world.repo.remove("grants/db1/alice.yaml")
+    world.repo.commit("end alice's access")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        run = world.run()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert [(a.kind, a.cause) for a in actions(run)] == [("revoke", "removed")]
+    [result] = run.targets[0].results
+    assert run.failed and result.sessions_ended == 0
+    assert result.error is not None and f"pid {pid}" in result.error
+    role = world.role(login)
+    assert role is not None and not role["rolcanlogin"] and role["member_of"] == []
+    with pytest.raises(psycopg.OperationalError):  # SIGTERM was pending: it ends on waking
+        session.execute("SELECT 1")
+    session.close()
+    again = world.run()
+    assert not again.failed, again.targets[0].results
+    assert [(a.kind, a.cause) for a in actions(again)] == [("revoke", "removed")]
+    assert world.role(login) is None
