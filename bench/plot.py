@@ -34,9 +34,11 @@ SERIES = (
 
 
 def svg(results: Sequence[Result], title: str) -> str:
-    """The chart; series with no figure at any N are left out of it and of its legend."""
-    drawn = [s for s in SERIES if any(s.key in r.seconds for r in results)]
-    values = [r.seconds[s.key] for s in drawn for r in results if s.key in r.seconds]
+    """The chart; a step that failed at some N has no point there, and series with no
+    figure at any N are left out of it and of its legend."""
+    measured = [r.measured() for r in results]
+    drawn = [s for s in SERIES if any(s.key in m for m in measured)]
+    values = [m[s.key] for s in drawn for m in measured if s.key in m]
     grants = [r.grants for r in results]
     x_axis = _Axis(min(grants), max(grants), LEFT, WIDTH - RIGHT)
     y_axis = _Axis(min(values, default=0.1), max(values, default=1.0), HEIGHT - BOTTOM, TOP)
@@ -46,8 +48,8 @@ def svg(results: Sequence[Result], title: str) -> str:
              f'<text x="{LEFT}" y="22" font-size="14" font-weight="bold">{escape(title)}</text>']
     parts += _grid(x_axis, y_axis)
     for index, series in enumerate(drawn):
-        points = [(x_axis.at(r.grants), y_axis.at(r.seconds[series.key]))
-                  for r in results if series.key in r.seconds]
+        points = [(x_axis.at(r.grants), y_axis.at(m[series.key]))
+                  for r, m in zip(results, measured, strict=True) if series.key in m]
         parts += _line(series, points) + _legend(series, index)
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

@@ -119,7 +119,7 @@ def section(results: Sequence[Result], box: Machine, when: datetime | None = Non
             picture: str | None = None) -> str:
     parts = [generated_by(when), timing(results) + _grant_shape(results),
              figures(results, counts=COUNTS + _ldap2pg_counts(results)), targets(results),
-             memory(results), ldap2pg_status(results)]
+             refused(results), memory(results), ldap2pg_status(results)]
     if picture:
         parts.append(f"![Seconds against active grants, log-log]({picture})")
     parts.append(box.markdown())
@@ -181,7 +181,8 @@ def figures(results: Sequence[Result], steps: Sequence[Step] = STEPS,
     rows = [head, rule]
     for step in steps:
         if any(step.key in r.seconds for r in results):
-            cells = " | ".join(_seconds(r.seconds.get(step.key)) for r in results)
+            cells = " | ".join("**failed**" if step.key in r.failures
+                               else _seconds(r.seconds.get(step.key)) for r in results)
             rows.append(f"| {step.label} | {cells} | {step.meaning} |")
     for count in counts:
         cells = " | ".join(f"{count.value(r):,.0f}" for r in results)
@@ -205,8 +206,8 @@ class Ratio:
 
     def cell(self, r: Result) -> str:
         try:
-            value = self.compute(r.seconds)
-        except KeyError:  # a step that was not measured (ldap2pg missing)
+            value = self.compute(r.measured())
+        except KeyError:  # a step that was not measured or failed
             return "-"
         text = f"{value:.2f}{self.unit}"
         if self.limit is None:
@@ -247,6 +248,16 @@ def memory(results: Sequence[Result]) -> str:
                       for a, b in zip(results, results[1:], strict=False))
     return (f"**Memory**: peak RSS = {base:.0f} MB + {slope * 1024:.1f} KB x N (least squares; "
             f"every point within {worst:.0%} of the line); {steps}.")
+
+
+def refused(results: Sequence[Result]) -> str:
+    """What the server refused, per N: those cells say **failed** and their ratios `-`."""
+    lines = [f"- N = {r.grants:,}, {STEP_LABELS.get(key, key)}: {reason}"
+             for r in results for key, reason in r.failures.items()]
+    return "**Refused by the server:**\n\n" + "\n".join(lines) if lines else ""
+
+
+STEP_LABELS = {step.key: step.label for step in STEPS}
 
 
 def ldap2pg_status(results: Sequence[Result]) -> str:

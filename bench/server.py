@@ -113,14 +113,6 @@ def _in_batches(c: psycopg.Connection[Any], template: str, names: list[str]) -> 
         c.execute(sql.SQL(template).format(sql.SQL(", ").join(map(sql.Identifier, chunk))))
 
 
-def login_comments(dsn: str, prefix: str) -> dict[str, str]:
-    """Every login under `prefix` with its comment, as the first apply left them."""
-    with connect(dsn) as c:
-        rows = c.execute("SELECT rolname, coalesce(shobj_description(oid, 'pg_authid'), '')"
-                         " FROM pg_roles WHERE starts_with(rolname, %s)", [prefix]).fetchall()
-    return dict(rows)
-
-
 def members(dsn: str, group: str, prefix: str) -> list[str]:
     """The logins under `prefix` that can log in and are members of `group`."""
     with connect(dsn) as c:

@@ -24,6 +24,7 @@ from typing import Protocol, TypeVar
 
 from reconciler.apply import Run, reconcile
 from reconciler.audit import persist
+from reconciler.plan import marker_comment
 from reconciler.render import problems_text
 from reconciler.snapshot import read_snapshot
 from reconciler.validate import Snapshot
@@ -31,7 +32,7 @@ from reconciler.validate import Snapshot
 from . import ldap2pg
 from . import repo as access
 from .ldap2pg import Ldap2pg
-from .server import Namespace, comment_on, login_comments, members
+from .server import Namespace, comment_on, members
 
 T = TypeVar("T")
 
@@ -108,8 +109,13 @@ class Result:
     revocations: int = 0  # statements sent by the mass revocation (mysql mode)
     ldap2pg_queries: dict[str, int] = field(default_factory=dict)  # its count, per step
     ldap2pg_missing: str | None = None  # why there are no ldap2pg figures
+    failures: dict[str, str] = field(default_factory=dict)  # step -> what the server refused
     peak_rss_mb: float = 0.0
     runs: int = 1
+
+    def measured(self) -> dict[str, float]:
+        """The seconds of the steps that did what they should."""
+        return {k: v for k, v in self.seconds.items() if k not in self.failures}
 
 
 def median(results: list[Result]) -> Result:
@@ -119,7 +125,9 @@ def median(results: list[Result]) -> Result:
     keys = [key for key in first.seconds if all(key in r.seconds for r in results)]
     seconds = {key: statistics.median(r.seconds[key] for r in results) for key in keys}
     missing = next((r.ldap2pg_missing for r in results if r.ldap2pg_missing), None)
-    return replace(first, seconds=seconds, runs=len(results), ldap2pg_missing=missing)
+    failures = {k: v for r in reversed(results) for k, v in r.failures.items()}
+    return replace(first, seconds=seconds, runs=len(results), ldap2pg_missing=missing,
+                   failures=failures)
 
 
 @dataclass
@@ -164,11 +172,14 @@ class Bench:
         self._validate(repo, now)
         self._plans(repo, now)
         self._cli(repo)
-        sql = self._first_apply(repo, ns, now)
-        comments = login_comments(self.dsn, ns.prefix)
-        self._noop_apply(repo, now)
-        self._psql_floor(repo, ns, sql, now)
-        self._expiry(repo, ns)
+        sql, comments = self._first_apply(repo, ns, now)
+        if "apply_first" in self.result.failures:
+            self._psql_floor(repo, ns, sql, now)  # the same statements: does psql fare better?
+            ns.drop_logins()
+        else:
+            self._noop_apply(repo, now)
+            self._psql_floor(repo, ns, sql, now)
+            self._expiry(repo, ns)
         self._ldap2pg(ns, comments, root.parent)
 
     # -- the steps ------------------------------------------------------------------------
@@ -193,8 +204,22 @@ class Bench:
         self._time("cli_plan", lambda: _command(base + ["plan", "--repo", str(repo.root)],
                                                 self.env, {2}))
 
-    def _first_apply(self, repo: access.AccessRepo, ns: Space, now: datetime) -> list[str]:
+    def _first_apply(self, repo: access.AccessRepo, ns: Space,
+                     now: datetime) -> tuple[list[str], dict[str, str]]:
+        """The statements sent, and each login's comment (for ldap2pg). A server that refuses
+        the creations (PostgreSQL's lock table is full, say) is reported, not fatal."""
         run = self._time("apply_first", lambda: self._apply(repo, now, "apply_first"))
+        target = run.targets[0]
+        actions = target.plan.actions if target.plan else ()
+        comments = {a.login: marker_comment(a.desired, a.target) for a in actions if a.desired}
+        sql = [s.sql for s in target.statements]
+        errors = [r.error for r in target.results if r.error]
+        if errors and target.executed and len(comments) == self.grants:
+            self.result.statements = len(sql)
+            self.result.failures["apply_first"] = (
+                f"{len(errors):,} of {self.grants:,} creations failed, {len(ns.logins()):,} "
+                f"logins made: {errors[-1]}")
+            return sql, comments
         self._expect(run, "first apply", "create", executed=True)
         if len(ns.logins()) != self.grants:
             raise BenchError(f"first apply: {len(ns.logins())} logins on the server")
@@ -202,7 +227,7 @@ class Bench:
         if any(s.database is not None or s.phase != "main" for s in statements):
             raise BenchError("first apply: expected only main-phase statements")
         self.result.statements = len(statements)
-        return [s.sql for s in statements]
+        return sql, comments
 
     def _noop_apply(self, repo: access.AccessRepo, now: datetime) -> None:
         later = now + timedelta(seconds=1)
@@ -222,9 +247,15 @@ class Bench:
         try:
             cmd = [psql, "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-f", f.name, self.dsn]
             self._time("psql", lambda: _command(cmd, {}, {0}), profile=False)
+        except BenchError as exc:
+            if "apply_first" not in self.result.failures:
+                raise
+            self.result.failures["psql"] = str(exc).split(": ", 1)[-1]
+            return
         finally:
             os.unlink(f.name)
-        self._rebuilt(repo, now, "psql floor")
+        if "apply_first" not in self.result.failures:
+            self._rebuilt(repo, now, "psql floor")
 
     def _expiry(self, repo: access.AccessRepo, ns: Space) -> None:
         after = repo.expires + timedelta(minutes=1)
@@ -337,7 +368,8 @@ def _command(cmd: list[str], env: dict[str, str], codes: set[int]) -> None:
     proc = subprocess.run(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
     if proc.returncode not in codes:
-        raise BenchError(f"{' '.join(cmd[:4])}: exit {proc.returncode}: {proc.stderr[-500:]}")
+        raise BenchError(f"{' '.join(cmd[:4])}: exit {proc.returncode}: "
+                         f"{' '.join(proc.stderr[-500:].split())}")
 
 
 def peak_rss_mb() -> float:
