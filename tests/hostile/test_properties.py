@@ -8,6 +8,7 @@ and on the working tree, and the `validate` and `plan --offline` commands.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
@@ -39,6 +40,7 @@ SIBLING = "grants/db1/sibling.yaml"
 HOSTILE_GRANT = "grants/db1/hostile.yaml"
 HOSTILE_POLICY = "policies/zz-hostile.yaml"  # after main.yaml: main's names win
 PROBLEM_LINE = re.compile(r"^[^\n]+?:\d+: (warning: )?[^\n]+$")
+GITHUB_COMMAND = re.compile(r"::(error|warning) file=[^:,\r\n]+,line=\d+::[^\r\n]+")
 
 
 def snapshot_of(files: dict[str, bytes]) -> Snapshot:
@@ -224,6 +226,19 @@ def test_hostile_repositories_through_git_and_the_cli(scratch: AccessRepo,
     for line in result.stderr.splitlines():
         assert PROBLEM_LINE.match(line), line
     assert result.exit_code == (1 if committed.errors else 0)
+    # GitHub annotations: one workflow command per problem, none forged by a name or value.
+    result = runner.invoke(main, ["validate", "--repo", str(scratch.root), "--format", "github"])
+    commands = result.stdout.split("\n")[:len(working.problems)]  # as the runner splits
+    assert len(commands) == len(working.problems), result.output
+    for command in commands:
+        assert GITHUB_COMMAND.match(command), command
+    # Against the previous example's commit: every file is new or changed, so a grant already
+    # expired or of someone inactive is an error now; as JSON.
+    result = runner.invoke(main, ["validate", "--repo", str(scratch.root), "--base", "HEAD~1",
+                                  "--format", "json"])
+    assert result.exit_code in (0, 1), result.output
+    if "unknown revision" not in result.stderr:  # the first example has no HEAD~1
+        assert {p["path"] for p in json.loads(result.stdout)} <= set(files)
     result = runner.invoke(main, ["plan", "--offline", "--repo", str(scratch.root)])
     assert result.exit_code in (0, 1, 2), result.output
     assert "Traceback" not in result.output and "internal error" not in result.output

@@ -82,7 +82,7 @@ def build_actual(snapshot: Snapshot, target: Target, now: datetime, rnd: random.
                           member_of=frozenset(want.roles), default_roles=frozenset(want.roles))
         if fate >= 2:  # drifted in every way at once
             role = replace(role, superuser=fate == 3, createrole=True, bypassrls=True,
-                           can_login=False, valid_until=want.expires + timedelta(days=9),
+                           can_login=False, valid_until=want.expires - timedelta(days=9),
                            connection_limit=None, verifier="stolen", has_config=True,
                            config_databases=("sales",), locked=True, direct_privileges=True,
                            member_of=frozenset({*list(want.roles)[1:], "app_admin", "pg_write"}),
