@@ -141,12 +141,19 @@ def _last_line(text: str) -> int:
 # the first level too deep to compose.
 _SAFE_DEPTH = 1000
 _LONG_LINE = re.compile(r"[^\n]{250}")  # a line of _SAFE_DEPTH // 4 characters
+# A flow collection opened and closed on one line, with no bracket, quote or comment between,
+# nests nothing: all of them together add at most one level (`groups: [sre]` 10,000 times).
+_FLAT_PAIR = re.compile(r"\[[^\[\]{}\n'\"#]*\]|\{[^\[\]{}\n'\"#]*\}")
 
 
 def _too_deep(text: str) -> int | None:
     """The line of the first node nested deeper than MAX_DEPTH when the document nests deeper
     than can safely be composed; None when composing is safe."""
-    if text.count("[") + text.count("{") < _SAFE_DEPTH // 2 and not _LONG_LINE.search(text):
+    opens = text.count("[") + text.count("{")
+    if opens >= _SAFE_DEPTH // 2:
+        flat = _FLAT_PAIR.sub("", text)
+        opens = flat.count("[") + flat.count("{") + 1
+    if opens < _SAFE_DEPTH // 2 and not _LONG_LINE.search(text):
         return None
     depth, first = 0, None
     try:

@@ -37,11 +37,12 @@ DEEP = [
     b"- " * 400_000 + b"x\n",  # block sequences on one line
     b"? " * 400_000 + b"x\n",  # complex keys on one line
     b"grantee: alice\nroles: " + b"[" * 100_000 + b"\n",  # deep after a valid start
+    b"".join(b"k%d: [a]\n" % i for i in range(1000)) + b"x: " + b"[" * 60_000 + b"\n",
 ]
 
 
 @pytest.mark.parametrize("data", DEEP, ids=["flow", "unclosed", "flow-maps", "dashes", "keys",
-                                            "late"])
+                                            "late", "after-flat-pairs"])
 def test_deep_nesting_is_one_problem_without_crash_or_delay(data: bytes) -> None:
     # In a child process: a regression is a crash, which would take the test session with it.
     code = ("import sys; from reconciler.load import parse_yaml, SourceFile, YamlProblem\n"
@@ -59,6 +60,11 @@ def test_a_deep_document_reports_the_first_line_too_deep() -> None:
     data = b"a:\n  b: " + b"[" * 2000 + b"x" + b"]" * 2000 + b"\n"
     found = problem(data)
     assert (found.line, found.message) == (2, f"nested more than {MAX_DEPTH} levels deep")
+
+
+def test_a_deep_document_among_flat_pairs_reports_its_line() -> None:
+    data = b"".join(b"k%d: [a, {b: c}]\n" % i for i in range(600)) + b"x: " + b"[" * 2000
+    assert problem(data).line == 601
 
 
 def test_a_large_flat_document_is_not_cut_by_the_depth_walk() -> None:
