@@ -218,10 +218,10 @@ def _branch_rows(repo: Any, branch: str, sha: str, changes: list[Change], snapsh
     written = [c for c in changes if c.blob is not None]
     if not written:
         return rows
-    blobs = gitrepo.cat_blobs(repo, [c.blob for c in written if c.blob and not c.symlink])
+    read = {s.path: s for s in gitrepo.read_blobs(
+        repo, [(c.path, c.blob) for c in written if c.blob and not c.symlink])}
     sources = [SourceFile(c.path, None, c.blob, "a symlink; jitgrant status does not follow it")
-               if c.symlink else SourceFile(c.path, blobs[str(c.blob)], c.blob)
-               for c in written]
+               if c.symlink else read[c.path] for c in written]
     policies = gitrepo.read_tree(repo, sha, ["policies"])
     ctx = Context(now=now, changed=frozenset(c.path for c in written))
     on_branch = build_snapshot(policies, sources, ctx, sha)

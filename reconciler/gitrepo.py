@@ -62,9 +62,14 @@ def _source(repo: git.Repo, commit: str, mode: str, sha: str, size: int, path: s
     if mode == "120000":
         return _follow_link(repo, commit, path, blobs[sha].decode("utf-8", "replace"))
     if size > MAX_FILE_BYTES:
-        return SourceFile(path, None, sha, f"file is {size} bytes, over the limit of "
-                                           f"{MAX_FILE_BYTES}")
+        return oversized(path, sha, size)
     return SourceFile(path, blobs[sha], sha)
+
+
+def oversized(path: str, sha: str, size: int) -> SourceFile:
+    """A file over the size limit: reported, never read."""
+    return SourceFile(path, None, sha, f"file is {size} bytes, over the limit of "
+                                       f"{MAX_FILE_BYTES}")
 
 
 def _follow_link(repo: git.Repo, commit: str, path: str, link: str) -> SourceFile:
@@ -99,6 +104,31 @@ def cat_blobs(repo: git.Repo, shas: list[str]) -> dict[str, bytes]:
         result[sha.decode()] = out[start:start + int(size)]
         pos = start + int(size) + 1
     return result
+
+
+def read_blobs(repo: git.Repo, files: list[tuple[str, str]]) -> list[SourceFile]:
+    """(path, blob sha) pairs as SourceFiles, within read_tree's size limit: sizes are asked
+    first, and a blob over the limit is reported, never read (a huge file pushed on anyone's
+    branch would otherwise cost every reader its size many times over in memory)."""
+    sizes = blob_sizes(repo, [sha for _, sha in files])
+    blobs = cat_blobs(repo, [sha for _, sha in files if sizes[sha] <= MAX_FILE_BYTES])
+    return [SourceFile(path, blobs[sha], sha) if sizes[sha] <= MAX_FILE_BYTES
+            else oversized(path, sha, sizes[sha]) for path, sha in files]
+
+
+def blob_sizes(repo: git.Repo, shas: list[str]) -> dict[str, int]:
+    """Blob sha -> size in bytes, through one `git cat-file --batch-check`."""
+    if not shas:
+        return {}
+    proc = subprocess.run(["git", "-C", str(repo.working_tree_dir or repo.git_dir), "cat-file",
+                           "--batch-check=%(objectname) %(objectsize)"],
+                          input="".join(s + "\n" for s in shas).encode(),
+                          capture_output=True, check=True)
+    sizes = {}
+    for line in proc.stdout.decode().splitlines():
+        sha, size = line.split(" ")
+        sizes[sha] = int(size)
+    return sizes
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import pytest
 
 from reconciler import secretstore
 from reconciler.credentials import new_password
+from reconciler.load import MAX_FILE_BYTES
 from tests.cli.conftest import Namespace, jitgrant
 from tests.helpers import AccessRepo, git, grant, policy, stamp, utc
 
@@ -308,3 +309,17 @@ def test_a_branch_that_adds_a_target(repo: AccessRepo) -> None:
     found = status(repo, env=env)
     assert states(found)["grants/db2/first.yaml", "new-target"] == "pending"
     assert found["notes"] == []
+
+
+def test_an_oversized_grant_file_on_a_branch_is_reported_not_read(repo: AccessRepo) -> None:
+    """A grant file over load.MAX_FILE_BYTES pushed on anyone's branch is never read: its size
+    is asked first, as read_tree does for the mainline."""
+    huge = dict(grant(expires=utc(hours=2)), reason="x" * (2 * MAX_FILE_BYTES))
+    repo.write("grants/db1/huge.yaml", huge)
+    sha = repo.commit("a 2 MiB reason")
+    git(repo.root, "update-ref", "refs/remotes/origin/access/huge", sha)
+    git(repo.root, "reset", "-q", "--hard", "HEAD~1")
+    size = int(git(repo.root, "cat-file", "-s", f"{sha}:grants/db1/huge.yaml"))
+    (row,) = [g for g in status(repo)["grants"] if g["file"] == "grants/db1/huge.yaml"]
+    assert (row["state"], row["branch"]) == ("pending", "origin/access/huge")
+    assert row["problem"] == f"file is {size} bytes, over the limit of {MAX_FILE_BYTES}"
