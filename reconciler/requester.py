@@ -295,6 +295,7 @@ def _commit_request(head: _Head, grant: Grant, path: str, content: bytes, passwo
     title = f"Request {grant.access} on {grant.target} for {grant.grantee} until " \
         f"{iso(grant.expires)}"
     body = _body(grant.reason, grant.ticket, "jitgrant request")
+    secretstore.check(grant.target, login)  # a store it would refuse: refused before the branch
     replaced = secretstore.secret_path(grant.target, login).exists()
     sha = _commit(head, branch, {path: content}, title, body)
     secret = _save_or_undo(head, branch, sha, grant.target, login, password)

@@ -529,3 +529,87 @@ def test_identify_for_the_other_commands(tmp_path: Path, monkeypatch: pytest.Mon
     git(repo.root, "config", "user.email", "nobody@example.com")
     with pytest.raises(UserError, match="who are you"):
         identify(repo.root, repo_policy)
+
+
+# -- the local password store: real folders of your own, nothing chmod-ed above them ----------
+
+
+@pytest.mark.parametrize("where", ["secrets", "secrets/db1"])
+def test_a_symlinked_store_folder_is_refused_and_nothing_is_written(
+        repo: AccessRepo, config: Path, tmp_path: Path, where: str) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    (elsewhere / "db1").mkdir(mode=0o755)
+    (config / where).parent.mkdir(parents=True, exist_ok=True)
+    (config / where).symlink_to(elsewhere / "db1" if where == "secrets/db1" else elsewhere)
+    before = objects(repo)
+    assert_one_line_error(request(repo), f"{config / where}: is a symlink",
+                          "real folders of your own")
+    assert branches(repo) == ["main"] and objects(repo) == before
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755  # not chmod-ed through the link
+    assert stat.S_IMODE((elsewhere / "db1").stat().st_mode) == 0o755
+    assert [p.name for p in elsewhere.rglob("*")] == ["db1"]  # no password written there
+
+
+def test_a_plain_file_where_the_target_folder_goes_is_one_line(repo: AccessRepo,
+                                                              config: Path) -> None:
+    (config / "secrets").mkdir(parents=True, mode=0o700)
+    (config / "secrets" / "db1").write_text("not a folder\n")
+    before = objects(repo)
+    assert_one_line_error(request(repo), f"{config / 'secrets' / 'db1'}: is not a folder")
+    assert branches(repo) == ["main"] and objects(repo) == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder away needs root")
+def test_a_store_folder_someone_else_owns_is_refused(repo: AccessRepo, config: Path) -> None:
+    (config / "secrets" / "db1").mkdir(parents=True, mode=0o700)
+    os.chown(config / "secrets" / "db1", 65534, 65534)
+    assert_one_line_error(request(repo), f"{config / 'secrets' / 'db1'}: belongs to uid 65534")
+    assert branches(repo) == ["main"]
+    assert list((config / "secrets" / "db1").iterdir()) == []
+
+
+def test_the_config_folder_itself_is_never_chmod_ed(repo: AccessRepo, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = tmp_path / "shared"  # like /tmp: world-writable and sticky
+    shared.mkdir()
+    shared.chmod(0o1777)
+    monkeypatch.setenv("JITGRANT_CONFIG_DIR", str(shared))
+    result = request(repo)
+    assert result.exit_code == 0, result.stderr
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert stat.S_IMODE((shared / "secrets").stat().st_mode) == 0o700
+    assert stat.S_IMODE((shared / "secrets" / "db1" / "jit_alice_readonly").stat().st_mode) \
+        == 0o600
+
+
+def test_missing_folders_are_made_0700_whatever_the_umask(
+        repo: AccessRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    monkeypatch.setenv("JITGRANT_CONFIG_DIR", str(home / ".config" / "jitgrant"))
+    old = os.umask(0)
+    try:
+        result = request(repo)
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.stderr
+    made = [home / ".config", home / ".config" / "jitgrant"]
+    made += [made[1] / "secrets", made[1] / "secrets" / "db1"]
+    assert {str(p): stat.S_IMODE(p.stat().st_mode) for p in made} == \
+        {str(p): 0o700 for p in made}
+    assert stat.S_IMODE(home.stat().st_mode) == 0o755  # existed: left alone
+    assert stat.S_IMODE((made[3] / "jit_alice_readonly").stat().st_mode) == 0o600
+
+
+def test_a_symlink_in_place_of_the_password_file_is_replaced_not_followed(
+        repo: AccessRepo, config: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (config / "secrets" / "db1").mkdir(parents=True, mode=0o700)
+    (config / "secrets" / "db1" / "jit_alice_readonly").symlink_to(victim)
+    result = request(repo)
+    assert result.exit_code == 0, result.stderr
+    assert victim.read_text() == "precious\n"
+    secret = config / "secrets" / "db1" / "jit_alice_readonly"
+    assert not secret.is_symlink() and stat.S_IMODE(secret.stat().st_mode) == 0o600
