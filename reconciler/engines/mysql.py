@@ -22,7 +22,7 @@ from pymysql.converters import escape_string
 from ..errors import ConfigError, LockHeld, TargetError
 from ..model import ActualRole, ActualState, Target
 from ..plan import Action, TargetPlan, wants_backstop
-from .base import PHASES, ActionResult, Statement, render_plan
+from .base import PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrub
 
 MASK = "'********'"
 EVENT_PREFIX = "jitgrant_expire_"
@@ -288,11 +288,20 @@ MYSQL8 = Queries(
 
 
 def parse_dsn(dsn: str) -> dict[str, Any]:
-    """mysql://user:password@host:3306/db?unix_socket=/path into pymysql's arguments."""
-    parts = urlsplit(dsn)
+    """mysql://user:password@host:3306/db?unix_socket=/path into pymysql's arguments. A DSN
+    that cannot be read is a ConfigError that quotes none of it: urllib's own messages quote
+    parts of it, and a password with an unencoded / would land in the port."""
+    try:
+        parts = urlsplit(dsn)
+        port = parts.port
+        host = parts.hostname
+    except ValueError:
+        raise ConfigError("it is not a URL with a host and a port from 0 to 65535 (an "
+                          "unencoded / or @ in the password, an unclosed [ or a bad "
+                          "port)") from None
     if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
         raise ConfigError("a mysql DSN must start with mysql://")
-    args: dict[str, Any] = {"host": parts.hostname or "127.0.0.1", "port": parts.port or 3306,
+    args: dict[str, Any] = {"host": host or "127.0.0.1", "port": port or 3306,
                             "user": unquote(parts.username or ""),
                             "password": unquote(parts.password or "")}
     if parts.path.strip("/"):
@@ -309,27 +318,42 @@ def lock_name(target: Target) -> str:
 
 
 @contextmanager
-def _driver_errors(doing: str) -> Iterator[None]:
+def _driver_errors(doing: str, hide: tuple[str, ...]) -> Iterator[None]:
     try:
         yield
     except pymysql.MySQLError as exc:
-        raise TargetError(f"{doing}: {_one_line(exc)}") from None
+        raise TargetError(f"{doing}: {_one_line(exc, hide)}") from None
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException, hide: tuple[str, ...]) -> str:
+    """The driver's message on one line, the DSN's secrets masked."""
     args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
     text = args[1] if len(args) >= 2 and isinstance(args[1], str) else str(exc)
-    return " ".join(text.split()) or type(exc).__name__
+    return scrub(" ".join(scrub(text, hide).split()), hide) or type(exc).__name__
 
 
-def _connect(dsn: str) -> pymysql.connections.Connection[Any]:
+def _secrets(dsn: str) -> tuple[str, ...]:
     try:
-        conn = pymysql.connect(**parse_dsn(dsn), connect_timeout=10, autocommit=True,
+        password = parse_dsn(dsn)["password"]
+    except ConfigError:
+        password = None
+    return dsn_secrets(dsn, password)
+
+
+def _connect(dsn: str, target: Target) -> pymysql.connections.Connection[Any]:
+    hide = _secrets(dsn)
+    try:
+        args = parse_dsn(dsn)
+    except ConfigError as exc:
+        raise TargetError(f"cannot connect: the DSN in ${target.dsn_env} is malformed: "
+                          f"{exc}") from None
+    try:
+        conn = pymysql.connect(**args, connect_timeout=10, autocommit=True,
                                charset="utf8mb4", read_timeout=600, write_timeout=600,
                                program_name="jitgrant")
     except pymysql.MySQLError as exc:
-        raise TargetError(f"cannot connect: {_one_line(exc)}") from None
-    with _driver_errors("preparing the session"), conn.cursor() as cur:
+        raise TargetError(f"cannot connect: {_one_line(exc, hide)}") from None
+    with _driver_errors("preparing the session", hide), conn.cursor() as cur:
         # Known quoting rules and UTC for event times, whatever the server's defaults.
         cur.execute("SET SESSION sql_mode = %s, time_zone = '+00:00'", [SQL_MODE])
     return conn
@@ -338,8 +362,9 @@ def _connect(dsn: str) -> pymysql.connections.Connection[Any]:
 class MysqlSession:
     def __init__(self, target: Target, dsn: str) -> None:
         self.target = target
-        self.conn = _connect(dsn)
-        with _driver_errors("reading server information"), self.conn.cursor() as cur:
+        self.hide = _secrets(dsn)  # masked in every message the driver gives
+        self.conn = _connect(dsn, target)
+        with _driver_errors("reading server information", self.hide), self.conn.cursor() as cur:
             cur.execute(_INFO)
             row = cur.fetchone()
         assert row is not None
@@ -354,14 +379,14 @@ class MysqlSession:
         self.queries = MARIADB if self.flavor == "mariadb" else MYSQL8
 
     def lock(self) -> None:
-        with _driver_errors("taking the lock"), self.conn.cursor() as cur:
+        with _driver_errors("taking the lock", self.hide), self.conn.cursor() as cur:
             cur.execute("SELECT GET_LOCK(%s, 0)", [lock_name(self.target)])
             row = cur.fetchone()
         if not row or row[0] != 1:
             raise LockHeld("another jitgrant run holds the lock")
 
     def inspect(self, groups: frozenset[str]) -> ActualState:
-        with _driver_errors("reading the catalog"):
+        with _driver_errors("reading the catalog", self.hide):
             return self._inspect(groups)
 
     def _query(self, query: str | None, params: dict[str, Any]) -> list[Any]:
@@ -412,8 +437,8 @@ class MysqlSession:
                 cur.execute(stmt.sql)
         except pymysql.MySQLError as exc:
             if not self.conn.open:
-                raise TargetError(f"connection lost: {_one_line(exc)}") from None
-            result.error = _one_line(exc)
+                raise TargetError(f"connection lost: {_one_line(exc, self.hide)}") from None
+            result.error = _one_line(exc, self.hide)
             return
         result.statements += 1
 
@@ -429,7 +454,7 @@ class MysqlSession:
                 index_of[have.user] = index
         if not index_of:
             return
-        with _driver_errors("listing connections"), self.conn.cursor() as cur:
+        with _driver_errors("listing connections", self.hide), self.conn.cursor() as cur:
             cur.execute(_CONNECTIONS, {"users": tuple(sorted(index_of))})
             rows = cur.fetchall()
         for pid, user in rows:
@@ -442,10 +467,10 @@ class MysqlSession:
                 cur.execute("KILL CONNECTION %s", [pid])
         except pymysql.MySQLError as exc:
             if not self.conn.open:
-                raise TargetError(f"connection lost: {_one_line(exc)}") from None
+                raise TargetError(f"connection lost: {_one_line(exc, self.hide)}") from None
             if exc.args and exc.args[0] == ER_NO_SUCH_THREAD:
                 return  # it ended by itself meanwhile
-            result.error = _one_line(exc)
+            result.error = _one_line(exc, self.hide)
             return
         result.statements += 1
         result.sessions_ended += 1
@@ -540,9 +565,9 @@ def standing_logins(target: Target, dsn: str) -> list[tuple[str, bool, str]]:
     password not expired and without a password lifetime (its own, or the server's default
     when it has none). As (user@host, superuser, why); the connecting account and never_touch
     left out. Reads only."""
-    conn = _connect(dsn)
+    conn = _connect(dsn, target)
     try:
-        with _driver_errors("reading the accounts"), conn.cursor() as cur:
+        with _driver_errors("reading the accounts", _secrets(dsn)), conn.cursor() as cur:
             cur.execute("SELECT CURRENT_USER(), VERSION(), @@default_password_lifetime")
             row = cur.fetchone()
             assert row is not None

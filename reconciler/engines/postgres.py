@@ -12,14 +12,14 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..errors import LockHeld, TargetError
 from ..model import ActualRole, ActualState, DesiredLogin, Target
 from ..timeutil import INFINITY, NEG_INFINITY
 from ..plan import (Action, TargetPlan, marker_comment, owned_object_databases,
                     reassign_target)
-from .base import PHASES, ActionResult, Statement, render_plan
+from .base import PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrub
 
 ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
 MASK = "'********'"
@@ -255,20 +255,21 @@ CHUNK = 500  # statements per round trip on the fast path
 
 
 @contextmanager
-def _driver_errors(doing: str) -> Iterator[None]:
+def _driver_errors(doing: str, hide: tuple[str, ...]) -> Iterator[None]:
     """A driver error is the target's failure, reported in one line; it never stops others."""
     try:
         yield
     except psycopg.Error as exc:
-        raise TargetError(f"{doing}: {_one_line(exc)}") from None
+        raise TargetError(f"{doing}: {_one_line(exc, hide)}") from None
 
 
 class PostgresSession:
     def __init__(self, target: Target, dsn: str) -> None:
         self.target = target
         self.dsn = dsn
+        self.hide = _secrets(dsn)  # masked in every message the driver gives
         self.conn = _connect(dsn, target)
-        with _driver_errors("reading server information"):
+        with _driver_errors("reading server information", self.hide):
             row = self.conn.execute(_INFO).fetchone()
         assert row is not None
         self.admin, self.database, self.superuser, self.version = row
@@ -276,14 +277,14 @@ class PostgresSession:
         self._survivors: dict[int, list[int]] = {}  # action -> pids that did not end
 
     def lock(self) -> None:
-        with _driver_errors("taking the lock"):
+        with _driver_errors("taking the lock", self.hide):
             row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(self.target)])
             got = row.fetchone()
         if not got or not got[0]:
             raise LockHeld("another jitgrant run holds the lock")
 
     def inspect(self, groups: frozenset[str]) -> ActualState:
-        with _driver_errors("reading the catalog"):
+        with _driver_errors("reading the catalog", self.hide):
             return self._inspect(groups)
 
     def _inspect(self, groups: frozenset[str]) -> ActualState:
@@ -331,7 +332,7 @@ class PostgresSession:
 
     def execute(self, plan: TargetPlan, statements: Sequence[Statement],
                 actual: ActualState) -> list[ActionResult]:
-        with _driver_errors("applying"):
+        with _driver_errors("applying", self.hide):
             return self._execute(plan, statements, actual)
 
     def _execute(self, plan: TargetPlan, statements: Sequence[Statement],
@@ -366,7 +367,7 @@ class PostgresSession:
             rows = self.conn.execute(_TERMINATE, [sorted(index_of)]).fetchall()
         except psycopg.Error as exc:
             self._alive(self.conn, exc)
-            _fail(batch, results, _one_line(exc))
+            _fail(batch, results, _one_line(exc, self.hide))
             return
         for stmt in batch:
             results[stmt.action].statements += 1
@@ -441,13 +442,13 @@ class PostgresSession:
                     conn.execute(stmt.sql.encode())
         except psycopg.Error as exc:
             self._alive(conn, exc)
-            _fail(group, results, _one_line(exc))
+            _fail(group, results, _one_line(exc, self.hide))
             return
         results[group[0].action].statements += len(group)
 
     def _alive(self, conn: psycopg.Connection[Any], exc: psycopg.Error) -> None:
         if conn.closed or conn.broken:
-            raise TargetError(f"connection lost: {_one_line(exc)}") from None
+            raise TargetError(f"connection lost: {_one_line(exc, self.hide)}") from None
 
     def close(self) -> None:
         self.conn.close()
@@ -468,16 +469,34 @@ def _fail(stmts: list[Statement], results: list[ActionResult], error: str) -> No
             results[index].error = error
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+def _one_line(exc: BaseException, hide: tuple[str, ...]) -> str:
+    """The driver's message on one line, the DSN's secrets masked (before and after the
+    whitespace is folded, since a password may contain some)."""
+    return scrub(" ".join(scrub(str(exc), hide).split()), hide) or type(exc).__name__
+
+
+def _secrets(dsn: str) -> tuple[str, ...]:
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except psycopg.Error:
+        password = None
+    return dsn_secrets(dsn, str(password) if password is not None else None)
 
 
 def _connect(dsn: str, target: Target) -> psycopg.Connection[Any]:
+    """libpq quotes a DSN it cannot parse (`missing "=" after "postgresql://u:pw@…"`), password
+    and all: such an error is reported without libpq's text."""
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.Error:
+        raise TargetError(f"cannot connect: the DSN in ${target.dsn_env} is malformed (libpq "
+                          "cannot parse it: look for spaces, quotes or a mistyped "
+                          "postgresql://)") from None
     try:
         return psycopg.connect(dsn, autocommit=True, connect_timeout=10,
                                application_name="jitgrant", options="-c lock_timeout=10s")
     except psycopg.Error as exc:
-        raise TargetError(f"cannot connect: {_one_line(exc)}") from None
+        raise TargetError(f"cannot connect: {_one_line(exc, _secrets(dsn))}") from None
 
 
 def _role(row: Any, member_of: list[tuple[str, str]], members: list[tuple[str, str]],
@@ -514,7 +533,7 @@ def standing_logins(target: Target, dsn: str) -> list[tuple[str, bool, str]]:
     why it never expires); the connecting role and never_touch left out. Reads only."""
     conn = _connect(dsn, target)
     try:
-        with _driver_errors("reading the roles"):
+        with _driver_errors("reading the roles", _secrets(dsn)):
             rows = conn.execute(_STANDING, {"prefix": target.role_prefix,
                                             "keep": sorted(target.never_touch)}).fetchall()
     finally:
