@@ -495,7 +495,7 @@ def _no_access(snapshot: Snapshot, person: str, target: str, access: str | None,
     if mine:
         ended = max(g.expires for g in mine)
         return (f"your grant for {what} expired at {iso(ended)} "
-                f"({human(now - ended)} ago): jitgrant extend or request again")
+                f"({human(now - ended)} ago): request again with jitgrant request")
     return f"you have no grant for {what}: jitgrant request {target} ACCESS --for 2h --reason ..."
 
 

@@ -332,11 +332,17 @@ def _window(grant: Grant, now: datetime) -> str:
 def extend(repo_path: Path, grant_arg: str, duration: timedelta, reason: str | None,
            now: datetime) -> Made:
     """A new grant for the same login, overlapping the old one, with the same verifier: the
-    password and the open sessions carry on. It expires `duration` after the later of the old
-    expiry and now, and starts when the old one does if that is still to come."""
+    password and the open sessions carry on. It expires `duration` after the old expiry, and
+    starts when the old one does if that is still to come. A grant that has expired is not
+    extended: its password died with it, and a new request makes a new one."""
     head = _open_clean(repo_path)
     old = _read_grant(head, grant_path(repo_path, grant_arg), now)
-    expires = max(old.expires, now) + duration
+    if old.expires <= now:
+        again = shlex.join(["jitgrant", "request", old.target, old.access, "--for",
+                            "DURATION", "--reason", "TEXT"])
+        raise UserError(f"{old.path} expired at {iso(old.expires)}: its password died with "
+                        f"it; ask again with a new one: {again}")
+    expires = old.expires + duration
     starts = old.starts if old.starts and old.starts > now else None
     fields = _grant_fields(old.grantee, old.target, old.access, starts, expires,
                            reason or old.reason, old.ticket, old.password_verifier)

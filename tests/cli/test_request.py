@@ -386,13 +386,25 @@ def test_extend_adds_an_overlapping_grant_with_the_same_verifier(repo: AccessRep
     assert checked.exit_code == 0, checked.stderr
 
 
-def test_extending_an_expired_grant_counts_from_now(repo: AccessRepo, config: Path) -> None:
-    rel, _ = committed_grant(repo, config, starts=utc(hours=-3), expires=utc(hours=-1))
+def test_an_expired_grant_is_not_extended(repo: AccessRepo, config: Path) -> None:
+    """Its verifier would bring a dead password back: a leaked one dies with its grant."""
+    rel, _ = committed_grant(repo, config, starts=utc(hours=-3), expires=utc(minutes=-1))
+    before = objects(repo)
     result = extend(repo, str(repo.root / rel), "--for", "1h", "--reason", "INC-3 again")
+    assert_one_line_error(result, f"{rel} expired at ", "its password died with it",
+                          "jitgrant request db1 readonly --for DURATION --reason TEXT")
+    assert branches(repo) == ["main"] and objects(repo) == before
+
+
+def test_extending_an_active_grant_counts_from_its_expiry(repo: AccessRepo,
+                                                          config: Path) -> None:
+    expires = utc(minutes=5)
+    rel, _ = committed_grant(repo, config, starts=utc(hours=-3), expires=expires)
+    result = extend(repo, rel, "--for", "1h", "--reason", "INC-3 more")
     assert result.exit_code == 0, result.stderr
     _, data = branch_file(repo, new_branch(repo))
-    assert utc(minutes=59) <= parse_timestamp(str(data["expires"])) <= utc(minutes=61)
-    assert data["reason"] == "INC-3 again" and "starts" not in data
+    assert parse_timestamp(str(data["expires"])) == expires + timedelta(hours=1)
+    assert data["reason"] == "INC-3 more" and "starts" not in data
 
 
 def test_extending_a_grant_yet_to_start_keeps_its_start(repo: AccessRepo,
