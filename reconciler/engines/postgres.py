@@ -24,13 +24,19 @@ from .base import PHASES, ActionResult, Statement, dsn_secrets, render_plan, scr
 ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
 MASK = "'********'"
 
+# Python's datetime ends with year 9999 and PostgreSQL's timestamps do not (VALID UNTIL
+# '294276-12-31'): a later expiry reads as infinity, so it is drift like any other and never
+# fails the catalog read. A day short of year 10000, since psycopg converts to the session's
+# time zone, which may be ahead of UTC.
+FAR_FUTURE = "'9999-12-31 00:00:00+00'::timestamptz"
+
 _INFO = """SELECT current_user, current_database(),
   (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
   current_setting('server_version_num')::int"""
 _ROLES = """SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcreaterole,
   r.rolreplication, r.rolbypassrls, r.rolinherit,
-  CASE WHEN isfinite(r.rolvaliduntil) THEN r.rolvaliduntil END,
-  r.rolvaliduntil = 'infinity', r.rolvaliduntil = '-infinity',
+  CASE WHEN isfinite(r.rolvaliduntil) AND r.rolvaliduntil < {far} THEN r.rolvaliduntil END,
+  r.rolvaliduntil >= {far}, r.rolvaliduntil = '-infinity',
   r.rolconnlimit, {password}, shobj_description(r.oid, 'pg_authid'), r.rolconfig IS NOT NULL
 FROM pg_roles r {join}
 WHERE starts_with(r.rolname, %(prefix)s)"""
@@ -293,7 +299,8 @@ class PostgresSession:
         password = "a.rolpassword" if self.superuser else "NULL"
         join = "JOIN pg_authid a ON a.oid = r.oid" if self.superuser else ""
         queries: list[tuple[str, dict[str, Any] | None]] = [
-            (_ROLES.format(password=password, join=join), prefix),  # noqa: S608 - constants
+            (_ROLES.format(password=password, join=join, far=FAR_FUTURE),  # noqa: S608
+             prefix),  # constants only
             (_MEMBERS, prefix), (_GROUPS, {"groups": sorted(groups)}), (_DEPENDS, prefix),
             (_OWNERS, None), (_SESSIONS, prefix), (_SUPERUSERS, None), (_DB_SETTINGS, prefix)]
         with self.conn.pipeline():
