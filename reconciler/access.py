@@ -1,10 +1,10 @@
 """The requester's side of a grant: `jitgrant status` (pending, scheduled, active, expired) and
 `jitgrant connect` (a client logged in with the password from the local store).
 
-Grants are read from the mainline (`main`, or `master`, when HEAD is on another branch such as
-the `access/*` branch `jitgrant request` made; else HEAD): a request that is not merged is not
-access. Every other local and remote-tracking branch is compared with it; grant files a branch
-adds, changes or removes are its pending requests.
+Grants are read from the mainline (`--mainline REF`, else `main`, else `master`, else what
+`origin/HEAD` points at, else HEAD unless HEAD is an `access/*` branch or a detached checkout of
+one): a request that is not merged is not access. Every other local and remote-tracking branch
+is compared with it; grant files a branch adds, changes or removes are its pending requests.
 """
 
 from __future__ import annotations
@@ -52,18 +52,58 @@ class Base:
     sha: str
 
 
-def mainline(repo: Any) -> Base:
-    """HEAD, unless HEAD is on a side branch and a local main or master exists."""
-    head = gitrepo.resolve(repo, "HEAD")
+def mainline(repo: Any, explicit: str | None = None) -> Base:
+    """The branch merged requests are on: `explicit` (--mainline) when given, else the local
+    main, else master, else the branch origin/HEAD names, else HEAD, but never a request
+    branch: reading one as the mainline would show its unmerged request as access."""
+    if explicit:
+        return Base(explicit, gitrepo.resolve(repo, explicit))
+    for ref in [f"refs/heads/{name}" for name in MAINLINE] + [_origin_head(repo)]:
+        sha = _sha(repo, ref) if ref else None
+        if sha:
+            return Base(ref.removeprefix("refs/heads/").removeprefix("refs/remotes/"), sha)
     current = _current_branch(repo)
-    if current is None or current in MAINLINE:
-        return Base(current or "HEAD", head)
-    for name in MAINLINE:
-        try:
-            return Base(name, gitrepo.resolve(repo, f"refs/heads/{name}"))
-        except ConfigError:
-            continue
-    return Base(current, head)
+    if _is_request(current) or (current is None and _detached_on_request(repo)):
+        on = f"the request branch {current}" if current else "a detached checkout of a " \
+            "request branch"
+        raise UserError(f"which branch is the mainline? there is no main, master or "
+                        f"origin/HEAD here, and HEAD is {on}: pass --mainline BRANCH (the "
+                        "branch requests are merged into)")
+    return Base(current or "HEAD", gitrepo.resolve(repo, "HEAD"))
+
+
+def _sha(repo: Any, ref: str) -> str | None:
+    try:
+        return gitrepo.resolve(repo, ref)
+    except ConfigError:
+        return None
+
+
+def _origin_head(repo: Any) -> str:
+    """refs/remotes/origin/<default branch>, as `git clone` records it, or ""."""
+    return str(repo.git.symbolic_ref("-q", "refs/remotes/origin/HEAD",
+                                     with_exceptions=False)).strip()
+
+
+def _is_request(short: str | None, remote: bool = False) -> bool:
+    """Is this short branch name (origin/access/x when `remote`) a request branch?"""
+    if short is None:
+        return False
+    return (short.split("/", 1)[-1] if remote else short).startswith("access/")
+
+
+def _detached_on_request(repo: Any) -> bool:
+    """A detached HEAD is taken for the mainline only when a branch other than a request
+    branch holds it: one that only access/* branches hold is a checkout of a request."""
+    out = repo.git.for_each_ref("--contains", "HEAD", "--format=%(refname)%00%(symref)",
+                                "refs/heads", "refs/remotes")
+    for line in filter(None, str(out).splitlines()):
+        ref, symref = line.split("\0")
+        remote = ref.startswith("refs/remotes/")
+        short = ref.removeprefix("refs/heads/").removeprefix("refs/remotes/")
+        if not symref and not _is_request(short, remote):
+            return False
+    return True
 
 
 def _current_branch(repo: Any) -> str | None:
@@ -323,11 +363,12 @@ class Status:
 
 
 def build_status(repo_path: Path, now: datetime, me: bool, as_handle: str | None,
-                 show_all: bool, env: Mapping[str, str]) -> Status:
+                 show_all: bool, env: Mapping[str, str],
+                 mainline_ref: str | None = None) -> Status:
     from .snapshot import read_snapshot
 
     repo = gitrepo.open_repo(repo_path)
-    base = mainline(repo)
+    base = mainline(repo, mainline_ref)
     snapshot = read_snapshot(repo_path, base.sha, now)
     person = identify(repo, snapshot.policy, as_handle) if me or as_handle else None
     rows = mainline_rows(snapshot, now) + pending_rows(repo, base, snapshot, now)
@@ -410,8 +451,14 @@ def status_json(status: Status) -> str:
                       indent=2, ensure_ascii=False)
 
 
+_MAINLINE = click.option("--mainline", "mainline_ref", metavar="REF",
+                         help="The branch requests are merged into (default: main, master, "
+                              "origin/HEAD's branch, or HEAD unless it is a request branch).")
+
+
 @click.command("status")
 @repo_option
+@_MAINLINE
 @click.option("--me", is_flag=True, help="Only my grants (git config user.email in people).")
 @click.option("--as", "as_handle", metavar="HANDLE", help="Only the grants of this person.")
 @click.option("--all", "show_all", is_flag=True,
@@ -419,10 +466,10 @@ def status_json(status: Status) -> str:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @handled
-def status_command(repo: Path, me: bool, as_handle: str | None, show_all: bool,
-                   fmt: str) -> int:
+def status_command(repo: Path, mainline_ref: str | None, me: bool, as_handle: str | None,
+                   show_all: bool, fmt: str) -> int:
     """Grants: pending on a branch, scheduled, active (time left), expiring, expired."""
-    status = build_status(repo, now_utc(), me, as_handle, show_all, os.environ)
+    status = build_status(repo, now_utc(), me, as_handle, show_all, os.environ, mainline_ref)
     if fmt == "json":
         click.echo(status_json(status))
         return 0
@@ -609,6 +656,7 @@ class _ClientArgs(click.Command):
 
 @click.command("connect", cls=_ClientArgs)
 @repo_option
+@_MAINLINE
 @click.argument("target")
 @click.argument("access", required=False)
 @click.option("--client", type=click.Choice(sorted(CLIENTS)),
@@ -622,15 +670,15 @@ class _ClientArgs(click.Command):
 @click.option("--pgpass", is_flag=True,
               help="Print a .pgpass line, password included, instead of connecting.")
 @handled
-def connect_command(repo: Path, target: str, access: str | None, client: str | None,
-                    as_handle: str | None, host: str | None, port: int | None, print_env: bool,
-                    pgpass: bool) -> int:
+def connect_command(repo: Path, mainline_ref: str | None, target: str, access: str | None,
+                    client: str | None, as_handle: str | None, host: str | None,
+                    port: int | None, print_env: bool, pgpass: bool) -> int:
     """Start a client logged in as my active grant's login (extra client args after --)."""
     from .snapshot import read_snapshot
 
     now = now_utc()
     git_repo = gitrepo.open_repo(repo)
-    base = mainline(git_repo)
+    base = mainline(git_repo, mainline_ref)
     snapshot = read_snapshot(repo, base.sha, now)
     person = identify(git_repo, snapshot.policy, as_handle)
     grant = choose_grant(snapshot, person, target, access, now,

@@ -323,3 +323,43 @@ def test_an_oversized_grant_file_on_a_branch_is_reported_not_read(repo: AccessRe
     (row,) = [g for g in status(repo)["grants"] if g["file"] == "grants/db1/huge.yaml"]
     assert (row["state"], row["branch"]) == ("pending", "origin/access/huge")
     assert row["problem"] == f"file is {size} bytes, over the limit of {MAX_FILE_BYTES}"
+
+
+# -- the mainline: never a request branch ----------------------------------------------------
+
+
+def test_a_detached_checkout_of_a_request_is_not_the_mainline(repo: AccessRepo) -> None:
+    secretstore.save("db1", "jit_alice_readwrite", new_password())
+    git(repo.root, "checkout", "-q", "--detach", "access/alice-readwrite")
+    data = status(repo)
+    assert data["base"] == "main"
+    assert states(data)["grants/db1/asked.yaml", "access/alice-readwrite"] == "pending"
+    assert ("grants/db1/asked.yaml", None) not in states(data)
+    line = one_line_error(connect(repo, "db1", "readwrite", "--as", "alice", "--print-env"))
+    assert "is on branch access/alice-readwrite and not merged yet" in line
+
+
+def test_without_main_or_master_the_mainline_is_never_a_request(repo: AccessRepo) -> None:
+    secretstore.save("db1", "jit_alice_readwrite", new_password())
+    git(repo.root, "branch", "-q", "-m", "main", "trunk")
+    git(repo.root, "checkout", "-q", "access/alice-readwrite")
+    data = status(repo)  # origin/HEAD names the mainline
+    assert data["base"] == "origin/main"
+    assert states(data)["grants/db1/asked.yaml", "access/alice-readwrite"] == "pending"
+    git(repo.root, "symbolic-ref", "--delete", "refs/remotes/origin/HEAD")
+    for checkout in (["access/alice-readwrite"], ["--detach", "access/alice-readwrite"]):
+        git(repo.root, "checkout", "-q", *checkout)
+        for result in (jitgrant("status", "--repo", str(repo.root)),
+                       connect(repo, "db1", "readwrite", "--as", "alice", "--print-env")):
+            line = one_line_error(result)
+            assert "which branch is the mainline?" in line and "--mainline BRANCH" in line
+    data = status(repo, "--mainline", "trunk")
+    assert data["base"] == "trunk"
+    assert states(data)["grants/db1/asked.yaml", "access/alice-readwrite"] == "pending"
+    line = one_line_error(connect(repo, "db1", "readwrite", "--as", "alice", "--print-env",
+                                  "--mainline", "trunk"))
+    assert "not merged yet" in line
+    git(repo.root, "checkout", "-q", "--detach", "trunk")  # a branch of its own holds it
+    assert status(repo)["base"] == "HEAD"
+    git(repo.root, "checkout", "-q", "trunk")
+    assert status(repo)["base"] == "trunk"
