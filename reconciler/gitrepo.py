@@ -495,15 +495,20 @@ def commit_all(repo: git.Repo, message: str, author: str, email: str) -> str:
 
 
 def author_email(repo: git.Repo) -> str | None:
-    """The email git writes as the author of a commit here: $GIT_AUTHOR_EMAIL, else user.email
-    as git itself looks it up (so includeIf and per-repository settings count)."""
-    explicit = os.environ.get("GIT_AUTHOR_EMAIL")
-    if explicit:
-        return explicit
+    """The email git writes as the author of a commit here, exactly as git works it out
+    ($GIT_AUTHOR_EMAIL, author.email, user.email with includeIf and per-repository settings,
+    $EMAIL, ...): `git var GIT_AUTHOR_IDENT`. None when git has no email for a commit."""
+    # Only the email is asked: a placeholder name keeps a missing user.name from failing it.
+    name = {"GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME") or "jitgrant"}
     try:
-        return str(repo.git.config("--get", "user.email")).strip() or None
+        ident = str(repo.git.var("GIT_AUTHOR_IDENT", env=name))
     except git.GitCommandError:
-        return None
+        return None  # git would refuse to commit: no email configured nor auto-detected
+    found = _IDENT_EMAIL.search(ident)
+    return found.group(1) if found and found.group(1) else None
+
+
+_IDENT_EMAIL = re.compile(r"<([^<>]*)> \d+ [+-]\d{4}$")
 
 
 def uncommitted(repo: git.Repo, tops: Iterable[str]) -> list[str]:

@@ -625,3 +625,25 @@ def test_a_symlink_in_place_of_the_password_file_is_replaced_not_followed(
     assert victim.read_text() == "precious\n"
     secret = config / "secrets" / "db1" / "jit_alice_readonly"
     assert not secret.is_symlink() and stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+
+def test_who_you_are_is_the_author_git_would_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: Path) -> None:
+    """git var GIT_AUTHOR_IDENT: author.email beats user.email, and $EMAIL counts when
+    neither is set, as for `git commit`."""
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)  # none of this machine's settings
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.delenv("EMAIL", raising=False)
+    repo = make_repo(tmp_path / "r", monkeypatch)  # user.email alice
+    git(repo.root, "config", "author.email", "Bob@Example.com")
+    pol = load_policy([SourceFile("policies/main.yaml", yaml.safe_dump(policy()).encode())], [])
+    assert identify(repo.root, pol) == "bob"
+    git(repo.root, "config", "--unset", "author.email")
+    git(repo.root, "config", "--unset", "user.email")
+    git(repo.root, "config", "--unset", "user.name")
+    monkeypatch.setenv("EMAIL", "carol@example.com")
+    assert identify(repo.root, pol) == "carol"
+    monkeypatch.setenv("EMAIL", "bob@example.com")
+    result = request(repo, "--for", "1h")
+    assert result.exit_code == 0, result.stderr
+    assert branch_file(repo, new_branch(repo))[1]["grantee"] == "bob"
