@@ -109,6 +109,9 @@ class _Head:
 
 def _open_clean(repo_path: Path) -> _Head:
     repo = gitrepo.open_repo(repo_path)
+    if repo.bare:
+        raise UserError(f"{repo_path}: a bare repository: run this in a clone with a working "
+                        "tree")
     try:
         commit = gitrepo.resolve(repo, "HEAD")
     except UserError:
@@ -212,6 +215,14 @@ def _validated(head: _Head, path: str, content: bytes, now: datetime, doing: str
     return grant
 
 
+def _end(start: datetime, duration: timedelta) -> datetime:
+    try:
+        return start + duration
+    except OverflowError:
+        raise UserError(f"{format_duration(duration)} after {iso(start)} is past the year 9999: "
+                        "ask for less time") from None
+
+
 def _stamp(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ")
 
@@ -279,7 +290,7 @@ def request(repo_path: Path, ask: Ask, now: datetime) -> Made:
 def _requested_grant(head: _Head, ask: Ask, grantee: str, password: str,
                      now: datetime) -> tuple[str, bytes, Grant]:
     target = head.policy.targets.get(ask.target)
-    expires = (ask.starts or now) + ask.duration
+    expires = _end(ask.starts or now, ask.duration)
     fields = _grant_fields(grantee, ask.target, ask.access, ask.starts, expires, ask.reason,
                            ask.ticket, _verifier(target.engine if target else None, password))
     path = f"grants/{ask.target}/{grantee}-{ask.access}-{_stamp(now)}.yaml"
@@ -342,7 +353,7 @@ def extend(repo_path: Path, grant_arg: str, duration: timedelta, reason: str | N
                             "DURATION", "--reason", "TEXT"])
         raise UserError(f"{old.path} expired at {iso(old.expires)}: its password died with "
                         f"it; ask again with a new one: {again}")
-    expires = old.expires + duration
+    expires = _end(old.expires, duration)
     starts = old.starts if old.starts and old.starts > now else None
     fields = _grant_fields(old.grantee, old.target, old.access, starts, expires,
                            reason or old.reason, old.ticket, old.password_verifier)

@@ -10,7 +10,7 @@ import re
 import shutil
 import stat
 import subprocess
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +243,9 @@ def test_a_second_request_replaces_the_stored_password_and_says_so(
     (["--for", "9h"], ["lasts 9h, over the 8h allowed for 'readonly'"]),
     (["--for", "soon"], ["--for 'soon': must be a duration"]),
     (["--starts", "2030-01-01T10:00:00"], ["--starts", "must include a time zone"]),
+    (["--starts", "9999-12-31T23:00:00Z"], ["2h after 9999-12-31T23:00:00Z is past the year "
+                                            "9999"]),
+    (["--for", "999999w"], ["6999993d after ", "is past the year 9999"]),
     (["--reason", " "], ["reason:"]),
     (["--as", "bob"], ["alice may not ask for bob", "@alice-gh",
                        "targets.db1.requesters_for_others"]),
@@ -420,6 +423,7 @@ def test_extending_a_grant_yet_to_start_keeps_its_start(repo: AccessRepo,
 @pytest.mark.parametrize(("arg", "args", "fragments"), [
     ("grants/db1/alice-old.yaml", ["--for", "8h"],
      ["the extension until", "over the 8h allowed for 'readonly'"]),
+    ("grants/db1/alice-old.yaml", ["--for", "999999w"], ["is past the year 9999"]),
     ("grants/db1/missing.yaml", ["--for", "1h"], ["no such grant file at HEAD"]),
     ("policies/main.yaml", ["--for", "1h"], ["is not a grant file"]),
     ("../outside/grants/db1/x.yaml", ["--for", "1h"], ["is not inside the repository"]),
@@ -647,3 +651,22 @@ def test_who_you_are_is_the_author_git_would_write(
     result = request(repo, "--for", "1h")
     assert result.exit_code == 0, result.stderr
     assert branch_file(repo, new_branch(repo))[1]["grantee"] == "bob"
+
+
+def test_a_bare_repository_is_one_line(repo: AccessRepo, config: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo.root), str(bare))
+    for result in (jitgrant("request", "db1", "readonly", "--for", "1h", "--reason", "x",
+                            "--repo", str(bare)),
+                   jitgrant("revoke", "grants/db1/x.yaml", "--repo", str(bare))):
+        assert_one_line_error(result, f"{bare}: a bare repository")
+    assert not config.exists()
+
+
+def test_extending_a_grant_that_ends_in_the_year_9999_is_one_line(repo: AccessRepo,
+                                                                  config: Path) -> None:
+    rel, _ = committed_grant(repo, config, expires=datetime(9999, 12, 31, 23, 30,
+                                                           tzinfo=timezone.utc))
+    assert_one_line_error(extend(repo, rel, "--for", "1h"),
+                          "1h after 9999-12-31T23:30:00Z is past the year 9999")
+    assert branches(repo) == ["main"]
