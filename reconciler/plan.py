@@ -202,6 +202,10 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
             unprotected[name] = role
         elif is_managed(role) or name in desired.logins or name in desired.known:
             problems.append(_target_problem(target, f"login {name} is left alone: {why}"))
+        elif _hidden_login(role, target, actual):
+            problems.append(_target_problem(
+                target, f"login {name} is left alone: {why}; it can log in, and no grant "
+                        f"ends that", "warning"))
     for name, want in sorted(desired.logins.items()):
         if name in actual.roles and name not in unprotected:
             continue
@@ -221,6 +225,16 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
             if not (action.hold and _stripped(role, actual)):  # else only its problem remains
                 actions.append(action)
     return TargetPlan(target, tuple(actions), tuple(problems))
+
+
+def _hidden_login(role: ActualRole, target: Target, actual: ActualState) -> bool:
+    """A login in the namespace that jitgrant leaves alone (a superuser or administrator,
+    never_touch) and that can log in: it looks like temporary access and is not, so it is
+    shown even without a marker or a grant. The reconciler's own role is expected there, and
+    pg_ roles belong to the server."""
+    return (role.can_login and not role.locked and not role.is_role
+            and (role.user or role.name).startswith(target.role_prefix)
+            and role.name != actual.admin and not role.name.startswith("pg_"))
 
 
 def _target_problem(target: Target, message: str, severity: str = "error") -> Problem:

@@ -1,5 +1,7 @@
-"""`jitgrant standing`: the logins outside jitgrant's namespace that never expire, the standing
-access that just-in-time grants are meant to replace. It only reads the servers."""
+"""`jitgrant standing`: the logins that do not expire (or only more than a year from now), the
+standing access that just-in-time grants are meant to replace: outside jitgrant's namespace,
+and inside it those that jitgrant leaves alone or that lack a grant's expiry. It only reads
+the servers."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from .errors import UserError, one_line
 from .model import Target
 
 EXIT_FOUND = 2
-# Each engine's catalog query lives in its own file; (name, superuser, why it never expires).
+# Each engine's catalog query lives in its own file; (name, superuser, why it is standing).
 READERS: dict[str, Callable[[Target, str], list[tuple[str, bool, str]]]] = {
     "postgres": postgres.standing_logins, "mysql": mysql.standing_logins}
 
@@ -81,7 +83,7 @@ def survey(targets: list[Target], env: Mapping[str, str], explicit: bool) -> Rep
 
 
 def to_table(report: Report) -> str:
-    cells = [["TARGET", "LOGIN", "SUPERUSER", "NEVER EXPIRES BECAUSE"]]
+    cells = [["TARGET", "LOGIN", "SUPERUSER", "WHY"]]
     cells += [[s.target, one_line(s.login), "yes" if s.superuser else "no", s.why]
               for s in report.found]
     widths = [max(len(row[i]) for row in cells) for i in range(4)]
@@ -104,8 +106,8 @@ def to_json(report: Report, now: datetime) -> str:
               show_default=True)
 @handled
 def standing_command(repo: Path, only: str | None, fmt: str) -> int:
-    """Logins outside the namespace that never expire (exit 0 none, 2 found, 1 a target
-    could not be read)."""
+    """Logins that do not expire within a year: outside the namespace, and inside it those
+    jitgrant leaves alone (exit 0 none, 2 found, 1 a target could not be read)."""
     from .snapshot import read_snapshot
 
     now = datetime.now(timezone.utc)

@@ -548,23 +548,27 @@ def _accounts(accounts: list[Any], roles: list[Any], defaults: list[Any],
 # -- standing access (read only) -------------------------------------------------------------
 
 MARIADB_SUPER = 1 << 15  # SUPER in MariaDB's global_priv access bitmask
+# Every account: outside the namespace, and administrators and never_touch inside it, which
+# jitgrant leaves alone. (user, host, role, locked, SUPER, administers, in the namespace,
+# password lifetime in days or NULL, password expired)
 _STANDING_MARIADB = (
     "SELECT User, Host, JSON_VALUE(Priv, '$.is_role'), JSON_VALUE(Priv, '$.account_locked'), "
     f"CAST(JSON_VALUE(Priv, '$.access') AS UNSIGNED) & {MARIADB_SUPER} <> 0, "
-    "JSON_VALUE(Priv, '$.password_lifetime'), "
-    "JSON_VALUE(Priv, '$.password_last_changed') = 0 "
-    "FROM mysql.global_priv WHERE NOT " + _PREFIX.format(col="User"))
+    f"CAST(JSON_VALUE(Priv, '$.access') AS UNSIGNED) & {MARIADB_ADMIN_BITS} <> 0, "
+    + _PREFIX.format(col="User") + ", JSON_VALUE(Priv, '$.password_lifetime'), "
+    "JSON_VALUE(Priv, '$.password_last_changed') = 0 FROM mysql.global_priv")
 _STANDING_MYSQL8 = (
     "SELECT User, Host, 'false', IF(account_locked = 'Y', 'true', 'false'), Super_priv = 'Y', "
-    "password_lifetime, password_expired = 'Y' FROM mysql.user WHERE NOT "
-    + _PREFIX.format(col="User"))
+    + " OR ".join(f"{c} = 'Y'" for c in MYSQL8_ADMIN_COLUMNS) + ", "
+    + _PREFIX.format(col="User") + ", password_lifetime, password_expired = 'Y' "
+    "FROM mysql.user")
 
 
 def standing_logins(target: Target, dsn: str) -> list[tuple[str, bool, str]]:
-    """Accounts outside the namespace that can log in and never expire: not roles, not locked,
-    password not expired and without a password lifetime (its own, or the server's default
-    when it has none). As (user@host, superuser, why); the connecting account and never_touch
-    left out. Reads only."""
+    """Accounts that can log in and never expire: not roles, not locked, password not expired
+    and without a password lifetime (its own, or the server's default when it has none). As
+    (user@host, SUPER, why). Outside the namespace, less the connecting account and
+    never_touch; inside it, the accounts jitgrant leaves alone. Reads only."""
     conn = _connect(dsn, target)
     try:
         with _driver_errors("reading the accounts", _secrets(dsn)), conn.cursor() as cur:
@@ -580,13 +584,32 @@ def standing_logins(target: Target, dsn: str) -> list[tuple[str, bool, str]]:
         conn.close()
     admin_user, _, admin_host = str(current).rpartition("@")
     found = []
-    for user, host, is_role, locked, sup, lifetime, expired in accounts:
-        if (user, host) == (admin_user, admin_host) or _true(is_role) or _true(locked) \
-                or _true(expired) or user in target.never_touch \
-                or account_key(user, host) in target.never_touch:
+    for user, host, is_role, locked, sup, administers, inside, lifetime, expired in accounts:
+        if (user, host) == (admin_user, admin_host) or _true(is_role) or _true(locked):
             continue
         days = int(lifetime) if lifetime is not None and int(lifetime) >= 0 \
             else int(default_lifetime or 0)
-        if days == 0:
-            found.append((f"{user}@{host}", bool(sup), "unlocked, no password expiry"))
+        if _true(expired) or days != 0:
+            continue
+        kept = user in target.never_touch or account_key(user, host) in target.never_touch
+        why = "unlocked, no password expiry"
+        if _true(inside):
+            left_alone = _left_alone(user, admin_user, _true(administers), kept)
+            if left_alone is None:
+                continue  # jitgrant's to manage: revoked when no grant maps to it
+            why += f"; inside the namespace but {left_alone}: jitgrant leaves it alone"
+        elif kept:
+            continue
+        found.append((f"{user}@{host}", _true(sup), why))
     return sorted(found)
+
+
+def _left_alone(user: str, admin_user: str, administers: bool, kept: bool) -> str | None:
+    """Why plan.protection leaves an account in the namespace alone, or None."""
+    if kept:
+        return "in never_touch"
+    if user == admin_user:
+        return "sharing its user name with the reconciler's account"
+    if administers:
+        return "an administrator (SUPER, CREATE USER or GRANT OPTION on *.*)"
+    return None

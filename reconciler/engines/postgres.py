@@ -526,18 +526,23 @@ def _role(row: Any, member_of: list[tuple[str, str]], members: list[tuple[str, s
 
 # -- standing access (read only) -------------------------------------------------------------
 
+# Logins that can log in and never expire (jitgrant's own always do): outside the namespace
+# except never_touch, and every one inside it, where jitgrant's logins look like temporary
+# access.
 _STANDING = """SELECT rolname, rolsuper,
-  CASE WHEN rolvaliduntil IS NULL THEN 'no VALID UNTIL' ELSE 'VALID UNTIL infinity' END
+  CASE WHEN rolvaliduntil IS NULL THEN 'no VALID UNTIL' ELSE 'VALID UNTIL infinity' END,
+  starts_with(rolname, %(prefix)s), rolname = ANY(%(keep)s)
 FROM pg_roles
-WHERE rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil = 'infinity')
-  AND NOT starts_with(rolname, %(prefix)s) AND rolname <> current_user
-  AND NOT rolname = ANY(%(keep)s)
+WHERE rolcanlogin AND rolname <> current_user
+  AND (rolvaliduntil IS NULL OR rolvaliduntil = 'infinity')
+  AND (starts_with(rolname, %(prefix)s) OR NOT rolname = ANY(%(keep)s))
 ORDER BY rolname"""
 
 
 def standing_logins(target: Target, dsn: str) -> list[tuple[str, bool, str]]:
-    """Logins outside the namespace that can log in and never expire, as (name, superuser,
-    why it never expires); the connecting role and never_touch left out. Reads only."""
+    """Logins that can log in and never expire, as (name, superuser, why): outside the
+    namespace, and inside it too (with what jitgrant does about them); the connecting role
+    and never_touch outside the namespace left out. Reads only."""
     conn = _connect(dsn, target)
     try:
         with _driver_errors("reading the roles", _secrets(dsn)):
@@ -545,4 +550,15 @@ def standing_logins(target: Target, dsn: str) -> list[tuple[str, bool, str]]:
                                             "keep": sorted(target.never_touch)}).fetchall()
     finally:
         conn.close()
-    return [(str(name), bool(sup), str(why)) for name, sup, why in rows]
+    return [(str(name), bool(sup), str(why) + _in_namespace(inside, sup, kept))
+            for name, sup, why, inside, kept in rows]
+
+
+def _in_namespace(inside: bool, superuser: bool, never_touch: bool) -> str:
+    if not inside:
+        return ""
+    if superuser:
+        return "; inside the namespace but a superuser: jitgrant leaves it alone"
+    if never_touch:
+        return "; inside the namespace but in never_touch: jitgrant leaves it alone"
+    return "; inside the namespace: apply revokes it or puts its grant's expiry back"

@@ -345,13 +345,43 @@ def test_never_touch_roles_survive_even_with_a_grant() -> None:
     roles = [ActualRole(name="jit_keep", createdb=True), ActualRole(name=ALICE, superuser=False)]
     plan = plan_for(s, actual(*roles), target)
     assert plan.actions == ()
-    assert [p.message for p in plan.problems] == [
-        f"target db1: login {ALICE} is left alone: it is listed in never_touch"]
+    assert [(p.severity, p.message) for p in plan.problems] == [
+        ("error", f"target db1: login {ALICE} is left alone: it is listed in never_touch"),
+        ("warning", "target db1: login jit_keep is left alone: it is listed in never_touch; "
+                    "it can log in, and no grant ends that")]
 
 
-def test_superuser_without_marker_is_never_touched() -> None:
+def test_superuser_without_marker_is_never_touched_and_shown_when_it_can_log_in() -> None:
     plan = plan_for(snap(), actual(ActualRole(name="jit_root", superuser=True)))
+    assert plan.actions == ()
+    assert [(p.severity, p.message) for p in plan.problems] == [
+        ("warning", "target db1: login jit_root is left alone: it is a superuser; it can log "
+                    "in, and no grant ends that")]
+
+
+def test_protected_roles_that_cannot_log_in_stay_quiet() -> None:
+    target = dataclasses.replace(TARGET, never_touch=frozenset({"jit_group"}))
+    roles = [ActualRole(name="jit_group", can_login=False),
+             ActualRole(name="jit_root", superuser=True, can_login=False),
+             ActualRole(name="jit_admin", createrole=True),
+             ActualRole(name="outside_root", superuser=True)]
+    plan = plan_for(snap(target=target), actual(*roles, admin="jit_admin"), target)
     assert plan.actions == () and plan.problems == ()
+
+
+def test_a_mysql_administrator_in_the_namespace_is_shown_unless_locked() -> None:
+    target = dataclasses.replace(TARGET, engine="mysql")
+    roles = [ActualRole(name="jit_adm", user="jit_adm", superuser=True),
+             ActualRole(name="jit_locked", user="jit_locked", superuser=True, locked=True),
+             ActualRole(name="jit_role@", user="jit_role", host="", superuser=True,
+                        is_role=True)]
+    state = dataclasses.replace(actual(*roles), flavor="mariadb")
+    plan = plan_for(snap(target=target), state, target)
+    assert plan.actions == ()
+    assert [(p.severity, p.message) for p in plan.problems] == [
+        ("warning", "target db1: login jit_adm is left alone: it administers the server "
+                    "(SUPER, CREATE USER or GRANT OPTION on *.*); it can log in, and no grant "
+                    "ends that")]
 
 
 def test_managed_superuser_is_revoked_when_admin_is_superuser() -> None:
