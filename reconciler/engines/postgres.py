@@ -526,28 +526,33 @@ def _role(row: Any, member_of: list[tuple[str, str]], members: list[tuple[str, s
 
 # -- standing access (read only) -------------------------------------------------------------
 
-# Logins that can log in and never expire (jitgrant's own always do): outside the namespace
-# except never_touch, and every one inside it, where jitgrant's logins look like temporary
-# access.
+# Logins that can log in and do not expire within a year (jitgrant's own always expire, at
+# most max_duration away): outside the namespace except never_touch, and every one inside it,
+# where jitgrant's logins look like temporary access. The expiry is text, made by the server:
+# a VALID UNTIL after year 9999 has no Python datetime.
 _STANDING = """SELECT rolname, rolsuper,
-  CASE WHEN rolvaliduntil IS NULL THEN 'no VALID UNTIL' ELSE 'VALID UNTIL infinity' END,
+  CASE WHEN rolvaliduntil IS NULL THEN 'no VALID UNTIL'
+    WHEN rolvaliduntil = 'infinity' THEN 'VALID UNTIL infinity'
+    ELSE 'expires ' || to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD') END,
   starts_with(rolname, %(prefix)s), rolname = ANY(%(keep)s)
 FROM pg_roles
 WHERE rolcanlogin AND rolname <> current_user
-  AND (rolvaliduntil IS NULL OR rolvaliduntil = 'infinity')
+  AND (rolvaliduntil IS NULL OR rolvaliduntil > now() + %(horizon)s::interval)
   AND (starts_with(rolname, %(prefix)s) OR NOT rolname = ANY(%(keep)s))
 ORDER BY rolname"""
+STANDING_HORIZON = "1 year"  # an expiry further away than this is standing access
 
 
 def standing_logins(target: Target, dsn: str) -> list[tuple[str, bool, str]]:
-    """Logins that can log in and never expire, as (name, superuser, why): outside the
-    namespace, and inside it too (with what jitgrant does about them); the connecting role
-    and never_touch outside the namespace left out. Reads only."""
+    """Logins that can log in and do not expire within STANDING_HORIZON, as (name, superuser,
+    why): outside the namespace, and inside it too (with what jitgrant does about them); the
+    connecting role and never_touch outside the namespace left out. Reads only."""
     conn = _connect(dsn, target)
     try:
         with _driver_errors("reading the roles", _secrets(dsn)):
             rows = conn.execute(_STANDING, {"prefix": target.role_prefix,
-                                            "keep": sorted(target.never_touch)}).fetchall()
+                                            "keep": sorted(target.never_touch),
+                                            "horizon": STANDING_HORIZON}).fetchall()
     finally:
         conn.close()
     return [(str(name), bool(sup), str(why) + _in_namespace(inside, sup, kept))
