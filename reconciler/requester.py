@@ -243,6 +243,17 @@ class Made:
     notes: tuple[str, ...] = ()
 
 
+def _branch(owner: str, names: tuple[str, ...], now: datetime, suffix: str = "") -> str:
+    """access/<owner>/<names>-<UTC time><suffix>, the names folded to [a-z0-9._-]: a branch
+    name is printed in commands to copy, and git allows `$(...)` and `;` in one."""
+    return f"access/{_fold(owner)}/{'-'.join(map(_fold, names))}-{_stamp(now)}{suffix}"
+
+
+def _fold(part: str) -> str:
+    safe = re.sub(r"[^a-z0-9._-]", "-", part.lower())
+    return re.sub(r"\.{2,}", ".", safe).strip(".") or "-"
+
+
 def _commit(head: _Head, branch: str, changes: dict[str, bytes | None], title: str,
             body: str) -> str:
     if not gitrepo.valid_branch_name(head.repo, branch):
@@ -302,7 +313,7 @@ def _commit_request(head: _Head, grant: Grant, path: str, content: bytes, passwo
                     now: datetime) -> Made:
     target = head.policy.targets[grant.target]
     login = login_name(target.role_prefix, grant.grantee, grant.access, target.engine)
-    branch = f"access/{grant.grantee}/{grant.target}-{grant.access}-{_stamp(now)}"
+    branch = _branch(grant.grantee, (grant.target, grant.access), now)
     title = f"Request {grant.access} on {grant.target} for {grant.grantee} until " \
         f"{iso(grant.expires)}"
     body = _body(grant.reason, grant.ticket, "jitgrant request")
@@ -363,7 +374,7 @@ def extend(repo_path: Path, grant_arg: str, duration: timedelta, reason: str | N
     grant = _validated(head, path, grant_text(fields), now,
                        f"the extension until {iso(expires)}")
     check_may_act(head.policy, whoami(head.repo, head.policy), old.grantee, old.target)
-    branch = f"access/{old.grantee}/{old.target}-{old.access}-{_stamp(now)}-extend"
+    branch = _branch(old.grantee, (old.target, old.access), now, "-extend")
     title = (f"Extend {old.access} on {old.target} for {old.grantee} until {iso(expires)}")
     body = _body(grant.reason, grant.ticket, f"jitgrant extend {old.path}")
     sha = _commit(head, branch, {path: grant_text(fields)}, title, body)
@@ -398,8 +409,8 @@ def revoke(repo_path: Path, grant_arg: str, reason: str | None, now: datetime) -
     names = (raw.grantee, raw.target, raw.access)
     known = all(n is not None and _NAME.fullmatch(n) for n in names)
     who = f"{raw.access} on {raw.target} for {raw.grantee}" if known else rel
-    branch = (f"access/{raw.grantee}/{raw.target}-{raw.access}-{_stamp(now)}-revoke" if known
-              else f"access/revoke/{rel.split('/')[1]}-{_stamp(now)}")
+    branch = (_branch(str(raw.grantee), (str(raw.target), str(raw.access)), now, "-revoke")
+              if known else _branch("revoke", (rel.split("/")[1],), now))
     title = f"Revoke {who}" + (f": remove {rel}" if known else "")
     body = (reason or f"{rel} is no longer needed.") + "\n\nMade by jitgrant revoke."
     sha = _commit(head, branch, {rel: None}, title, body)
@@ -461,7 +472,7 @@ def _finish(repo_path: Path, made: Made, push: bool) -> None:
         gitrepo.push_branch(repo, made.branch)
         click.echo(f"pushed {made.branch} to origin")
     else:
-        click.echo(f"next: git push -u origin {made.branch}")
+        click.echo(f"next: {shlex.join(['git', 'push', '-u', 'origin', made.branch])}")
     base = gitrepo.current_branch(repo)
     click.echo(f"then: open a pull request from {made.branch}" + (f" into {base}" if base else ""))
     if shutil.which("gh"):

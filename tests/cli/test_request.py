@@ -670,3 +670,36 @@ def test_extending_a_grant_that_ends_in_the_year_9999_is_one_line(repo: AccessRe
     assert_one_line_error(extend(repo, rel, "--for", "1h"),
                           "1h after 9999-12-31T23:30:00Z is past the year 9999")
     assert branches(repo) == ["main"]
+
+
+def test_printed_commands_are_safe_to_copy(repo: AccessRepo, config: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """git allows `$(...)` and `;` in a branch name; revoke names the branch of an invalid
+    file after its folder. The name is folded to [a-z0-9._-] and every printed command is
+    shell-quoted: running the `next:` and gh lines runs git and gh, nothing else."""
+    folder = "$(touch${IFS}PWNED);x"  # no space: git refuses those, not these
+    repo.write(f"grants/{folder}/bad.yaml", "grantee: [\n")
+    repo.commit("a hostile folder name")
+    bin_dir = tmp_path / "bin"  # stand-ins that only record what they were given
+    bin_dir.mkdir()
+    for tool in ("gh", "git"):
+        (bin_dir / tool).write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$0.args"\n')
+        (bin_dir / tool).chmod(0o755)
+    (tmp_path / "gh-only").mkdir()
+    (tmp_path / "gh-only" / "gh").symlink_to(bin_dir / "gh")
+    with monkeypatch.context() as patch:
+        patch.setenv("PATH", f"{tmp_path / 'gh-only'}{os.pathsep}{os.environ['PATH']}")
+        result = jitgrant("revoke", f"grants/{folder}/bad.yaml", "--repo", str(repo.root))
+    assert result.exit_code == 0, result.stderr
+    branch = new_branch(repo)
+    assert re.fullmatch(r"access/revoke/--touch--ifs-pwned--x-\d{8}T\d{6}Z", branch)
+    lines = result.stdout.splitlines()
+    push = next(line for line in lines if line.startswith("next: ")).removeprefix("next: ")
+    gh = result.stdout[result.stdout.index("      gh "):]  # the last, quoted body and all
+    for command in (push, gh):
+        subprocess.run(["sh", "-c", command], cwd=tmp_path, check=True,
+                       env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert (bin_dir / "git.args").read_text().splitlines() == ["push", "-u", "origin", branch]
+    assert (bin_dir / "gh.args").read_text().splitlines()[:4] == ["pr", "create", "--head",
+                                                                  branch]
+    assert not (tmp_path / "PWNED").exists() and not (repo.root / "PWNED").exists()
