@@ -565,10 +565,12 @@ _STANDING_MYSQL8 = (
 
 
 def standing_logins(target: Target, dsn: str) -> list[tuple[str, bool, str]]:
-    """Accounts that can log in and never expire: not roles, not locked, password not expired
-    and without a password lifetime (its own, or the server's default when it has none). As
-    (user@host, SUPER, why). Outside the namespace, less the connecting account and
-    never_touch; inside it, the accounts jitgrant leaves alone. Reads only."""
+    """Accounts that can log in for good: not roles and not locked, as (user@host, SUPER,
+    why). A password lifetime or an expired password does not end access: the holder of the
+    password sets a new one (an expired one from the sandbox session that MariaDB and MySQL
+    give every client that says it can handle one, whatever disconnect_on_expired_password
+    says). Outside the namespace, less the connecting account and never_touch; inside it, the
+    accounts jitgrant leaves alone. Reads only."""
     conn = _connect(dsn, target)
     try:
         with _driver_errors("reading the accounts", _secrets(dsn)), conn.cursor() as cur:
@@ -587,12 +589,8 @@ def standing_logins(target: Target, dsn: str) -> list[tuple[str, bool, str]]:
     for user, host, is_role, locked, sup, administers, inside, lifetime, expired in accounts:
         if (user, host) == (admin_user, admin_host) or _true(is_role) or _true(locked):
             continue
-        days = int(lifetime) if lifetime is not None and int(lifetime) >= 0 \
-            else int(default_lifetime or 0)
-        if _true(expired) or days != 0:
-            continue
         kept = user in target.never_touch or account_key(user, host) in target.never_touch
-        why = "unlocked, no password expiry"
+        why = _password_why(lifetime, _true(expired), int(default_lifetime or 0))
         if _true(inside):
             left_alone = _left_alone(user, admin_user, _true(administers), kept)
             if left_alone is None:
@@ -613,3 +611,12 @@ def _left_alone(user: str, admin_user: str, administers: bool, kept: bool) -> st
     if administers:
         return "an administrator (SUPER, CREATE USER or GRANT OPTION on *.*)"
     return None
+
+
+def _password_why(lifetime: Any, expired: bool, default_lifetime: int) -> str:
+    days = int(lifetime) if lifetime is not None and int(lifetime) >= 0 else default_lifetime
+    if expired:
+        return "unlocked; its password has expired, but the old one still logs in to set a new one"
+    if days > 0:
+        return f"unlocked; password lifetime {days} days, but its holder sets the next one"
+    return "unlocked, no password expiry"

@@ -10,17 +10,31 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pymysql
 import pytest
 from click.testing import CliRunner, Result
 from psycopg import sql
 
 from reconciler.cli import main
 from reconciler.credentials import new_password, scram_sha256_verifier
-from reconciler.engines.mysql import account
+from reconciler.engines.mysql import account, parse_dsn, standing_logins
+from reconciler.model import Target
 from tests.conftest import MysqlServer, PgServer
 from tests.helpers import AccessRepo, utc
 from tests.integration.conftest import World
 from tests.integration.test_mysql import MyWorld
+from tests.mysql_server import ThrowawayMariadb
+
+CAN_HANDLE_EXPIRED_PASSWORDS = 1 << 22  # the client capability flag
+
+
+def set_own_password(conn: Any, password: str) -> None:
+    """What the sandbox session allows (no SELECT there, so the flavour comes from the
+    handshake)."""
+    mariadb = "mariadb" in conn.get_server_info().lower()
+    with conn.cursor() as cur:
+        cur.execute("SET PASSWORD = PASSWORD(%s)" if mariadb else "SET PASSWORD = %s",
+                    [password])
 
 
 @pytest.fixture(autouse=True)
@@ -173,10 +187,54 @@ def test_mysql_standing_accounts(my_world: MyWorld) -> None:
         mine = {k: (v["superuser"], v["why"]) for k, v in everyone.items()
                 if k.startswith(tag)}
         why = "unlocked, no password expiry"
-        assert mine == {f"{tag}forever@%": (False, why), f"{tag}local@localhost": (False, why),
-                        f"{tag}boss@%": (True, why)}
+        assert mine == {
+            f"{tag}forever@%": (False, why), f"{tag}local@localhost": (False, why),
+            f"{tag}boss@%": (True, why),
+            # A password lifetime or an expired password ends nothing: the holder sets the
+            # next password (an expired one from the sandbox session, below).
+            f"{tag}aging@%": (False, "unlocked; password lifetime 30 days, but its holder "
+                                     "sets the next one"),
+            f"{tag}expired@%": (False, "unlocked; its password has expired, but the old one "
+                                       "still logs in to set a new one")}
         assert not any(k.startswith(my_world.prefix) for k in everyone)  # jitgrant's own
         admin = server.sql("SELECT CURRENT_USER()")[0][0]
         assert admin not in everyone
+        # What `mariadb --connect-expired-password` does: a client that says it handles
+        # expired passwords gets a session in which it may set a new one, whatever
+        # disconnect_on_expired_password says (it only concerns other clients).
+        args = parse_dsn(server.admin_dsn)
+        sandbox = pymysql.connect(host=args["host"], port=args["port"], user=tag + "expired",
+                                  password="x-5", client_flag=CAN_HANDLE_EXPIRED_PASSWORDS)
+        with sandbox:
+            set_own_password(sandbox, "x-5b")
+        server.login(tag + "expired", "x-5b").close()  # and it is a normal account again
     finally:
         server.sql("SELECT 1", *(f"DROP USER IF EXISTS {a}" for a in made.values()))
+
+
+@pytest.mark.mysql
+def test_an_expired_password_is_standing_even_with_disconnect_on_expired_password() -> None:
+    """disconnect_on_expired_password = ON only turns away clients that cannot handle an
+    expired password; one that can (`mariadb --connect-expired-password`) still gets the
+    session in which it sets a new password. A throwaway server, since the setting is global."""
+    server = ThrowawayMariadb()
+    if not server.available:
+        pytest.skip("no mariadbd for a throwaway server")
+    try:
+        dsn = server.start()
+        mine = MysqlServer("throwaway", dsn)
+        mine.sql("SET GLOBAL disconnect_on_expired_password = ON",
+                 "CREATE USER 'lapsed'@'%' IDENTIFIED BY 'old-1' PASSWORD EXPIRE")
+        rows = standing_logins(Target("db1", "mysql", "JG_X", role_prefix="jit_"), dsn)
+        assert ("lapsed@%", False, "unlocked; its password has expired, but the old one still "
+                                   "logs in to set a new one") in rows
+        args = parse_dsn(dsn)
+        with pytest.raises(pymysql.MySQLError, match="expired"):
+            mine.login("lapsed", "old-1")  # a client that cannot handle it is turned away
+        sandbox = pymysql.connect(host=args["host"], port=args["port"], user="lapsed",
+                                  password="old-1", client_flag=CAN_HANDLE_EXPIRED_PASSWORDS)
+        with sandbox:
+            set_own_password(sandbox, "new-1")
+        mine.login("lapsed", "new-1").close()
+    finally:
+        server.stop()
