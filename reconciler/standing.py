@@ -123,8 +123,10 @@ def standing_command(repo: Path, only: str | None, fmt: str) -> int:
         click.echo(to_json(report, now))
     elif report.found:
         click.echo(to_table(report))
+    elif report.read:
+        click.echo(f"no standing access on {', '.join(report.read)}")
     else:
-        click.echo(f"no standing access on {', '.join(report.read) or 'any target read'}")
+        click.echo("standing access unknown: no target could be read")
     if fmt == "table":
         for name in report.skipped:
             click.echo(f"note: {name}: skipped, its DSN environment variable is not set",

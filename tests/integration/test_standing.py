@@ -20,7 +20,7 @@ from reconciler.credentials import new_password, scram_sha256_verifier
 from reconciler.engines.mysql import account, parse_dsn, standing_logins
 from reconciler.model import Target
 from tests.conftest import MysqlServer, PgServer
-from tests.helpers import AccessRepo, utc
+from tests.helpers import AccessRepo, policy, utc
 from tests.integration.conftest import World
 from tests.integration.test_mysql import MyWorld
 from tests.mysql_server import ThrowawayMariadb
@@ -238,3 +238,26 @@ def test_an_expired_password_is_standing_even_with_disconnect_on_expired_passwor
         mine.login("lapsed", "new-1").close()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("dsn", ["mysql://root@127.0.0.1:99999/test", "mysql://root@[::1/test",
+                                 "mysql://root@127.0.0.1:port/test"])
+def test_a_malformed_mysql_dsn_is_one_line_and_exit_1(tmp_path: Path, dsn: str) -> None:
+    """Not a crash (exit 3) in urllib, in standing, plan or apply; and with no target read,
+    standing does not claim there is no standing access."""
+    repo = AccessRepo(tmp_path / "repo")
+    repo.write("policies/main.yaml", policy(engine="mysql", dsn_env="JG_MY_BAD"))
+    repo.commit("policy")
+    env = {"JG_MY_BAD": dsn}
+    result = standing(repo, env)
+    assert result.exit_code == 1, result.output
+    assert result.stdout == "standing access unknown: no target could be read\n"
+    assert result.stderr.startswith("jitgrant: error: db1: cannot connect: the DSN in "
+                                    "$JG_MY_BAD is malformed: ")
+    assert len(result.stderr.splitlines()) == 1
+    for command in ("plan", "apply"):
+        other = CliRunner().invoke(main, [command, "--repo", str(repo.root)], env=env,
+                                   catch_exceptions=False)
+        assert other.exit_code == 1, (command, other.output)
+        assert "target db1 (mysql): error: cannot connect: the DSN in $JG_MY_BAD is " \
+               "malformed" in other.stdout, other.output
