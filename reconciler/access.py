@@ -36,6 +36,11 @@ EXPIRING_SOON = timedelta(hours=1)  # an active grant this close to its end is "
 KEEP_EXPIRED = timedelta(days=7)  # older expired grants are counted, listed only with --all
 STATE_ORDER = ("expiring", "active", "scheduled", "pending", "expired", "offboarded", "invalid")
 CLIENTS = {"psql": "postgres", "pgcli": "postgres", "mysql": "mysql", "mariadb": "mysql"}
+# What the child must not inherit, lest it connect somewhere other than the policy says: a
+# service (file) overrides PGHOST and the others, PGHOSTADDR overrides PGHOST's address; for
+# mysql, once jitgrant passes --host/--port, a socket or a host from the environment.
+PG_REDIRECTS = ("PGSERVICE", "PGSERVICEFILE", "PGHOSTADDR")
+MYSQL_REDIRECTS = ("MYSQL_HOST", "MYSQL_TCP_PORT", "MYSQL_UNIX_PORT")
 
 
 def now_utc() -> datetime:
@@ -582,9 +587,13 @@ def client_command(conn: Connection, client: str, extra: Sequence[str],
     environment only (PGPASSWORD, MYSQL_PWD): argv is readable by every local user."""
     env = dict(os.environ)
     if CLIENTS[client] == "postgres":
-        env.pop("PGSERVICE", None)  # a service file would override PGHOST and the others
+        for name in PG_REDIRECTS:
+            env.pop(name, None)
         env.update(_pg_env(conn, password))
         return [client, *extra], env
+    if conn.host or conn.port is not None:
+        for name in MYSQL_REDIRECTS:
+            env.pop(name, None)
     env["MYSQL_PWD"] = password
     argv = [client, f"--user={conn.login}"]
     if conn.host:

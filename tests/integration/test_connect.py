@@ -24,7 +24,8 @@ from tests.integration.test_mysql import MyWorld
 JITGRANT_BIN = str(Path(sys.executable).with_name("jitgrant"))
 # Client settings a developer's shell might hold: the test must not lean on any of them.
 CLIENT_VARS = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGSERVICE",
-               "PGPASSFILE", "MYSQL_PWD", "MYSQL_HOST", "MYSQL_TCP_PORT")
+               "PGPASSFILE", "PGHOSTADDR", "PGSERVICEFILE", "MYSQL_PWD", "MYSQL_HOST",
+               "MYSQL_TCP_PORT", "MYSQL_UNIX_PORT")
 SHOW_CMDLINE = 'tr "\\0" " " < /proc/$PPID/cmdline && echo'
 SHOW_ENV_NAMES = "tr '\\0' '\\n' < /proc/$PPID/environ | cut -d= -f1 | grep -x -e PGPASSWORD " \
                  "-e MYSQL_PWD"
@@ -102,6 +103,24 @@ def test_print_env_is_what_psql_needs(scram_world: World, config_dir: Path) -> N
     assert shell.stdout.strip() == scram_world.login(), shell.stderr
 
 
+def test_the_environment_cannot_send_psql_elsewhere(scram_world: World, config_dir: Path,
+                                                    tmp_path: Path) -> None:
+    """PGHOSTADDR overrides PGHOST's address and a service overrides them all: a shell that
+    holds them still reaches the server the policy names."""
+    pg_world_for_connect(scram_world)
+    services = tmp_path / "pg_service.conf"
+    services.write_text("[elsewhere]\nhost=127.0.0.2\nport=1\n")
+    redirects = {"PGHOSTADDR": "127.0.0.2", "PGSERVICE": "elsewhere",
+                 "PGSERVICEFILE": str(services)}
+    show = "tr '\\0' '\\n' < /proc/$PPID/environ | cut -d= -f1 | grep -x " + \
+        " ".join(f"-e {name}" for name in redirects) + " || echo none"
+    proc = run(scram_world.repo.root, "connect", "db1", "--as", "alice", "--", "-X", "-A",
+               "-t", "-c", "select current_user, inet_server_addr()", "-c", f"\\! {show}",
+               config=config_dir, env=redirects)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"{scram_world.login()}|127.0.0.1", "none"]
+
+
 @pytest.fixture
 def my_world(mysql: MysqlServer, tmp_path: Path) -> Iterator[MyWorld]:
     args = parse_dsn(mysql.admin_dsn)
@@ -129,6 +148,23 @@ def test_mariadb_runs_a_query_as_the_login(my_world: MyWorld, config_dir: Path) 
     assert f"--user={my_world.login()}" in cmdline and "--database=test" in cmdline
     assert "MYSQL_PWD" in out.splitlines()
     assert password not in out + proc.stderr
+
+
+@pytest.mark.mysql
+def test_the_environment_cannot_send_mariadb_elsewhere(my_world: MyWorld,
+                                                       config_dir: Path) -> None:
+    my_world.add_grant()
+    assert not my_world.run().failed
+    secretstore.save("db1", my_world.login(), my_world.passwords["alice"])
+    redirects = {"MYSQL_HOST": "127.0.0.2", "MYSQL_TCP_PORT": "1",
+                 "MYSQL_UNIX_PORT": "/nonexistent/mysqld.sock"}
+    show = "tr '\\0' '\\n' < /proc/$PPID/environ | cut -d= -f1 | grep -x " + \
+        " ".join(f"-e {name}" for name in redirects) + " || echo none"
+    proc = run(my_world.repo.root, "connect", "db1", "--as", "alice", "--", "--batch",
+               "--skip-column-names", "-e", f"select current_user(); \\! {show}",
+               config=config_dir, env=redirects)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.splitlines()) == sorted([f"{my_world.login()}@%", "none"])
 
 
 @pytest.mark.mysql
