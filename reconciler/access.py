@@ -464,7 +464,7 @@ _MAINLINE = click.option("--mainline", "mainline_ref", metavar="REF",
 @click.command("status")
 @repo_option
 @_MAINLINE
-@click.option("--me", is_flag=True, help="Only my grants (git config user.email in people).")
+@click.option("--me", is_flag=True, help="Only my grants (your git author email in people).")
 @click.option("--as", "as_handle", metavar="HANDLE", help="Only the grants of this person.")
 @click.option("--all", "show_all", is_flag=True,
               help="Also grants that ended more than 7 days ago.")
@@ -671,7 +671,7 @@ class _ClientArgs(click.Command):
 @click.option("--client", type=click.Choice(sorted(CLIENTS)),
               help="Default: psql for postgres, mariadb (or mysql) for mysql.")
 @click.option("--as", "as_handle", metavar="HANDLE",
-              help="Connect as this person's grant (default: git config user.email).")
+              help="Connect as this person's grant (default: your git author email).")
 @click.option("--host", help="Instead of the target's connect.host (a tunnel, say).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Instead of connect.port.")
 @click.option("--print-env", is_flag=True,

@@ -510,7 +510,7 @@ def request_command(target: str, access: str, duration: str, reason: str, starts
 @click.command("extend")
 @_GRANT_ARG
 @click.option("--for", "duration", required=True, metavar="DURATION",
-              help="How much longer, counted from the current expiry (or now, if later).")
+              help="How much longer, counted from the current expiry.")
 @click.option("--reason", help="Why (default: the grant's reason).")
 @_PUSH
 @repo_option
