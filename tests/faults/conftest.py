@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from reconciler.schemas import validator
-from tests.conftest import MysqlServer, PgServer
-from tests.integration.conftest import World
+from tests.integration.conftest import world  # noqa: F401 - the `world` fixture
 from tests.integration.test_least_privilege import lp_world  # noqa: F401 - a fixture
-from tests.integration.test_mysql import MyWorld
-
-
-@pytest.fixture
-def world(pg: PgServer, tmp_path: Path) -> Iterator[World]:
-    w = World(pg, tmp_path / "repo")
-    yield w
-    w.cleanup()
-
-
-@pytest.fixture
-def my(mysql: MysqlServer, tmp_path: Path) -> Iterator[MyWorld]:
-    w = MyWorld(mysql, tmp_path / "repo")
-    yield w
-    w.cleanup()
+from tests.integration.test_mysql import my  # noqa: F401 - the `my` fixture
 
 
 def audit_record(repo: Path, output: str) -> dict[str, Any]:
