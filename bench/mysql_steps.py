@@ -59,7 +59,9 @@ class MysqlBench(Bench):
         now = datetime.now(timezone.utc)
         repo = self._time("generate", lambda: access.build(
             root, self.grants, ns.prefix, ns.group, now, engine="mysql"))
-        create = self._first_apply(repo, ns, now)
+        create, _ = self._first_apply(repo, ns, now)
+        if "apply_first" in self.result.failures:
+            raise BenchError(f"first apply: {self.result.failures['apply_first']}")
         self._noop_apply(repo, now)
         self._client_create(repo, ns, create, now)
         revoke = self._revocation(repo, ns)
