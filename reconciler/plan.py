@@ -218,9 +218,10 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
                                         "enforced by apply alone", "warning"))
     keep = set(desired.logins) | (set() if desired.may_grant else _still_current(desired, now))
     by_user = _accounts_by_user(actual)
+    unprotected_names = set(unprotected)  # once: a set per revocation made this quadratic
     for name, role in unprotected.items():
         if name not in keep:
-            action = _revoke_action(target, role, desired, actual, by_user, set(unprotected),
+            action = _revoke_action(target, role, desired, actual, by_user, unprotected_names,
                                     problems)
             if not (action.hold and _stripped(role, actual)):  # else only its problem remains
                 actions.append(action)
