@@ -40,7 +40,9 @@ def free_port() -> int:
 class EmbeddedPostgres:
     """initdb + pg_ctl start in a temporary folder; stop() removes everything."""
 
-    def __init__(self, superuser_password: str, bin_dir: Path | None = None) -> None:
+    def __init__(self, superuser_password: str, bin_dir: Path | None = None,
+                 settings: dict[str, str] | None = None) -> None:
+        self.settings = {"fsync": "off", **(settings or {})}
         self.bin = bin_dir or _bin_dir()
         self.root = Path(tempfile.mkdtemp(prefix="jitgrant-pg-"))
         self.data = self.root / "data"
@@ -73,7 +75,8 @@ class EmbeddedPostgres:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=scram-sha-256",
                   "--encoding=UTF8", "--locale=C", f"--pwfile={pwfile}")
         pwfile.unlink()
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off"
+        options = " ".join([f"-h 127.0.0.1 -p {self.port} -k {self.root}",
+                            *(f"-c {k}={v}" for k, v in self.settings.items())])
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
                   "-t", "60", "-o", options, "start")
         return self

@@ -258,6 +258,11 @@ def _render_revoke(index: int, action: Action, target: Target,
 # -- the session (I/O) -----------------------------------------------------------------------
 
 CHUNK = 500  # statements per round trip on the fast path
+# Actions per transaction. Each holds a lock or two on its role until the commit, and the
+# server's lock table is shared by every session: max_locks_per_transaction x (connections +
+# workers), some 7,800 slots by default. One transaction of 12,700 new roles already exhausts
+# it ("out of shared memory"), so a target's changes commit in transactions of this many.
+TX_ACTIONS = 1000
 
 
 @contextmanager
@@ -398,7 +403,8 @@ class PostgresSession:
             by_database.setdefault(stmt.database, []).append(stmt)
         for database, stmts in by_database.items():
             if database is None:
-                self._transaction(self.conn, stmts, results)
+                for part in _by_actions(stmts):
+                    self._transaction(self.conn, part, results)
                 continue
             try:
                 other = _connect(make_conninfo(self.dsn, dbname=database), self.target)
@@ -406,7 +412,8 @@ class PostgresSession:
                 _fail(stmts, results, f"database {database}: {exc}")
                 continue
             with other:
-                self._transaction(other, stmts, results)
+                for part in _by_actions(stmts):
+                    self._transaction(other, part, results)
 
     def _transaction(self, conn: psycopg.Connection[Any], stmts: list[Statement],
                      results: list[ActionResult]) -> None:
@@ -459,6 +466,16 @@ class PostgresSession:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _by_actions(stmts: list[Statement]) -> Iterator[list[Statement]]:
+    """The statements in parts of at most TX_ACTIONS whole actions, in order."""
+    groups: dict[int, list[Statement]] = {}
+    for stmt in stmts:
+        groups.setdefault(stmt.action, []).append(stmt)
+    ordered = list(groups.values())
+    for start in range(0, len(ordered), TX_ACTIONS):
+        yield [stmt for group in ordered[start:start + TX_ACTIONS] for stmt in group]
 
 
 def _fail_survivors(survivors: dict[int, list[int]], results: list[ActionResult]) -> None:
