@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from reconciler.apply import Run, reconcile
-from reconciler.audit import persist
+from reconciler.audit import persist, preparer
 from reconciler.plan import marker_comment
 from reconciler.render import problems_text
 from reconciler.snapshot import read_snapshot
@@ -312,7 +312,8 @@ class Bench:
         """What `jitgrant apply` does, with its three parts timed on their own too."""
         snap = self._part(f"{key}.snapshot", lambda: read_snapshot(repo.root, "HEAD", now))
         run = self._part(f"{key}.reconcile",
-                         lambda: reconcile(snap, now, execute=True, env=self.env))
+                         lambda: reconcile(snap, now, execute=True, env=self.env,
+                                           while_executing=preparer(snap)))
         self._part(f"{key}.audit", lambda: persist(repo.root, run))
         return run
 

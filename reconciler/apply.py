@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -26,6 +28,7 @@ class TargetRun:
     error: str | None = None
     executed: bool = False
     bug: str | None = None  # the traceback of an unexpected error, for -v
+    prepared: list[str] | None = None  # the audit record's heads of actions (audit.preparer)
 
     @property
     def status(self) -> str:
@@ -98,19 +101,23 @@ def offline_state(snapshot: Snapshot, target: Target) -> ActualState:
 
 def reconcile(snapshot: Snapshot, now: datetime, *, only: str | None = None,
               execute: bool = False, offline: bool = False,
-              env: Mapping[str, str] | None = None) -> Run:
+              env: Mapping[str, str] | None = None,
+              while_executing: Callable[[TargetRun], None] | None = None) -> Run:
     """Plan (and with `execute`, apply) every selected target; a failing target never stops
-    the others."""
+    the others. `while_executing(target_run)` runs in a thread while a target's statements
+    execute (the audit prepares its record there)."""
     env = os.environ if env is None else env
     run = Run(snapshot, now, [])
     for target in select_targets(snapshot, only):
-        run.targets.append(_one_target(snapshot, target, now, execute, offline, env))
+        run.targets.append(_one_target(snapshot, target, now, execute, offline, env,
+                                       while_executing))
     run.finished = datetime.now(now.tzinfo)
     return run
 
 
 def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool,
-                offline: bool, env: Mapping[str, str]) -> TargetRun:
+                offline: bool, env: Mapping[str, str],
+                while_executing: Callable[[TargetRun], None] | None = None) -> TargetRun:
     engine = ENGINES.get(target.engine)
     result = TargetRun(target)
     if engine is None:
@@ -136,7 +143,8 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
         result.statements = engine.render(result.plan, actual)
         if execute and result.plan.actions:
             result.executed = True
-            result.results = session.execute(result.plan, result.statements, actual)
+            with _alongside(while_executing, result):
+                result.results = session.execute(result.plan, result.statements, actual)
     except UserError as exc:
         _failed(result, str(exc))
     except Exception as exc:  # noqa: BLE001 - one target's bug must not stop the others
@@ -146,6 +154,29 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
         if session is not None:
             session.close()
     return result
+
+
+@contextmanager
+def _alongside(work: Callable[[TargetRun], None] | None, result: TargetRun) -> Iterator[None]:
+    """`work(result)` in a thread while the block runs. The server executes and psycopg waits
+    on the network with the GIL released, so the thread's Python work costs no wall time. A
+    failure there is dropped: the work is only a head start (result.prepared stays None)."""
+    if work is None:
+        yield
+        return
+    thread = threading.Thread(target=_quietly, args=(work, result), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+def _quietly(work: Callable[[TargetRun], None], result: TargetRun) -> None:
+    try:
+        work(result)
+    except Exception:  # noqa: BLE001 - a head start that failed is simply not taken
+        result.prepared = None
 
 
 def _failed(result: TargetRun, error: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +15,9 @@ from . import __version__, gitrepo
 from .apply import Run, TargetRun
 from .errors import UserError
 from .model import Grant, Provenance
+from .plan import Action
 from .timeutil import iso
+from .validate import Snapshot
 
 SCHEMA_VERSION = 1
 
@@ -26,8 +28,10 @@ def audit_path(run: Run) -> str:
     return f"audit/{started:%Y/%m/%d}/{stamp}-{run.run_id}.json"
 
 
-def record(run: Run, actor: str) -> dict[str, Any]:
-    grants = {g.path: g for g in run.snapshot.grants + run.snapshot.inactive}
+def record(run: Run, actor: str, actions: bool = True) -> dict[str, Any]:
+    """The record as data; `actions=False` leaves the actions out (to_json then takes them
+    already encoded, see action_lines)."""
+    grants = _grants(run.snapshot)
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run.run_id,
@@ -39,36 +43,79 @@ def record(run: Run, actor: str) -> dict[str, Any]:
         "targets": [{"target": t.target.name, "engine": t.target.engine, "status": t.status,
                      "error": t.error, "actions": len(t.plan.actions) if t.plan else 0}
                     for t in run.targets],
-        "actions": [a for t in run.targets for a in _actions(t, grants)],
+        "actions": [{**_static(a, shown[i], grants), **_outcome(t, i)}
+                    for t in run.targets if actions and t.plan
+                    for shown in [t.shown_by_action()] for i, a in enumerate(t.plan.actions)],
     }
 
 
-def _actions(run: TargetRun, grants: dict[str, Grant]) -> list[dict[str, Any]]:
-    if not run.plan:
-        return []
-    out = []
+def _grants(snapshot: Snapshot) -> dict[str, Grant]:
+    return {g.path: g for g in snapshot.grants + snapshot.inactive}
+
+
+def preparer(snapshot: Snapshot) -> Callable[[TargetRun], None]:
+    """What `apply` runs in a thread while a target's statements execute: each action's
+    fields that do not depend on how it went, encoded as JSON text without its closing
+    brace. The thread works while psycopg waits on the server, so that part of the record
+    costs no time; whatever is not prepared is built when the record is written."""
+    grants = _grants(snapshot)
+
+    def prepare(run: TargetRun) -> None:
+        if run.plan:
+            run.prepared = _heads(run, grants)
+
+    return prepare
+
+
+def action_lines(run: Run) -> list[str]:
+    """Every action of the record as one line of JSON: the prepared head (or a new one) and
+    the outcome."""
+    grants: dict[str, Grant] | None = None
+    lines: list[str] = []
+    for t in run.targets:
+        actions = t.plan.actions if t.plan else ()
+        heads = t.prepared if t.prepared is not None and len(t.prepared) == len(actions) \
+            else None
+        if heads is None:
+            grants = grants if grants is not None else _grants(run.snapshot)
+            heads = _heads(t, grants)
+        lines.extend(f"{head}, {_compact(_outcome(t, i))[1:]}" for i, head in enumerate(heads))
+    return lines
+
+
+def _heads(run: TargetRun, grants: dict[str, Grant]) -> list[str]:
+    """Each action's fields that do not depend on how it went, as JSON without the closing
+    brace, for _outcome's fields to follow."""
     shown = run.shown_by_action()
-    for index, action in enumerate(run.plan.actions):
-        result = run.results[index] if index < len(run.results) else None
-        status = result.status if result else ("failed" if run.error else "planned")
-        out.append({
-            "target": action.target, "login": action.login, "grantee": action.grantee,
-            "access": action.access, "action": action.kind, "cause": action.cause,
-            "changes": action.changes.describe(), "expires": iso(action.expires),
-            "grant_files": list(action.grant_files),
-            "grants": [_provenance(p, grants.get(p)) for p in action.grant_files],
-            "statements": result.statements if result else 0,
-            "sql": shown[index],
-            "sessions_ended": result.sessions_ended if result else 0,
-            "owned_objects": [{"database": db, "reassigned_to": owner}
-                              for db, owner in sorted((result.owned_objects if result else {})
-                                                      .items())],
-            "held": action.hold,
-            "status": status,
-            "error": (result.error if result else None) or (run.error if status == "failed"
-                                                             else None),
-        })
-    return out
+    actions = run.plan.actions if run.plan else ()
+    return [_compact(_static(a, shown[i], grants))[:-1] for i, a in enumerate(actions)]
+
+
+def _static(action: Action, shown: list[str], grants: dict[str, Grant]) -> dict[str, Any]:
+    return {
+        "target": action.target, "login": action.login, "grantee": action.grantee,
+        "access": action.access, "action": action.kind, "cause": action.cause,
+        "changes": action.changes.describe(), "expires": iso(action.expires),
+        "grant_files": list(action.grant_files),
+        "grants": [_provenance(p, grants.get(p)) for p in action.grant_files],
+        "sql": shown,
+        "held": action.hold,
+    }
+
+
+def _outcome(run: TargetRun, index: int) -> dict[str, Any]:
+    result = run.results[index] if index < len(run.results) else None
+    status = result.status if result else ("failed" if run.error else "planned")
+    return {
+        "statements": result.statements if result else 0,
+        "sessions_ended": result.sessions_ended if result else 0,
+        "owned_objects": [{"database": db, "reassigned_to": owner}
+                          for db, owner in sorted((result.owned_objects if result else {})
+                                                  .items())],
+        "status": status,
+        "error": (result.error if result else None) or (run.error if status == "failed"
+                                                         else None),
+    }
 
 
 def _provenance(path: str, grant: Grant | None) -> dict[str, Any]:
@@ -85,17 +132,20 @@ def _provenance(path: str, grant: Grant | None) -> dict[str, Any]:
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
 
-def to_json(data: dict[str, Any]) -> bytes:
+def to_json(data: dict[str, Any], encoded: dict[str, list[str]] | None = None) -> bytes:
     """The record with one top-level field, and one action or target, per line. `indent=`
     would switch json to its pure-Python encoder, about five times slower on 10,000 actions;
-    this layout keeps the C encoder and still reads (and diffs) line by line."""
+    this layout keeps the C encoder and still reads (and diffs) line by line. `encoded` gives
+    a list field's items already as JSON text."""
     fields = []
     for key, value in data.items():
-        if isinstance(value, list) and value:
-            items = ",\n    ".join(_compact(item) for item in value)
-            fields.append(f"  {_compact(key)}: [\n    {items}\n  ]")
+        items = (encoded or {}).get(key)
+        if items is None and isinstance(value, list):
+            items = [_compact(item) for item in value]
+        if items:
+            fields.append(f"  {_compact(key)}: [\n    " + ",\n    ".join(items) + "\n  ]")
         else:
-            fields.append(f"  {_compact(key)}: {_compact(value)}")
+            fields.append(f"  {_compact(key)}: {_compact([] if items is not None else value)}")
     return ("{\n" + ",\n".join(fields) + "\n}\n").encode()
 
 
@@ -120,7 +170,8 @@ def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) 
     if not any(t.executed for t in run.targets):
         return None
     repo = gitrepo.open_repo(repo_path)
-    content = to_json(record(run, gitrepo.identity(repo)))
+    content = to_json(record(run, gitrepo.identity(repo), actions=False),
+                      {"actions": action_lines(run)})
     rel = write(Path(str(repo.working_tree_dir)), run, content)
     if commit:
         changed = sum(len(t.plan.actions) for t in run.targets if t.plan and t.executed)

@@ -159,12 +159,13 @@ def apply(repo: Path, rev: str, only: str | None, dry_run: bool, no_commit: bool
           fmt: str) -> int:
     """Reconcile the databases with the grants at a commit, then audit and commit."""
     from .apply import reconcile
-    from .audit import persist
+    from .audit import persist, preparer
     from .snapshot import read_snapshot
 
     started = now_utc()
     snapshot = read_snapshot(repo, rev, started)
-    run = reconcile(snapshot, started, only=only, execute=not dry_run)
+    run = reconcile(snapshot, started, only=only, execute=not dry_run,
+                    while_executing=preparer(snapshot))
     _print_run(run, fmt)
     if dry_run:
         return _exit_code(run, 2)
