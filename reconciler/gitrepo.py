@@ -215,13 +215,14 @@ SPLIT_LOG_FROM = 2000
 
 def _log_raw(repo: git.Repo, revs: list[str]) -> str:
     """`git log --raw` of `revs`. git spends its time diffing each commit's trees, on one
-    core; on a long history two processes each take a part: the newest 40% of the commits
-    (whose trees are the largest when grant folders only grow) and the rest, with --skip."""
+    core; on a long history two processes each take a part, with --skip: the newest 30% of
+    the commits and the rest. Newer commits cost more when grant folders grow (a folder of
+    10,000 files over 10,000 commits: the newest third took 56% of the time)."""
     cmd = ["git", "--git-dir", str(repo.git_dir), *_LOG, *revs, "--"]
     count = int(repo.git.rev_list("--count", *revs)) if _cores() > 1 else 0
     if count < SPLIT_LOG_FROM:
         return _run_git(cmd)
-    newest = count * 2 // 5
+    newest = count * 3 // 10
     older = subprocess.Popen([*cmd[:-1], f"--skip={newest}", "--"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
     outputs: list[tuple[bytes, bytes]] = []  # read while this thread runs the newest part
