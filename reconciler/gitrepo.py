@@ -298,7 +298,9 @@ def _cache_write(repo: git.Repo, commit: str, files: dict[str, str],
         return  # a read-only .git: every run then reads the whole history, as without a cache
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump({"version": _CACHE_VERSION, "commit": commit, "files": entries}, handle)
+            # (json.dump writes chunk by chunk; one dumps is several times faster)
+            handle.write(json.dumps({"version": _CACHE_VERSION, "commit": commit,
+                                     "files": entries}))
         os.replace(tmp, path)
     except OSError:
         os.unlink(tmp)
