@@ -28,7 +28,7 @@ from .engines import ENGINES
 from .errors import ConfigError, UserError, one_line
 from .load import SourceFile
 from .model import Grant, Policy, Target, login_name
-from .timeutil import format_duration, iso
+from .timeutil import format_duration, iso, now_utc
 from .validate import Context, RawGrant, Snapshot, build_snapshot
 
 MAINLINE = ("main", "master")
@@ -41,10 +41,6 @@ CLIENTS = {"psql": "postgres", "pgcli": "postgres", "mysql": "mysql", "mariadb":
 # mysql, once jitgrant passes --host/--port, a socket or a host from the environment.
 PG_REDIRECTS = ("PGSERVICE", "PGSERVICEFILE", "PGHOSTADDR")
 MYSQL_REDIRECTS = ("MYSQL_HOST", "MYSQL_TCP_PORT", "MYSQL_UNIX_PORT")
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 # -- git: the mainline and the branches that would change it ---------------------------------
@@ -67,7 +63,7 @@ def mainline(repo: Any, explicit: str | None = None) -> Base:
         sha = _sha(repo, ref) if ref else None
         if sha:
             return Base(ref.removeprefix("refs/heads/").removeprefix("refs/remotes/"), sha)
-    current = _current_branch(repo)
+    current = gitrepo.current_branch(repo)
     if _is_request(current) or (current is None and _detached_on_request(repo)):
         on = f"the request branch {current}" if current else "a detached checkout of a " \
             "request branch"
@@ -109,11 +105,6 @@ def _detached_on_request(repo: Any) -> bool:
         if not symref and not _is_request(short, remote):
             return False
     return True
-
-
-def _current_branch(repo: Any) -> str | None:
-    name = str(repo.git.rev_parse("--abbrev-ref", "HEAD")).strip()
-    return None if name == "HEAD" else name
 
 
 def _branches(repo: Any, base: Base) -> list[tuple[str, str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,7 @@ from .clicommon import EXIT_BUG, handled, repo_option
 from .errors import UserError
 from .requester import extend_command, request_command, revoke_command
 from .standing import standing_command
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+from .timeutil import now_utc
 
 
 class JitgrantGroup(click.Group):
@@ -111,8 +107,9 @@ def plan(repo: Path, rev: str, only: str | None, fmt: str, offline: bool,
     from .apply import reconcile
     from .snapshot import read_snapshot
 
-    snapshot = read_snapshot(repo, rev, now_utc(), base)
-    run = reconcile(snapshot, now_utc(), only=only, offline=offline)
+    now = now_utc()
+    snapshot = read_snapshot(repo, rev, now, base)
+    run = reconcile(snapshot, now, only=only, offline=offline)
     _print_run(run, fmt)
     return _exit_code(run, 2)
 

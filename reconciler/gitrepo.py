@@ -18,6 +18,7 @@ from pathlib import Path
 
 import git
 
+from . import parallel
 from .errors import ConfigError, UserError, one_line
 from .load import MAX_FILE_BYTES, YAML_SUFFIXES, SourceFile
 from .model import Provenance
@@ -219,7 +220,7 @@ def _log_raw(repo: git.Repo, revs: list[str]) -> str:
     the commits and the rest. Newer commits cost more when grant folders grow (a folder of
     10,000 files over 10,000 commits: the newest third took 56% of the time)."""
     cmd = ["git", "--git-dir", str(repo.git_dir), *_LOG, *revs, "--"]
-    count = int(repo.git.rev_list("--count", *revs)) if _cores() > 1 else 0
+    count = int(repo.git.rev_list("--count", *revs)) if parallel.cores() > 1 else 0
     if count < SPLIT_LOG_FROM:
         return _run_git(cmd)
     newest = count * 3 // 10
@@ -236,12 +237,6 @@ def _log_raw(repo: git.Repo, revs: list[str]) -> str:
     if older.returncode:
         raise UserError(f"git log failed: {err.decode(errors='replace').strip()}")
     return first + out.decode("utf-8", "replace")
-
-
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _run_git(cmd: list[str]) -> str:

@@ -22,10 +22,17 @@ A = TypeVar("A")
 B = TypeVar("B")
 
 
+def cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def enabled() -> bool:
     if os.environ.get("JITGRANT_PARALLEL", "1") == "0" or sys.platform != "linux":
         return False
-    return len(os.sched_getaffinity(0)) >= 2
+    return cores() >= 2
 
 
 def both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:

@@ -9,7 +9,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -18,6 +18,7 @@ from .clicommon import handled, repo_option
 from .engines import mysql, postgres
 from .errors import UserError, one_line
 from .model import Target
+from .timeutil import now_utc
 
 EXIT_FOUND = 2
 # Each engine's catalog query lives in its own file; (name, superuser, why it is standing).
@@ -47,14 +48,6 @@ class Report:
         if self.errors:
             return 1
         return EXIT_FOUND if self.found else 0
-
-
-def select(targets: Mapping[str, Target], only: str | None) -> list[Target]:
-    if only is None:
-        return sorted(targets.values(), key=lambda t: t.name)
-    if only not in targets:
-        raise UserError(f"unknown target {only!r}")
-    return [targets[only]]
 
 
 def survey(targets: list[Target], env: Mapping[str, str], explicit: bool) -> Report:
@@ -108,11 +101,11 @@ def to_json(report: Report, now: datetime) -> str:
 def standing_command(repo: Path, only: str | None, fmt: str) -> int:
     """Logins that do not expire within a year: outside the namespace, and inside it those
     jitgrant leaves alone (exit 0 none, 2 found, 1 a target could not be read)."""
+    from .apply import select_targets
     from .snapshot import read_snapshot
 
-    now = datetime.now(timezone.utc)
-    policy = read_snapshot(repo, "HEAD", now).policy
-    targets = select(policy.targets, only)
+    now = now_utc()
+    targets = select_targets(read_snapshot(repo, "HEAD", now), only)
     if not targets:
         raise UserError("the policies define no target")
     report = survey(targets, os.environ, explicit=only is not None)

@@ -16,6 +16,10 @@ INFINITY = datetime.max.replace(tzinfo=timezone.utc)
 NEG_INFINITY = datetime.min.replace(tzinfo=timezone.utc)
 
 
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 def parse_timestamp(text: str) -> datetime:
     """Parse an RFC 3339 timestamp that must carry a zone; return it in UTC."""
     m = _RFC3339.match(text)

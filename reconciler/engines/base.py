@@ -108,3 +108,9 @@ def scrub(text: str, hide: tuple[str, ...]) -> str:
     for secret in hide:
         text = text.replace(secret, MASKED)
     return text
+
+
+def scrubbed_line(text: str, hide: tuple[str, ...], fallback: str) -> str:
+    """A driver's message on one line with the DSN's secrets masked, before and after the
+    whitespace is folded (a password may contain some); `fallback` when nothing is left."""
+    return scrub(" ".join(scrub(text, hide).split()), hide) or fallback

@@ -22,7 +22,7 @@ from pymysql.converters import escape_string
 from ..errors import ConfigError, LockHeld, TargetError
 from ..model import ActualRole, ActualState, Target
 from ..plan import Action, TargetPlan, wants_backstop
-from .base import PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrub
+from .base import PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrubbed_line
 
 MASK = "'********'"
 EVENT_PREFIX = "jitgrant_expire_"
@@ -329,7 +329,7 @@ def _one_line(exc: BaseException, hide: tuple[str, ...]) -> str:
     """The driver's message on one line, the DSN's secrets masked."""
     args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
     text = args[1] if len(args) >= 2 and isinstance(args[1], str) else str(exc)
-    return scrub(" ".join(scrub(text, hide).split()), hide) or type(exc).__name__
+    return scrubbed_line(text, hide, type(exc).__name__)
 
 
 def _secrets(dsn: str) -> tuple[str, ...]:

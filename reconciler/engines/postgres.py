@@ -19,7 +19,7 @@ from ..model import ActualRole, ActualState, DesiredLogin, Target
 from ..timeutil import INFINITY, NEG_INFINITY
 from ..plan import (Action, TargetPlan, marker_comment, owned_object_databases,
                     reassign_target)
-from .base import PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrub
+from .base import PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrubbed_line
 
 ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
 MASK = "'********'"
@@ -494,9 +494,7 @@ def _fail(stmts: list[Statement], results: list[ActionResult], error: str) -> No
 
 
 def _one_line(exc: BaseException, hide: tuple[str, ...]) -> str:
-    """The driver's message on one line, the DSN's secrets masked (before and after the
-    whitespace is folded, since a password may contain some)."""
-    return scrub(" ".join(scrub(str(exc), hide).split()), hide) or type(exc).__name__
+    return scrubbed_line(str(exc), hide, type(exc).__name__)
 
 
 def _secrets(dsn: str) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import gitrepo
+from reconciler import gitrepo, parallel
 from reconciler.model import Provenance
 from tests.helpers import AccessRepo, git, grant, policy
 
@@ -128,5 +128,5 @@ def test_the_split_log_reads_the_same_history(repo: AccessRepo,
         repo.commit(f"grant {index} (#{10 + index})")
     whole = full_walk(repo)
     monkeypatch.setattr(gitrepo, "SPLIT_LOG_FROM", 2)
-    monkeypatch.setattr(gitrepo, "_cores", lambda: 2)
+    monkeypatch.setattr(parallel, "cores", lambda: 2)
     assert full_walk(repo) == whole
