@@ -20,6 +20,7 @@ import git
 
 from . import parallel
 from .errors import ConfigError, UserError, one_line
+from .fastinit import fast_init
 from .load import MAX_FILE_BYTES, YAML_SUFFIXES, SourceFile
 from .model import Provenance
 
@@ -132,6 +133,7 @@ def blob_sizes(repo: git.Repo, shas: list[str]) -> dict[str, int]:
     return sizes
 
 
+@fast_init
 @dataclass(frozen=True)
 class _Commit:
     sha: str

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
+from .fastinit import fast_init
+
 ENGINE_NAME_LIMITS = {"postgres": 63, "mysql": 32}  # PostgreSQL counts bytes, MySQL characters
 
 
@@ -43,6 +45,7 @@ class AccessLevel:
     line: int = 0
 
 
+@fast_init
 @dataclass(frozen=True)
 class Person:
     handle: str
@@ -62,6 +65,7 @@ class Policy:
     valid: bool = True
 
 
+@fast_init
 @dataclass(frozen=True)
 class Provenance:
     """Where a grant file's current content came from in git."""
@@ -75,6 +79,7 @@ class Provenance:
     pull_request: int | None = None
 
 
+@fast_init
 @dataclass(frozen=True)
 class Grant:
     path: str
@@ -107,6 +112,7 @@ def login_name(prefix: str, grantee: str, access: str, engine: str) -> str:
     return cut + suffix
 
 
+@fast_init
 @dataclass(frozen=True)
 class DesiredLogin:
     """What one login should look like on its server right now."""
@@ -123,11 +129,16 @@ class DesiredLogin:
     @property
     def fingerprint(self) -> str:
         """Short digest of the granted state, kept in the role comment to tell drift from change."""
-        parts = [self.expires.isoformat(), ",".join(sorted(self.roles)),
-                 str(self.connection_limit), self.verifier or ""]
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+        known: str | None = self.__dict__.get("_fingerprint")  # computed once (diff, render)
+        if known is None:
+            parts = [self.expires.isoformat(), ",".join(sorted(self.roles)),
+                     str(self.connection_limit), self.verifier or ""]
+            known = self.__dict__["_fingerprint"] = hashlib.sha256(
+                "|".join(parts).encode()).hexdigest()[:12]
+        return known
 
 
+@fast_init
 @dataclass(frozen=True)
 class KnownLogin:
     """A login name that some grant file at the reconciled commit maps to, active or not."""
@@ -151,6 +162,7 @@ class DesiredState:
     access_levels: frozenset[str] = frozenset()
 
 
+@fast_init
 @dataclass(frozen=True)
 class ActualRole:
     """A role or account in the namespace as the server reports it."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import unquote
 
+from ..fastinit import fast_init
 from ..model import ActualState, Target
 from ..plan import Action, TargetPlan
 
@@ -16,6 +17,7 @@ from ..plan import Action, TargetPlan
 PHASES = ("lockout", "sessions", "strip", "objects", "main")
 
 
+@fast_init
 @dataclass(frozen=True)
 class Statement:
     """One SQL statement of a plan. `sql` may carry a password verifier: only `shown` is printed."""
