@@ -119,123 +119,162 @@ def _short_message(message: str, limit: int = 160) -> str:
 
 # -- a compiled check for the subset of JSON Schema our schemas use -----------------------------
 # jsonschema walks the schema for every document, which costs seconds at 10,000 grant files.
-# These predicates answer only "valid or not"; an invalid document goes to jsonschema for its
-# messages. A keyword they do not know makes them answer "not valid", never "valid".
+# The schema is turned once into the source of one Python function that answers only "valid or
+# not"; an invalid document goes to jsonschema for its messages. A keyword the generator does
+# not know makes the function answer "not valid", never "valid".
 
 Check = Callable[[Any], bool]
-_TYPES: dict[str, Check] = {
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "null": lambda v: v is None,
+_TYPE_TESTS = {
+    "string": "{0}.__class__ is str",
+    "integer": "{0}.__class__ is int",
+    "number": "{0}.__class__ in (int, float)",
+    "boolean": "{0}.__class__ is bool",
+    "object": "{0}.__class__ is dict",
+    "array": "{0}.__class__ is list",
+    "null": "{0} is None",
 }
 _KNOWN = {"type", "pattern", "minLength", "maxLength", "enum", "minimum", "maximum",
           "properties", "additionalProperties", "required", "propertyNames", "items",
           "uniqueItems", "minItems", "$ref", "$defs", "$schema", "$id", "title",
           "description"}
+_MAX_NESTING = 24  # deeper (or a $ref cycle): the document goes to jsonschema
 
 
 @cache
 def fast_check(name: str) -> Check:
-    root = load_schema(name)
-    return _compile(root, root)
+    return compile_check(load_schema(name), f"<schema {name}>")
 
 
-def _compile(schema: Any, root: dict[str, Any]) -> Check:
-    if not isinstance(schema, dict) or set(schema) - _KNOWN:
-        return lambda v: False
-    if "$ref" in schema:
-        ref = str(schema["$ref"])
-        target = root
-        for part in ref.removeprefix("#/").split("/"):
-            target = target[part]
-        return _compile(target, root)
-    checks = [c for c in (_scalar_checks(schema), _object_check(schema, root),
-                          _array_check(schema, root)) if c is not None]
-    if len(checks) == 1:
-        return checks[0]
-    return lambda v: all(check(v) for check in checks)
+def compile_check(root: dict[str, Any], label: str = "<schema>") -> Check:
+    """One Python function for `root`: True only when the document is valid."""
+    gen = _Generator(root)
+    body = gen.node(root, "v", 1)
+    source = "def check(v):\n" + "".join(body) + "    return True\n"
+    namespace: dict[str, Any] = {"_unique": _unique, **gen.constants}
+    exec(compile(source, label, "exec"), namespace)  # noqa: S102 - generated from our schema
+    return namespace["check"]  # type: ignore[no-any-return]
 
 
-def _kind(spec: Any) -> Check | None:
-    """`type` as a check: a name, or a list of names (any of them)."""
-    if spec is None:
-        return None
-    if isinstance(spec, list):
-        kinds = [_TYPES[k] for k in spec]
-        return lambda v: any(k(v) for k in kinds)
-    return _TYPES[spec]
+def _unique(items: list[Any]) -> bool:
+    return len({json.dumps(i, sort_keys=True) for i in items}) == len(items)
 
 
-def _scalar_checks(schema: dict[str, Any]) -> Check | None:
-    kind = _kind(schema.get("type"))
-    options = list(schema["enum"]) if "enum" in schema else None
-    regex = _anchored(schema["pattern"]) if "pattern" in schema else None
-    low, high = schema.get("minLength", 0), schema.get("maxLength")
-    lowest, highest = schema.get("minimum"), schema.get("maximum")
-    if all(x is None for x in (kind, options, regex, lowest, highest, high)) and not low:
-        return None
+class _Generator:
+    """Statements that `return False` when a value breaks a schema, indented by level."""
 
-    def check(v: Any) -> bool:
-        if kind is not None and not kind(v):
-            return False
-        if options is not None and not any(v == o and type(v) is type(o) for o in options):
-            return False
-        if isinstance(v, str):
-            if regex is not None and not regex.search(v):
-                return False
-            if len(v) < low or (high is not None and len(v) > high):
-                return False
-        elif (lowest is not None or highest is not None) and _TYPES["number"](v):
-            if (lowest is not None and v < lowest) or (highest is not None and v > highest):
-                return False
-        return True
+    def __init__(self, root: dict[str, Any]) -> None:
+        self.root = root
+        self.constants: dict[str, Any] = {}
+        self.names = 0
 
-    return check
+    def const(self, value: Any) -> str:
+        name = f"_c{len(self.constants)}"
+        self.constants[name] = value
+        return name
 
+    def var(self) -> str:
+        self.names += 1
+        return f"v{self.names}"
 
-def _object_check(schema: dict[str, Any], root: dict[str, Any]) -> Check | None:
-    keys = ("properties", "additionalProperties", "required", "propertyNames")
-    if not any(k in schema for k in keys):
-        return None
-    props = {k: _compile(v, root) for k, v in schema.get("properties", {}).items()}
-    extra = schema.get("additionalProperties", True)
-    extra_check = None if isinstance(extra, bool) else _compile(extra, root)
-    required = list(schema.get("required", ()))
-    names = _compile(schema["propertyNames"], root) if "propertyNames" in schema else None
+    def node(self, schema: Any, var: str, level: int, nesting: int = 0) -> list[str]:
+        pad = "    " * level
+        if not isinstance(schema, dict) or set(schema) - _KNOWN or nesting > _MAX_NESTING:
+            return [f"{pad}return False\n"]
+        if "$ref" in schema:
+            target: Any = self.root
+            for part in str(schema["$ref"]).removeprefix("#/").split("/"):
+                target = target[part]
+            return self.node(target, var, level, nesting + 1)
+        out: list[str] = []
+        kind = schema.get("type")
+        if kind is not None:
+            kinds = kind if isinstance(kind, list) else [kind]
+            test = " or ".join(_TYPE_TESTS[k].format(var) for k in kinds)
+            out.append(f"{pad}if not ({test}):\n{pad}    return False\n")
+        if "enum" in schema:
+            options = self.const(tuple(schema["enum"]))
+            out.append(f"{pad}if not any({var} == o and {var}.__class__ is o.__class__ "
+                       f"for o in {options}):\n{pad}    return False\n")
+        out += self.strings(schema, var, pad)
+        out += self.numbers(schema, var, pad)
+        out += self.objects(schema, var, level, nesting)
+        out += self.arrays(schema, var, level, nesting)
+        return out
 
-    def check(value: Any) -> bool:
-        if not isinstance(value, dict):
-            return True
-        if any(k not in value for k in required):
-            return False
-        for key, item in value.items():
-            if names is not None and not names(key):
-                return False
-            if key in props:
-                if not props[key](item):
-                    return False
-            elif extra is False or (extra_check is not None and not extra_check(item)):
-                return False
-        return True
+    def strings(self, schema: dict[str, Any], var: str, pad: str) -> list[str]:
+        tests = []
+        if "pattern" in schema:
+            tests.append(f"not {self.const(_anchored(schema['pattern']).search)}({var})")
+        if schema.get("minLength", 0):
+            tests.append(f"len({var}) < {int(schema['minLength'])}")
+        if schema.get("maxLength") is not None:
+            tests.append(f"len({var}) > {int(schema['maxLength'])}")
+        if not tests:
+            return []
+        return [f"{pad}if {var}.__class__ is str and ({' or '.join(tests)}):\n"
+                f"{pad}    return False\n"]
 
-    return check
+    def numbers(self, schema: dict[str, Any], var: str, pad: str) -> list[str]:
+        tests = []
+        if schema.get("minimum") is not None:
+            tests.append(f"{var} < {self.const(schema['minimum'])}")
+        if schema.get("maximum") is not None:
+            tests.append(f"{var} > {self.const(schema['maximum'])}")
+        if not tests:
+            return []
+        return [f"{pad}if {var}.__class__ in (int, float) and ({' or '.join(tests)}):\n"
+                f"{pad}    return False\n"]
 
+    def objects(self, schema: dict[str, Any], var: str, level: int, nesting: int) -> list[str]:
+        keys = ("properties", "additionalProperties", "required", "propertyNames")
+        if not any(k in schema for k in keys):
+            return []
+        pad, inner = "    " * level, "    " * (level + 1)
+        out = [f"{pad}if {var}.__class__ is dict:\n"]
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        for key in schema.get("required", ()):
+            out.append(f"{inner}if {str(key)!r} not in {var}:\n{inner}    return False\n")
+        if extra is False:
+            out.append(f"{inner}if not {var}.keys() <= {self.const(frozenset(props))}:\n"
+                       f"{inner}    return False\n")
+        for key, sub in props.items():
+            item = self.var()
+            body = self.node(sub, item, level + 2, nesting + 1)
+            out.append(f"{inner}if {str(key)!r} in {var}:\n"
+                       f"{inner}    {item} = {var}[{str(key)!r}]\n")
+            out += body
+        names = schema.get("propertyNames")
+        extra_schema = None if isinstance(extra, bool) else extra
+        if names is not None or extra_schema is not None:
+            key, item = self.var(), self.var()
+            out.append(f"{inner}for {key}, {item} in {var}.items():\n")
+            loop = level + 2
+            if names is not None:
+                out += self.node(names, key, loop, nesting + 1)
+            if extra_schema is not None:
+                if props:
+                    out.append(f"{'    ' * loop}if {key} in {self.const(frozenset(props))}:\n"
+                               f"{'    ' * loop}    continue\n")
+                out += self.node(extra_schema, item, loop, nesting + 1)
+            out.append(f"{'    ' * loop}pass\n")
+        out.append(f"{inner}pass\n")
+        return out
 
-def _array_check(schema: dict[str, Any], root: dict[str, Any]) -> Check | None:
-    if not any(k in schema for k in ("items", "uniqueItems", "minItems")):
-        return None
-    items = _compile(schema["items"], root) if "items" in schema else None
-    unique, least = schema.get("uniqueItems", False), schema.get("minItems", 0)
-
-    def check(value: Any) -> bool:
-        if not isinstance(value, list):
-            return True
-        if len(value) < least or (items is not None and not all(items(i) for i in value)):
-            return False
-        return not unique or len({json.dumps(i, sort_keys=True) for i in value}) == len(value)
-
-    return check
+    def arrays(self, schema: dict[str, Any], var: str, level: int, nesting: int) -> list[str]:
+        if not any(k in schema for k in ("items", "uniqueItems", "minItems")):
+            return []
+        pad, inner = "    " * level, "    " * (level + 1)
+        out = [f"{pad}if {var}.__class__ is list:\n"]
+        if schema.get("minItems", 0):
+            out.append(f"{inner}if len({var}) < {int(schema['minItems'])}:\n"
+                       f"{inner}    return False\n")
+        if "items" in schema:
+            item = self.var()
+            out.append(f"{inner}for {item} in {var}:\n")
+            out += self.node(schema["items"], item, level + 2, nesting + 1)
+            out.append(f"{inner}    pass\n")
+        if schema.get("uniqueItems", False):
+            out.append(f"{inner}if not _unique({var}):\n{inner}    return False\n")
+        out.append(f"{inner}pass\n")
+        return out
