@@ -11,6 +11,7 @@ from typing import Any
 
 from . import parallel
 from .errors import Problem
+from .fastinit import fast_init
 from .load import Document, SourceFile, YamlProblem, parse_yaml, to_problem
 from .model import AccessLevel, Grant, Person, Policy, Provenance, Target, login_name
 from .schemas import describe, errors
@@ -27,6 +28,7 @@ VERIFIER_FORMATS = {
 }
 
 
+@fast_init
 @dataclass(frozen=True)
 class RawGrant:
     """What could be read of a grant file even when it is invalid: enough to name its login."""
@@ -81,15 +83,15 @@ Checked = list[tuple[Grant | None, RawGrant, list[Problem]]]
 def build_snapshot(policy_files: list[SourceFile], grant_files: list[SourceFile],
                    ctx: Context, commit: str | None = None) -> Snapshot:
     problems: list[Problem] = []
+    policy = load_policy(policy_files, problems)
     if len(grant_files) >= PARALLEL_FROM:
-        # Both processes load the (deterministic) policy; each checks half of the grants.
+        # A forked child checks the first half of the grants while this process checks the rest.
         half = len(grant_files) // 2
-        checked, (policy, rest) = parallel.both(
-            lambda: _check_grants(grant_files[:half], load_policy(policy_files, []), ctx),
-            lambda: _policy_and_grants(policy_files, grant_files[half:], ctx, problems))
+        checked, rest = parallel.both(lambda: _check_grants(grant_files[:half], policy, ctx),
+                                      lambda: _check_grants(grant_files[half:], policy, ctx))
         checked += rest
     else:
-        policy, checked = _policy_and_grants(policy_files, grant_files, ctx, problems)
+        checked = _check_grants(grant_files, policy, ctx)
     grants: list[Grant] = []
     invalid: list[RawGrant] = []
     inactive: list[Grant] = []
@@ -102,12 +104,6 @@ def build_snapshot(policy_files: list[SourceFile], grant_files: list[SourceFile]
         else:
             inactive.append(grant)
     return Snapshot(policy, grants, sorted(problems), invalid, inactive, commit, ctx.changed)
-
-
-def _policy_and_grants(policy_files: list[SourceFile], grant_files: list[SourceFile],
-                       ctx: Context, problems: list[Problem]) -> tuple[Policy, Checked]:
-    policy = load_policy(policy_files, problems)
-    return policy, _check_grants(grant_files, policy, ctx)
 
 
 def _check_grants(grant_files: list[SourceFile], policy: Policy, ctx: Context) -> Checked:
