@@ -16,6 +16,7 @@ from .engines import ENGINES, ActionResult, Session, Statement
 from .errors import Problem, UserError
 from .model import ActualState, Target
 from .plan import TargetPlan, desired_state, diff
+from .snapshot import no_gc_pauses
 from .validate import Snapshot
 
 
@@ -108,9 +109,10 @@ def reconcile(snapshot: Snapshot, now: datetime, *, only: str | None = None,
     execute (the audit prepares its record there)."""
     env = os.environ if env is None else env
     run = Run(snapshot, now, [])
-    for target in select_targets(snapshot, only):
-        run.targets.append(_one_target(snapshot, target, now, execute, offline, env,
-                                       while_executing))
+    with no_gc_pauses():
+        for target in select_targets(snapshot, only):
+            run.targets.append(_one_target(snapshot, target, now, execute, offline, env,
+                                           while_executing))
     run.finished = datetime.now(now.tzinfo)
     return run
 

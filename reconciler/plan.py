@@ -12,6 +12,7 @@ from datetime import datetime
 from types import MappingProxyType
 
 from .errors import Problem
+from .fastinit import fast_init
 from .model import (ActualRole, ActualState, DesiredLogin, DesiredState, Grant, KnownLogin,
                     Target, login_name)
 from .timeutil import NEG_INFINITY
@@ -57,9 +58,14 @@ class Changes:
     def __bool__(self) -> bool:
         # Every field is a flag or a tuple: any truthy one is a change. (Called for every
         # login on every run, so no descriptions are built here.)
-        return any(getattr(self, f.name) for f in fields(self))
+        return any(self.__dict__.values())
 
 
+NO_CHANGES = Changes()
+_CHANGE_FIELDS = tuple(f.name for f in fields(Changes))
+
+
+@fast_init
 @dataclass(frozen=True)
 class Action:
     target: str
@@ -127,13 +133,15 @@ def desired_state(snapshot: Snapshot, target: Target, now: datetime) -> DesiredS
 
 
 def _desired_login(snapshot: Snapshot, name: str, grants: list[Grant]) -> DesiredLogin:
-    latest = max(grants, key=lambda g: (g.expires, g.path))
+    ordered: tuple[Grant, ...]
+    if len(grants) == 1:  # the usual case, for every login on every run
+        latest, ordered = grants[0], (grants[0],)
+    else:
+        latest = max(grants, key=lambda g: (g.expires, g.path))
+        ordered = tuple(sorted(grants, key=lambda g: g.path))
     level = snapshot.policy.access[latest.access]
-    return DesiredLogin(name=name, grantee=latest.grantee, access=latest.access,
-                        expires=latest.expires, roles=level.roles,
-                        connection_limit=level.connection_limit,
-                        verifier=latest.password_verifier,
-                        grants=tuple(sorted(grants, key=lambda g: g.path)))
+    return DesiredLogin(name, latest.grantee, latest.access, latest.expires, level.roles,
+                        level.connection_limit, latest.password_verifier, ordered)
 
 
 def _raw_for(raws: Iterable[RawGrant], target: Target) -> Iterable[RawGrant]:
@@ -151,6 +159,9 @@ def _time_cause(grant: Grant, now: datetime) -> str:
 
 def _known(who: tuple[str, str], entries: list[tuple[str, str, datetime | None]],
            definite: bool) -> KnownLogin:
+    if len(entries) == 1:  # one grant file for this login: the usual case
+        path, cause, expires = entries[0]
+        return KnownLogin(who[0], who[1], cause, expires, (path,), definite)
     causes = {cause for _, cause, _ in entries}
     cause = next(c for c in ("granted", "offboarded", "invalid", "expired", "removed")
                  if c in causes or c == "removed")
@@ -268,14 +279,14 @@ def _grant_action(target: Target, want: DesiredLogin, have: ActualRole | None,
         return None
     if not desired.may_grant:
         return None
+    changes = NO_CHANGES if have is None else compare(target, want, have, actual)
+    if have is not None and not changes:
+        return None
     files = tuple(g.path for g in want.grants)
     common = dict(target=target.name, login=want.name, grantee=want.grantee,
                   access=want.access, expires=want.expires, grant_files=files, desired=want)
     if have is None:
         return Action(kind="create", cause="granted", **common)  # type: ignore[arg-type]
-    changes = compare(target, want, have, actual)
-    if not changes:
-        return None
     cause = _update_cause(target, want, have, changes)
     return Action(kind="update", cause=cause, changes=changes, actual=have,
                   **common)  # type: ignore[arg-type]
@@ -316,25 +327,33 @@ def compare(target: Target, want: DesiredLogin, have: ActualRole,
                  or have.replication or have.bypassrls or not have.inherit)
     wanted_roles = set(want.roles)
     backstop = not postgres and wants_backstop(target, actual)
-    return Changes(
-        attributes=bad_attrs,
-        valid_until=postgres and have.valid_until != want.expires,
-        password=have.verifier_known and have.verifier != want.verifier,
-        connection_limit=have.connection_limit != want.connection_limit,
-        comment=postgres and have.comment != marker_comment(want, target.name),
-        reset_config=have.has_config or bool(have.config_databases),
-        unlock=not postgres and have.locked,
-        default_roles=(not postgres and have.default_roles is not None
-                       and have.default_roles != _default_roles(want, actual)),
-        revoke_privileges=not postgres and have.direct_privileges,
-        backstop=backstop and have.backstop_at != want.expires.replace(microsecond=0),
-        grant_roles=tuple(sorted(wanted_roles - have.member_of)),
-        revoke_roles=tuple(sorted(have.member_of - wanted_roles)),
-        revoke_members=tuple(sorted(have.members - {actual.admin})),
+    values = (  # in the order of Changes' fields
+        bad_attrs,  # attributes
+        postgres and have.valid_until != want.expires,  # valid_until
+        have.verifier_known and have.verifier != want.verifier,  # password
+        have.connection_limit != want.connection_limit,  # connection_limit
+        postgres and have.comment != marker_comment(want, target.name),  # comment
+        have.has_config or bool(have.config_databases),  # reset_config
+        not postgres and have.locked,  # unlock
+        (not postgres and have.default_roles is not None  # default_roles
+         and have.default_roles != _default_roles(want, actual)),
+        not postgres and have.direct_privileges,  # revoke_privileges
+        backstop and have.backstop_at != want.expires.replace(microsecond=0),  # backstop
+        _sorted(wanted_roles - have.member_of),  # grant_roles
+        _sorted(have.member_of - wanted_roles),  # revoke_roles
+        _sorted(have.members - {actual.admin}) if have.members else (),  # revoke_members
         # An ADMIN OPTION lets the login hand the group to others, who would keep it.
-        revoke_admin=tuple(sorted(have.admin_of & wanted_roles)),
-        drop_events=() if backstop else have.events,
+        _sorted(have.admin_of & wanted_roles) if have.admin_of else (),  # revoke_admin
+        () if backstop else have.events,  # drop_events
     )
+    # In sync, the usual answer for every login on every run: one shared object.
+    if not any(values):
+        return NO_CHANGES
+    return Changes(**dict(zip(_CHANGE_FIELDS, values, strict=True)))  # type: ignore[arg-type]
+
+
+def _sorted(names: set[str] | frozenset[str]) -> tuple[str, ...]:
+    return tuple(sorted(names)) if names else ()
 
 
 def wants_backstop(target: Target, actual: ActualState) -> bool:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -16,9 +16,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..errors import LockHeld, TargetError
 from ..model import ActualRole, ActualState, DesiredLogin, Target
+from ..plan import Action, TargetPlan, marker_comment, owned_object_databases, reassign_target
 from ..timeutil import INFINITY, NEG_INFINITY
-from ..plan import (Action, TargetPlan, marker_comment, owned_object_databases,
-                    reassign_target)
 from .base import PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrubbed_line
 
 ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
