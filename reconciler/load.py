@@ -181,6 +181,9 @@ def _too_deep(text: str) -> int | None:
 # ": " that could open a mapping, nor ends with a space or a colon.
 _FLAT_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/+=$*():-]*")
 _RESOLVER = yaml.resolver.Resolver()
+# An expiry as jitgrant writes it, which YAML would resolve to a timestamp (kept as text): said
+# without asking the resolver, which tries int and float first.
+_UTC_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 
 def _resolve_plain(value: str) -> str:
@@ -204,7 +207,8 @@ def parse_flat(path: str, text: str) -> Document | None:
                 or _FLAT_VALUE.fullmatch(value) is None or ": " in value
                 or value[-1] in " :"):
             return None
-        if value[0] in _TYPED_FIRST and _resolve_plain(value) not in _AS_TEXT:
+        if value[0] in _TYPED_FIRST and _UTC_STAMP.fullmatch(value) is None \
+                and _resolve_plain(value) not in _AS_TEXT:
             return None  # YAML would type it (a number, a boolean, null...): let it
         data[key] = value
         lines[(key,)] = number

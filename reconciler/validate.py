@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from . import parallel
 from .errors import Problem
 from .fastinit import fast_init
 from .load import Document, SourceFile, YamlProblem, parse_yaml, to_problem
@@ -74,9 +73,6 @@ class Context:
     unknown_origin: frozenset[str] = frozenset()  # committed before a shallow clone's boundary
 
 
-# Below this many grant files a second process costs more than it saves.
-PARALLEL_FROM = 2000
-
 Checked = list[tuple[Grant | None, RawGrant, list[Problem]]]
 
 
@@ -84,14 +80,7 @@ def build_snapshot(policy_files: list[SourceFile], grant_files: list[SourceFile]
                    ctx: Context, commit: str | None = None) -> Snapshot:
     problems: list[Problem] = []
     policy = load_policy(policy_files, problems)
-    if len(grant_files) >= PARALLEL_FROM:
-        # A forked child checks the first half of the grants while this process checks the rest.
-        half = len(grant_files) // 2
-        checked, rest = parallel.both(lambda: _check_grants(grant_files[:half], policy, ctx),
-                                      lambda: _check_grants(grant_files[half:], policy, ctx))
-        checked += rest
-    else:
-        checked = _check_grants(grant_files, policy, ctx)
+    checked = _check_grants(grant_files, policy, ctx)
     grants: list[Grant] = []
     invalid: list[RawGrant] = []
     inactive: list[Grant] = []
