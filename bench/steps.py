@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from reconciler.apply import Run, reconcile
+from reconciler.apply import Prefetch, Run, reconcile
 from reconciler.audit import persist, preparer
 from reconciler.engines import Statement, postgres
 from reconciler.plan import marker_comment
@@ -307,15 +307,22 @@ class Bench:
             raise BenchError(f"{what}: the statements did not rebuild apply's state")
 
     def _plan(self, repo: access.AccessRepo, now: datetime, offline: bool) -> Run:
-        snap = read_snapshot(repo.root, "HEAD", now)
-        return reconcile(snap, now, offline=offline, env=self.env)
+        """What `jitgrant plan` does: the catalog is read while the grant files are checked."""
+        with Prefetch(execute=False, env=self.env) as prefetch:
+            snap = read_snapshot(repo.root, "HEAD", now,
+                                 on_policy=None if offline else prefetch.start)
+            return reconcile(snap, now, offline=offline, env=self.env, prefetch=prefetch)
 
     def _apply(self, repo: access.AccessRepo, now: datetime, key: str) -> Run:
-        """What `jitgrant apply` does, with its three parts timed on their own too."""
-        snap = self._part(f"{key}.snapshot", lambda: read_snapshot(repo.root, "HEAD", now))
-        run = self._part(f"{key}.reconcile",
-                         lambda: reconcile(snap, now, execute=True, env=self.env,
-                                           while_executing=preparer(snap)))
+        """What `jitgrant apply` does, with its three parts timed on their own too (the
+        catalog is read while the grant files are checked: that is read_snapshot's time)."""
+        with Prefetch(execute=True, env=self.env) as prefetch:
+            snap = self._part(f"{key}.snapshot", lambda: read_snapshot(
+                repo.root, "HEAD", now, on_policy=prefetch.start))
+            run = self._part(f"{key}.reconcile",
+                             lambda: reconcile(snap, now, execute=True, env=self.env,
+                                               while_executing=preparer(snap),
+                                               prefetch=prefetch))
         self._part(f"{key}.audit", lambda: persist(repo.root, run))
         return run
 

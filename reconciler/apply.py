@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from .engines import ENGINES, ActionResult, Session, Statement
 from .errors import Problem, UserError
-from .model import ActualState, Target
+from .model import ActualState, Policy, Target
 from .plan import TargetPlan, desired_state, diff
 from .snapshot import no_gc_pauses
 from .validate import Snapshot
@@ -89,7 +89,93 @@ def select_targets(snapshot: Snapshot, only: str | None) -> list[Target]:
 
 
 def group_roles(snapshot: Snapshot) -> frozenset[str]:
-    return frozenset(r for level in snapshot.policy.access.values() for r in level.roles)
+    return _groups(snapshot.policy)
+
+
+def _groups(policy: Policy) -> frozenset[str]:
+    return frozenset(r for level in policy.access.values() for r in level.roles)
+
+
+@dataclass
+class _Fetch:
+    """One target's connection, lock and catalog read, made in a thread of its own."""
+
+    target: Target
+    groups: frozenset[str]
+    thread: threading.Thread | None = None
+    session: Session | None = None
+    actual: ActualState | None = None
+    error: BaseException | None = None
+
+
+class Prefetch:
+    """Connect, lock and read every target's catalog while the grant files are still being
+    checked: the server works, and the driver waits on the network with the GIL released,
+    alongside the checks. Pass `start` as read_snapshot's `on_policy`, the object to
+    `reconcile`, and close it when done (a context manager)."""
+
+    def __init__(self, execute: bool, env: Mapping[str, str] | None = None,
+                 only: str | None = None) -> None:
+        self.execute, self.only = execute, only
+        self.env = os.environ if env is None else env
+        self.fetches: dict[str, _Fetch] = {}
+
+    def start(self, policy: Policy) -> None:
+        groups = _groups(policy)
+        for target in policy.targets.values():
+            if (self.only is not None and target.name != self.only) \
+                    or target.engine not in ENGINES or not self.env.get(target.dsn_env):
+                continue
+            fetch = _Fetch(target, groups)
+            fetch.thread = threading.Thread(target=self._fetch, args=(fetch,), daemon=True,
+                                            name=f"jitgrant-inspect-{target.name}")
+            self.fetches[target.name] = fetch
+            fetch.thread.start()
+
+    def _fetch(self, fetch: _Fetch) -> None:
+        try:
+            fetch.session = ENGINES[fetch.target.engine].connect(
+                fetch.target, self.env[fetch.target.dsn_env])
+            if self.execute:
+                fetch.session.lock()
+            fetch.actual = fetch.session.inspect(fetch.groups)
+        except BaseException as exc:  # noqa: BLE001 - raised where the target is reconciled
+            fetch.error = exc
+
+    def take(self, target: Target, groups: frozenset[str]) -> _Fetch | None:
+        """The finished fetch for `target` (its session now the caller's to close), or None
+        when there is none for exactly this target and these group roles."""
+        fetch = self.fetches.pop(target.name, None)
+        if fetch is None:
+            return None
+        assert fetch.thread is not None
+        fetch.thread.join()
+        if fetch.target != target or fetch.groups != groups:
+            _close(fetch.session)
+            return None
+        return fetch
+
+    def close(self) -> None:
+        """Wait for the fetches nobody took and close their sessions (releasing locks)."""
+        for fetch in self.fetches.values():
+            if fetch.thread is not None:
+                fetch.thread.join()
+            _close(fetch.session)
+        self.fetches.clear()
+
+    def __enter__(self) -> Prefetch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _close(session: Session | None) -> None:
+    if session is not None:
+        try:
+            session.close()
+        except Exception:  # noqa: BLE001,S110 - closing what was never used; nothing to report
+            pass
 
 
 def offline_state(snapshot: Snapshot, target: Target) -> ActualState:
@@ -103,23 +189,26 @@ def offline_state(snapshot: Snapshot, target: Target) -> ActualState:
 def reconcile(snapshot: Snapshot, now: datetime, *, only: str | None = None,
               execute: bool = False, offline: bool = False,
               env: Mapping[str, str] | None = None,
-              while_executing: Callable[[TargetRun], None] | None = None) -> Run:
+              while_executing: Callable[[TargetRun], None] | None = None,
+              prefetch: Prefetch | None = None) -> Run:
     """Plan (and with `execute`, apply) every selected target; a failing target never stops
     the others. `while_executing(target_run)` runs in a thread while a target's statements
-    execute (the audit prepares its record there)."""
+    execute (the audit prepares its record there). `prefetch` holds the targets' sessions and
+    catalogs read while the snapshot was read (made with the same `execute` and `env`)."""
     env = os.environ if env is None else env
     run = Run(snapshot, now, [])
     with no_gc_pauses():
         for target in select_targets(snapshot, only):
             run.targets.append(_one_target(snapshot, target, now, execute, offline, env,
-                                           while_executing))
+                                           while_executing, prefetch))
     run.finished = datetime.now(now.tzinfo)
     return run
 
 
 def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool,
                 offline: bool, env: Mapping[str, str],
-                while_executing: Callable[[TargetRun], None] | None = None) -> TargetRun:
+                while_executing: Callable[[TargetRun], None] | None = None,
+                prefetch: Prefetch | None = None) -> TargetRun:
     engine = ENGINES.get(target.engine)
     result = TargetRun(target)
     if engine is None:
@@ -136,11 +225,20 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
         result.error = f"environment variable {target.dsn_env} is not set"
         return result
     session: Session | None = None
+    groups = group_roles(snapshot)
+    fetched = prefetch.take(target, groups) if prefetch is not None else None
     try:
-        session = engine.connect(target, dsn)
-        if execute:
-            session.lock()
-        actual = session.inspect(group_roles(snapshot))
+        if fetched is not None:
+            session = fetched.session  # closed below, also when the fetch failed
+            if fetched.error is not None:
+                raise fetched.error
+            assert fetched.session is not None and fetched.actual is not None
+            session, actual = fetched.session, fetched.actual
+        else:
+            session = engine.connect(target, dsn)
+            if execute:
+                session.lock()
+            actual = session.inspect(groups)
         result.plan = diff(desired, actual, now)
         result.statements = engine.render(result.plan, actual)
         if execute and result.plan.actions:

@@ -123,12 +123,14 @@ def validate(repo: Path, base: str | None, rev: str | None, fmt: str, pr_author:
 def plan(repo: Path, rev: str, only: str | None, fmt: str, offline: bool,
          base: str | None) -> int:
     """Show what apply would do (exit 0 in sync, 2 changes, 1 error)."""
-    from .apply import reconcile
+    from .apply import Prefetch, reconcile
     from .snapshot import read_snapshot
 
     now = now_utc()
-    snapshot = read_snapshot(repo, rev, now, base)
-    run = reconcile(snapshot, now, only=only, offline=offline)
+    with Prefetch(execute=False, only=only) as prefetch:
+        snapshot = read_snapshot(repo, rev, now, base,
+                                 on_policy=None if offline else prefetch.start)
+        run = reconcile(snapshot, now, only=only, offline=offline, prefetch=prefetch)
     _print_run(run, fmt)
     return _exit_code(run, 2)
 
@@ -174,14 +176,15 @@ def _print_run(run: Any, fmt: str) -> None:
 def apply(repo: Path, rev: str, only: str | None, dry_run: bool, no_commit: bool, push: bool,
           fmt: str) -> int:
     """Reconcile the databases with the grants at a commit, then audit and commit."""
-    from .apply import reconcile
+    from .apply import Prefetch, reconcile
     from .audit import persist, preparer
     from .snapshot import read_snapshot
 
     started = now_utc()
-    snapshot = read_snapshot(repo, rev, started)
-    run = reconcile(snapshot, started, only=only, execute=not dry_run,
-                    while_executing=preparer(snapshot))
+    with Prefetch(execute=not dry_run, only=only) as prefetch:
+        snapshot = read_snapshot(repo, rev, started, on_policy=prefetch.start)
+        run = reconcile(snapshot, started, only=only, execute=not dry_run,
+                        while_executing=preparer(snapshot), prefetch=prefetch)
     _print_run(run, fmt)
     if dry_run:
         return _exit_code(run, 2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +11,7 @@ from pathlib import Path
 from . import gitrepo
 from .errors import ConfigError
 from .load import read_folder
+from .model import Policy
 from .validate import Context, Snapshot, build_snapshot
 
 
@@ -30,14 +31,16 @@ def no_gc_pauses() -> Iterator[None]:
 
 
 def read_snapshot(repo_path: Path, rev: str | None, now: datetime,
-                  base: str | None = None) -> Snapshot:
-    """`rev` None reads the working tree (what pre-commit and editors see); else that commit."""
+                  base: str | None = None,
+                  on_policy: Callable[[Policy], None] | None = None) -> Snapshot:
+    """`rev` None reads the working tree (what pre-commit and editors see); else that commit.
+    `on_policy(policy)` is called once the policy is loaded, before the grants are checked."""
     with no_gc_pauses():
-        return _read_snapshot(repo_path, rev, now, base)
+        return _read_snapshot(repo_path, rev, now, base, on_policy)
 
 
-def _read_snapshot(repo_path: Path, rev: str | None, now: datetime,
-                   base: str | None) -> Snapshot:
+def _read_snapshot(repo_path: Path, rev: str | None, now: datetime, base: str | None,
+                   on_policy: Callable[[Policy], None] | None) -> Snapshot:
     repo = gitrepo.open_repo(repo_path)
     head = _head(repo)
     if rev is None:
@@ -63,7 +66,7 @@ def _read_snapshot(repo_path: Path, rev: str | None, now: datetime,
     else:
         changed = None
     ctx = Context(now=now, provenance=provenance, changed=changed, unknown_origin=unknown)
-    return build_snapshot(policy_files, grant_files, ctx, commit)
+    return build_snapshot(policy_files, grant_files, ctx, commit, on_policy)
 
 
 def _head(repo: object) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -77,9 +77,14 @@ Checked = list[tuple[Grant | None, RawGrant, list[Problem]]]
 
 
 def build_snapshot(policy_files: list[SourceFile], grant_files: list[SourceFile],
-                   ctx: Context, commit: str | None = None) -> Snapshot:
+                   ctx: Context, commit: str | None = None,
+                   on_policy: Callable[[Policy], None] | None = None) -> Snapshot:
+    """`on_policy(policy)` is called as soon as the policy is loaded, before the grant files
+    are checked (apply starts reading the databases then)."""
     problems: list[Problem] = []
     policy = load_policy(policy_files, problems)
+    if on_policy is not None:
+        on_policy(policy)
     checked = _check_grants(grant_files, policy, ctx)
     grants: list[Grant] = []
     invalid: list[RawGrant] = []
