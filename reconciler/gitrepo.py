@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,8 +44,16 @@ def resolve(repo: git.Repo, rev: str) -> str:
         raise ConfigError(f"unknown revision {rev!r}") from None
 
 
+TreeEntry = tuple[str, str, int, str]  # (mode, blob sha, size, path)
+
+
 def read_tree(repo: git.Repo, commit: str, tops: Iterable[str]) -> list[SourceFile]:
     """The YAML files under `tops` at `commit`, read with one ls-tree and one cat-file."""
+    return read_entries(repo, commit, list_tree(repo, commit, tops))
+
+
+def list_tree(repo: git.Repo, commit: str, tops: Iterable[str]) -> list[TreeEntry]:
+    """The YAML files under `tops` at `commit`, unread: one ls-tree."""
     listing = repo.git.ls_tree("-r", "-z", "--long", "--full-tree", commit, "--", *tops)
     entries = []
     for item in filter(None, listing.split("\0")):
@@ -53,8 +61,50 @@ def read_tree(repo: git.Repo, commit: str, tops: Iterable[str]) -> list[SourceFi
         mode, kind, sha, size = meta.split()
         if kind == "blob" and path.endswith(YAML_SUFFIXES):
             entries.append((mode, sha, int(size), path))
-    wanted = [sha for mode, sha, size, _ in entries if size <= MAX_FILE_BYTES or mode == "120000"]
-    blobs = cat_blobs(repo, wanted)
+    return entries
+
+
+def read_entries(repo: git.Repo, commit: str, entries: list[TreeEntry]) -> list[SourceFile]:
+    """The files of `entries` (from list_tree), with one cat-file."""
+    return _sources(repo, commit, entries, cat_blobs(repo, _wanted(entries)))
+
+
+def read_entries_later(repo: git.Repo, commit: str,
+                       entries: list[TreeEntry]) -> Callable[[], list[SourceFile]]:
+    """Start reading the files of `entries` and return a function that gives them. git writes
+    the blobs while this process does other work (the policy), a thread taking its output."""
+    shas = _wanted(entries)
+    if not shas:
+        return lambda: read_entries(repo, commit, entries)
+    names = tempfile.TemporaryFile()
+    names.write("".join(s + "\n" for s in shas).encode())
+    names.seek(0)
+    proc = subprocess.Popen(["git", "-C", str(repo.working_tree_dir or repo.git_dir), "cat-file",
+                             "--batch"], stdin=names, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    names.close()  # the child has its own descriptor
+    output: list[bytes] = []
+    reader = threading.Thread(target=lambda: output.append(proc.stdout.read()),  # type: ignore[union-attr]
+                              daemon=True, name="jitgrant-cat-file")
+    reader.start()
+
+    def finish() -> list[SourceFile]:
+        reader.join()
+        assert proc.stdout is not None
+        proc.stdout.close()
+        if proc.wait() or not output:
+            raise git.GitCommandError(["git", "cat-file", "--batch"], proc.returncode)
+        return _sources(repo, commit, entries, _parse_batch(output[0], shas))
+
+    return finish
+
+
+def _wanted(entries: list[TreeEntry]) -> list[str]:
+    return [sha for mode, sha, size, _ in entries if size <= MAX_FILE_BYTES or mode == "120000"]
+
+
+def _sources(repo: git.Repo, commit: str, entries: list[TreeEntry],
+             blobs: dict[str, bytes]) -> list[SourceFile]:
     return [_source(repo, commit, mode, sha, size, path, blobs)
             for mode, sha, size, path in entries]
 
@@ -98,7 +148,12 @@ def cat_blobs(repo: git.Repo, shas: list[str]) -> dict[str, bytes]:
     proc = subprocess.run(["git", "-C", str(repo.working_tree_dir or repo.git_dir), "cat-file",
                            "--batch"], input="".join(s + "\n" for s in shas).encode(),
                           capture_output=True, check=True)
-    out, pos, result = proc.stdout, 0, {}
+    return _parse_batch(proc.stdout, shas)
+
+
+def _parse_batch(out: bytes, shas: list[str]) -> dict[str, bytes]:
+    """`git cat-file --batch` output for `shas`: sha -> content."""
+    pos, result = 0, {}
     for _ in shas:
         end = out.index(b"\n", pos)
         sha, _kind, size = out[pos:end].split(b" ")

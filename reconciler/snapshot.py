@@ -7,12 +7,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import gitrepo
-from .errors import ConfigError
-from .load import read_folder
+from .errors import ConfigError, Problem
+from .load import SourceFile, read_folder
 from .model import Policy
-from .validate import Context, Snapshot, build_snapshot
+from .validate import Context, Snapshot, check_snapshot, load_policy
+
+if TYPE_CHECKING:
+    import git
 
 
 @contextmanager
@@ -46,13 +50,32 @@ def _read_snapshot(repo_path: Path, rev: str | None, now: datetime, base: str | 
     if rev is None:
         root = Path(str(repo.working_tree_dir))
         policy_files = read_folder(root, ["policies"])
-        grant_files = read_folder(root, ["grants"])
+
+        def grant_files() -> list[SourceFile]:
+            return read_folder(root, ["grants"])
+
         commit = head
     else:
         commit = gitrepo.resolve(repo, rev)
-        files = gitrepo.read_tree(repo, commit, ["policies", "grants"])
-        policy_files = [f for f in files if f.path.startswith("policies/")]
-        grant_files = [f for f in files if f.path.startswith("grants/")]
+        entries = gitrepo.list_tree(repo, commit, ["policies", "grants"])
+        # git writes the grant files while the policy is read and loaded here
+        grant_files = gitrepo.read_entries_later(
+            repo, commit, [e for e in entries if e[3].startswith("grants/")])
+        policy_files = gitrepo.read_entries(
+            repo, commit, [e for e in entries if e[3].startswith("policies/")])
+    problems: list[Problem] = []
+    policy = load_policy(policy_files, problems)
+    if on_policy is not None:
+        on_policy(policy)
+    return check_snapshot(policy, problems, *_grants_and_context(
+        repo, rev, commit, grant_files(), now, base), commit)
+
+
+def _grants_and_context(repo: git.Repo, rev: str | None, commit: str | None,
+                        grant_files: list[SourceFile], now: datetime,
+                        base: str | None) -> tuple[list[SourceFile], Context]:
+    """The grant files and what their checks need to know from git: provenance, what changed
+    against `base`, what lies beyond a shallow clone's boundary."""
     blobs = {f.path: f.blob for f in grant_files if f.blob}
     provenance = gitrepo.provenance(repo, commit, blobs) if commit else {}
     boundary = gitrepo.shallow_boundary(repo)
@@ -65,8 +88,8 @@ def _read_snapshot(repo_path: Path, rev: str | None, now: datetime, base: str | 
                             if f.path not in provenance and f.path not in unknown)
     else:
         changed = None
-    ctx = Context(now=now, provenance=provenance, changed=changed, unknown_origin=unknown)
-    return build_snapshot(policy_files, grant_files, ctx, commit, on_policy)
+    return grant_files, Context(now=now, provenance=provenance, changed=changed,
+                                unknown_origin=unknown)
 
 
 def _head(repo: object) -> str | None:

@@ -85,6 +85,12 @@ def build_snapshot(policy_files: list[SourceFile], grant_files: list[SourceFile]
     policy = load_policy(policy_files, problems)
     if on_policy is not None:
         on_policy(policy)
+    return check_snapshot(policy, problems, grant_files, ctx, commit)
+
+
+def check_snapshot(policy: Policy, problems: list[Problem], grant_files: list[SourceFile],
+                   ctx: Context, commit: str | None = None) -> Snapshot:
+    """The snapshot of a loaded policy (and its `problems`) and the grant files."""
     checked = _check_grants(grant_files, policy, ctx)
     grants: list[Grant] = []
     invalid: list[RawGrant] = []
