@@ -45,6 +45,20 @@ def describe(dsn: str) -> str:
     return f"PostgreSQL {version} ({host.split('/')[0]}:{port})"
 
 
+SHARED_CATALOGS = ("pg_authid", "pg_auth_members", "pg_shdescription", "pg_shdepend",
+                   "pg_db_role_setting")
+
+
+def vacuum_catalogs(dsn: str) -> None:
+    """VACUUM the shared catalogs that role changes fill with dead rows (a superuser's work;
+    skipped for anyone else)."""
+    with connect(dsn) as c:
+        row = c.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        if row and row[0]:
+            c.execute(sql.SQL("VACUUM {}").format(
+                sql.SQL(", ").join(sql.Identifier(name) for name in SHARED_CATALOGS)))
+
+
 class Namespace:
     """A random role prefix for one run plus one group role outside it; `cleanup` drops every
     role either of them names, whatever state a failed run left behind."""
