@@ -328,8 +328,10 @@ def _decode(data: bytes) -> str:
         raise YamlProblem(1, "the file is UTF-16 or UTF-32, not UTF-8")
     if b"\0" in data:
         raise YamlProblem(1, "the file contains a NUL byte")
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[3:]
     try:
-        return data.decode("utf-8-sig")
+        return data.decode()
     except UnicodeDecodeError as exc:
         raise YamlProblem(data[: exc.start].count(b"\n") + 1, "the file is not UTF-8") from None
 

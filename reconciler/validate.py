@@ -262,28 +262,30 @@ def _person_active(policy: Policy, handle: str) -> bool:
 
 def check_grant(source: SourceFile, policy: Policy, ctx: Context,
                 problems: list[Problem]) -> tuple[Grant | None, RawGrant]:
-    raw = RawGrant(source.path, None, None, None, None)
     doc = _parse(source, problems)
     if doc is None:
-        return None, raw
+        return None, RawGrant(source.path, None, None, None, None)
     data = doc.data if isinstance(doc.data, dict) else {}
-    raw = RawGrant(source.path, _str_or_none(data.get("grantee")),
-                   _str_or_none(data.get("target")), _str_or_none(data.get("access")), None)
     _schema_problems(doc, "grant", problems)
     _check_folder(doc, data, problems)
     if any(p.severity == "error" for p in problems):
-        return None, raw
+        return None, _raw(source.path, data, None)
     times = _grant_times(doc, data, problems)
     if times is None:
-        return None, raw
+        return None, _raw(source.path, data, None)
     expires, starts = times
-    raw = RawGrant(source.path, raw.grantee, raw.target, raw.access, expires)
+    raw = _raw(source.path, data, expires)
     grant = Grant(path=source.path, grantee=data["grantee"], target=data["target"],
                   access=data["access"], expires=expires, starts=starts, reason=data["reason"],
                   ticket=data.get("ticket"), password_verifier=data.get("password_verifier"),
                   provenance=ctx.provenance.get(source.path))
     _check_policy(doc, grant, policy, ctx, problems)
     return grant, raw
+
+
+def _raw(path: str, data: dict[str, Any], expires: datetime | None) -> RawGrant:
+    return RawGrant(path, _str_or_none(data.get("grantee")), _str_or_none(data.get("target")),
+                    _str_or_none(data.get("access")), expires)
 
 
 def _str_or_none(value: Any) -> str | None:
