@@ -6,6 +6,7 @@ import os
 import threading
 import traceback
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -122,9 +123,14 @@ class Prefetch:
 
     def start(self, policy: Policy) -> None:
         groups = _groups(policy)
-        for target in policy.targets.values():
-            if (self.only is not None and target.name != self.only) \
-                    or target.engine not in ENGINES or not self.env.get(target.dsn_env):
+        chosen = [t for t in policy.targets.values()
+                  if (self.only is None or t.name == self.only) and t.engine in ENGINES
+                  and self.env.get(t.dsn_env)]
+        # The lock is named after the role prefix: targets that share a server and a prefix
+        # take turns for it, so none of them is locked ahead of its turn.
+        lock_names = Counter((t.engine, t.role_prefix) for t in chosen)
+        for target in chosen:
+            if self.execute and lock_names[(target.engine, target.role_prefix)] > 1:
                 continue
             fetch = _Fetch(target, groups)
             fetch.thread = threading.Thread(target=self._fetch, args=(fetch,), daemon=True,

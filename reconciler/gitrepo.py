@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,34 +69,57 @@ def read_entries(repo: git.Repo, commit: str, entries: list[TreeEntry]) -> list[
     return _sources(repo, commit, entries, cat_blobs(repo, _wanted(entries)))
 
 
-def read_entries_later(repo: git.Repo, commit: str,
-                       entries: list[TreeEntry]) -> Callable[[], list[SourceFile]]:
-    """Start reading the files of `entries` and return a function that gives them. git writes
-    the blobs while this process does other work (the policy), a thread taking its output."""
-    shas = _wanted(entries)
-    if not shas:
-        return lambda: read_entries(repo, commit, entries)
-    names = tempfile.TemporaryFile()
-    names.write("".join(s + "\n" for s in shas).encode())
-    names.seek(0)
-    proc = subprocess.Popen(["git", "-C", str(repo.working_tree_dir or repo.git_dir), "cat-file",
-                             "--batch"], stdin=names, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    names.close()  # the child has its own descriptor
-    output: list[bytes] = []
-    reader = threading.Thread(target=lambda: output.append(proc.stdout.read()),  # type: ignore[union-attr]
-                              daemon=True, name="jitgrant-cat-file")
-    reader.start()
+class LaterFiles:
+    """Files being read by a `git cat-file --batch` started beforehand: git writes the blobs
+    while this process does other work (loads the policy), a thread taking its output. Use
+    as a context manager: leaving it stops git if `files()` was never reached."""
 
-    def finish() -> list[SourceFile]:
-        reader.join()
-        assert proc.stdout is not None
-        proc.stdout.close()
-        if proc.wait() or not output:
-            raise git.GitCommandError(["git", "cat-file", "--batch"], proc.returncode)
-        return _sources(repo, commit, entries, _parse_batch(output[0], shas))
+    def __init__(self, repo: git.Repo, commit: str, entries: list[TreeEntry]) -> None:
+        self.repo, self.commit, self.entries = repo, commit, entries
+        self.shas = _wanted(entries)
+        self.output: list[bytes] = []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.reader: threading.Thread | None = None
+        if not self.shas:
+            return
+        with tempfile.TemporaryFile() as names:  # the child keeps its own descriptor
+            names.write("".join(s + "\n" for s in self.shas).encode())
+            names.seek(0)
+            self.proc = subprocess.Popen(
+                ["git", "-C", str(repo.working_tree_dir or repo.git_dir), "cat-file",
+                 "--batch"], stdin=names, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.reader = threading.Thread(target=self._read, daemon=True, name="jitgrant-cat-file")
+        self.reader.start()
 
-    return finish
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        self.output.append(self.proc.stdout.read())
+
+    def files(self) -> list[SourceFile]:
+        if self.proc is None or self.reader is None:
+            return read_entries(self.repo, self.commit, self.entries)
+        self.reader.join()
+        error = self.proc.stderr.read() if self.proc.stderr else b""
+        if self.proc.wait() or not self.output:
+            raise git.GitCommandError(["git", "cat-file", "--batch"], self.proc.returncode,
+                                      error)
+        return _sources(self.repo, self.commit, self.entries,
+                        _parse_batch(self.output[0], self.shas))
+
+    def __enter__(self) -> LaterFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        if self.reader is not None:
+            self.reader.join()
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def _wanted(entries: list[TreeEntry]) -> list[str]:

@@ -179,6 +179,7 @@ def _too_deep(text: str) -> int | None:
 # of ASCII letters, digits and _ (not starting with a digit); the value must be a plain scalar:
 # it starts with a letter or digit and holds no quote, comment, flow or other indicator, and no
 # ": " that could open a mapping, nor ends with a space or a colon.
+_MAX_KEY = 1024  # libyaml's limit for a simple key (`key: value` on one line)
 _FLAT_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/+=$*():-]*")
 _RESOLVER = yaml.resolver.Resolver()
 # An expiry as jitgrant writes it, which YAML would resolve to a timestamp (kept as text): said
@@ -203,8 +204,8 @@ def parse_flat(path: str, text: str) -> Document | None:
                 continue
             return None
         key, sep, value = line.partition(": ")
-        if (not sep or not key.isidentifier() or not key.isascii() or key in data
-                or _FLAT_VALUE.fullmatch(value) is None or ": " in value
+        if (not sep or len(key) > _MAX_KEY or not key.isidentifier() or not key.isascii()
+                or key in data or _FLAT_VALUE.fullmatch(value) is None or ": " in value
                 or value[-1] in " :"):
             return None
         if value[0] in _TYPED_FIRST and _UTC_STAMP.fullmatch(value) is None \
@@ -231,6 +232,13 @@ def parse_block(path: str, text: str) -> Document | None:
     """The same Document the full loader would give for nested block mappings and lists of
     plain scalars, without building YAML nodes; None for anything else (the full loader then
     reads it, and reports what is wrong with it)."""
+    try:
+        return _parse_block(path, text)
+    except _NotBlock:
+        return None
+
+
+def _parse_block(path: str, text: str) -> Document | None:
     if _OTHER_BREAKS.search(text):
         return None
     root: dict[str, Any] = {}
@@ -263,6 +271,8 @@ def parse_block(path: str, text: str) -> Document | None:
             if m is None:
                 return None
         indent, item, key, value, flow = m.groups()
+        if key is not None and len(key) > _MAX_KEY:
+            return None
         if pending is not None:
             if len(indent) <= depth:
                 return None  # `key:` with nothing under it is null; let YAML say so
@@ -294,6 +304,8 @@ def parse_block(path: str, text: str) -> Document | None:
             container[key] = (value if value[0] not in _TYPED_FIRST
                               else _block_scalar(value, number))
         elif flow is not None:
+            if len(stack) + 1 > MAX_DEPTH:  # its items are one level deeper
+                return None
             items = [i.strip(" ") for i in flow.split(",")] if flow else []
             for index in range(len(items)):
                 lines[at + (key, index)] = number
@@ -312,7 +324,16 @@ def _block_scalar(value: str, line: int) -> Any:
     tag = _resolve_plain(value)
     if tag in _AS_TEXT:
         return value
-    return _scalar(yaml.ScalarNode(tag, value), line)
+    try:
+        return _scalar(yaml.ScalarNode(tag, value), line)
+    except YamlProblem:
+        # `0b_`, or 5,000 digits: the full loader reports it, unless an error further down
+        # the file comes first there (it reads the whole document before building values)
+        raise _NotBlock from None
+
+
+class _NotBlock(Exception):
+    """parse_block's way out from inside a value: the full loader must read this file."""
 
 
 def _first_alias_line(text: str) -> int:

@@ -49,26 +49,32 @@ def _read_snapshot(repo_path: Path, rev: str | None, now: datetime, base: str | 
     head = _head(repo)
     if rev is None:
         root = Path(str(repo.working_tree_dir))
-        policy_files = read_folder(root, ["policies"])
+        policy = _policy(read_folder(root, ["policies"]), on_policy)
+        return _checked(repo, rev, head, policy, read_folder(root, ["grants"]), now, base)
+    commit = gitrepo.resolve(repo, rev)
+    entries = gitrepo.list_tree(repo, commit, ["policies", "grants"])
+    # git writes the grant files while the policy is read and loaded here
+    with gitrepo.LaterFiles(repo, commit,
+                            [e for e in entries if e[3].startswith("grants/")]) as grant_files:
+        policy = _policy(gitrepo.read_entries(
+            repo, commit, [e for e in entries if e[3].startswith("policies/")]), on_policy)
+        return _checked(repo, rev, commit, policy, grant_files.files(), now, base)
 
-        def grant_files() -> list[SourceFile]:
-            return read_folder(root, ["grants"])
 
-        commit = head
-    else:
-        commit = gitrepo.resolve(repo, rev)
-        entries = gitrepo.list_tree(repo, commit, ["policies", "grants"])
-        # git writes the grant files while the policy is read and loaded here
-        grant_files = gitrepo.read_entries_later(
-            repo, commit, [e for e in entries if e[3].startswith("grants/")])
-        policy_files = gitrepo.read_entries(
-            repo, commit, [e for e in entries if e[3].startswith("policies/")])
+def _policy(files: list[SourceFile],
+            on_policy: Callable[[Policy], None] | None) -> tuple[Policy, list[Problem]]:
     problems: list[Problem] = []
-    policy = load_policy(policy_files, problems)
+    policy = load_policy(files, problems)
     if on_policy is not None:
         on_policy(policy)
-    return check_snapshot(policy, problems, *_grants_and_context(
-        repo, rev, commit, grant_files(), now, base), commit)
+    return policy, problems
+
+
+def _checked(repo: git.Repo, rev: str | None, commit: str | None,
+             policy: tuple[Policy, list[Problem]], grant_files: list[SourceFile],
+             now: datetime, base: str | None) -> Snapshot:
+    files, ctx = _grants_and_context(repo, rev, commit, grant_files, now, base)
+    return check_snapshot(policy[0], policy[1], files, ctx, commit)
 
 
 def _grants_and_context(repo: git.Repo, rev: str | None, commit: str | None,

@@ -11,6 +11,7 @@ import pytest
 from reconciler.apply import Prefetch, Run, group_roles, reconcile
 from reconciler.engines.postgres import lock_key
 from reconciler.snapshot import read_snapshot
+from tests.helpers import grant, policy
 from tests.integration.conftest import World
 
 NOW = datetime.now(timezone.utc)
@@ -84,3 +85,24 @@ def test_a_fetch_for_other_group_roles_is_not_used(world: World) -> None:
         prefetch.start(snapshot.policy)
         assert prefetch.take(target, group_roles(snapshot) | {"other_group"}) is None
         assert _lock_free(world)  # its session was closed at once
+
+
+def test_targets_sharing_a_server_and_a_prefix_take_turns_for_the_lock(world: World) -> None:
+    """Both targets' locks are one and the same: neither may be locked ahead of its turn, or
+    the other would find it held by its own run."""
+    doc = policy(dsn_env=world.dsn_env, prefix=world.prefix, groups=(world.group,))
+    doc["targets"]["db2"] = dict(doc["targets"]["db1"])
+    world.repo.write("policies/main.yaml", doc)
+    world.repo.write("grants/db1/alice.yaml", grant("alice"))
+    world.repo.write("grants/db2/bob.yaml", grant("bob", target="db2"))
+    world.repo.commit("two targets on one server and prefix")
+    with Prefetch(execute=True, env=world.env) as prefetch:
+        snapshot = read_snapshot(world.repo.root, "HEAD", NOW, on_policy=prefetch.start)
+        assert not prefetch.fetches  # both take the ordinary way, one after the other
+        run = reconcile(snapshot, NOW, execute=True, env=world.env, prefetch=prefetch)
+    assert [t.error for t in run.targets] == [None, None]
+    assert all(t.executed and not any(r.error for r in t.results) for t in run.targets)
+    # (each target reports the other's login as one it leaves alone, as without prefetching)
+    assert all("belongs to target" in p.message for p in run.problems)
+    assert world.role(world.login("alice")) and world.role(world.login("bob"))
+    assert _lock_free(world)

@@ -80,6 +80,10 @@ DOCS = st.builds(render, TREES, st.just(""), st.sampled_from([" ", "  ", "   ", 
 @example("a: b\n  c\n")
 @example("a: [1, yes, null, 2026-11-21]\n")
 @example("a: [ x ,y ]\n")
+@example("".join(" " * i + f"k{i}:\n" for i in range(31)) + " " * 31 + "z: [x]\n")  # too deep
+@example("a:\n  " + "k" * 1025 + ": v\n")  # over libyaml's 1,024 characters for a key
+@example("a: 0b_\nb: 'x\n")  # the later syntax error is the one to report
+@example("a:\n  b: 0b_\n  c: *x\n")
 def test_block_path_agrees_with_the_full_loader(text: str) -> None:
     block = parse_block("f.yaml", text)
     if block is None:

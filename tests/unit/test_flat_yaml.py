@@ -33,6 +33,7 @@ LINES = st.one_of(
 @example("reason: a\n  continued\n")
 @example("a: b\na: c\n")
 @example("# comment \x07\nreason: x\n")
+@example("k" * 1025 + ": v\n")  # over libyaml's 1,024 characters for a key
 def test_fast_path_agrees_with_the_full_loader(text: str) -> None:
     flat = parse_flat("f.yaml", text)
     if flat is None:
