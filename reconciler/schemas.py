@@ -159,6 +159,13 @@ def _unique(items: list[Any]) -> bool:
     return len({json.dumps(i, sort_keys=True) for i in items}) == len(items)
 
 
+def _refuse_when(pad: str, applies: str, tests: list[str]) -> list[str]:
+    """`return False` when the keyword applies to the value (`applies`) and any test holds."""
+    if not tests:
+        return []
+    return [f"{pad}if {applies} and ({' or '.join(tests)}):\n{pad}    return False\n"]
+
+
 class _Generator:
     """Statements that `return False` when a value breaks a schema, indented by level."""
 
@@ -209,10 +216,7 @@ class _Generator:
             tests.append(f"len({var}) < {int(schema['minLength'])}")
         if schema.get("maxLength") is not None:
             tests.append(f"len({var}) > {int(schema['maxLength'])}")
-        if not tests:
-            return []
-        return [f"{pad}if {var}.__class__ is str and ({' or '.join(tests)}):\n"
-                f"{pad}    return False\n"]
+        return _refuse_when(pad, f"{var}.__class__ is str", tests)
 
     def numbers(self, schema: dict[str, Any], var: str, pad: str) -> list[str]:
         tests = []
@@ -220,10 +224,7 @@ class _Generator:
             tests.append(f"{var} < {self.const(schema['minimum'])}")
         if schema.get("maximum") is not None:
             tests.append(f"{var} > {self.const(schema['maximum'])}")
-        if not tests:
-            return []
-        return [f"{pad}if {var}.__class__ in (int, float) and ({' or '.join(tests)}):\n"
-                f"{pad}    return False\n"]
+        return _refuse_when(pad, f"{var}.__class__ in (int, float)", tests)
 
     def objects(self, schema: dict[str, Any], var: str, level: int, nesting: int) -> list[str]:
         keys = ("properties", "additionalProperties", "required", "propertyNames")

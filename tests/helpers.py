@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from reconciler.load import Document, YamlProblem, parse_full
+
 IDENTITY = {"GIT_AUTHOR_NAME": "Test Author", "GIT_AUTHOR_EMAIL": "author@example.com",
             "GIT_COMMITTER_NAME": "Test Committer", "GIT_COMMITTER_EMAIL": "ci@example.com"}
 
@@ -92,3 +94,14 @@ def grant(grantee: str = "alice", target: str = "db1", access: str = "readonly",
     if verifier is not None:
         data["password_verifier"] = verifier
     return data
+
+
+def agrees_with_the_full_loader(fast: Document | None, text: str) -> None:
+    """A fast YAML path's Document (None: it stepped aside) is what parse_full gives."""
+    if fast is None:
+        return
+    try:
+        full = parse_full("f.yaml", text)
+    except YamlProblem as exc:
+        raise AssertionError(f"fast path accepted what YAML rejects: {exc.message}") from None
+    assert (fast.data, fast.lines) == (full.data, full.lines)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from reconciler.load import YamlProblem, parse_block, parse_full
+from reconciler.load import parse_block
+from tests.helpers import agrees_with_the_full_loader
 
 KEYS = st.sampled_from(["people", "alice", "email", "groups", "on", "yes", "null", "1",
                         "a.b", "a-b", "x_1", "<<", "-k", "k k", "?", "email", "alice"])
@@ -85,14 +86,7 @@ DOCS = st.builds(render, TREES, st.just(""), st.sampled_from([" ", "  ", "   ", 
 @example("a: 0b_\nb: 'x\n")  # the later syntax error is the one to report
 @example("a:\n  b: 0b_\n  c: *x\n")
 def test_block_path_agrees_with_the_full_loader(text: str) -> None:
-    block = parse_block("f.yaml", text)
-    if block is None:
-        return
-    try:
-        full = parse_full("f.yaml", text)
-    except YamlProblem as exc:
-        raise AssertionError(f"fast path accepted what YAML rejects: {exc.message}") from None
-    assert (block.data, block.lines) == (full.data, full.lines)
+    agrees_with_the_full_loader(parse_block("f.yaml", text), text)
 
 
 def test_a_people_file_takes_the_block_path() -> None:
