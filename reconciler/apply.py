@@ -80,7 +80,11 @@ class Run:
 
 
 def select_targets(snapshot: Snapshot, only: str | None) -> list[Target]:
-    targets = sorted(snapshot.policy.targets.values(), key=lambda t: t.name)
+    return _select(snapshot.policy, only)
+
+
+def _select(policy: Policy, only: str | None) -> list[Target]:
+    targets = sorted(policy.targets.values(), key=lambda t: t.name)
     if only is None:
         return targets
     chosen = [t for t in targets if t.name == only]
@@ -122,10 +126,12 @@ class Prefetch:
         self.fetches: dict[str, _Fetch] = {}
 
     def start(self, policy: Policy) -> None:
+        try:
+            selected = _select(policy, self.only)
+        except UserError:
+            return  # reconcile reports the unknown target
         groups = _groups(policy)
-        chosen = [t for t in policy.targets.values()
-                  if (self.only is None or t.name == self.only) and t.engine in ENGINES
-                  and self.env.get(t.dsn_env)]
+        chosen = [t for t in selected if t.engine in ENGINES and self.env.get(t.dsn_env)]
         # The lock is named after the role prefix: targets that share a server and a prefix
         # take turns for it, so none of them is locked ahead of its turn.
         lock_names = Counter((t.engine, t.role_prefix) for t in chosen)
@@ -238,8 +244,8 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
             session = fetched.session  # closed below, also when the fetch failed
             if fetched.error is not None:
                 raise fetched.error
-            assert fetched.session is not None and fetched.actual is not None
-            session, actual = fetched.session, fetched.actual
+            assert session is not None and fetched.actual is not None
+            actual = fetched.actual
         else:
             session = engine.connect(target, dsn)
             if execute:

@@ -16,6 +16,7 @@ import yaml
 
 from .errors import Problem
 from .fastinit import fast_init
+from .timeutil import UTC_SECONDS
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 32
@@ -182,9 +183,6 @@ def _too_deep(text: str) -> int | None:
 _MAX_KEY = 1024  # libyaml's limit for a simple key (`key: value` on one line)
 _FLAT_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/+=$*():-]*")
 _RESOLVER = yaml.resolver.Resolver()
-# An expiry as jitgrant writes it, which YAML would resolve to a timestamp (kept as text): said
-# without asking the resolver, which tries int and float first.
-_UTC_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 
 def _resolve_plain(value: str) -> str:
@@ -208,7 +206,9 @@ def parse_flat(path: str, text: str) -> Document | None:
                 or key in data or _FLAT_VALUE.fullmatch(value) is None or ": " in value
                 or value[-1] in " :"):
             return None
-        if value[0] in _TYPED_FIRST and _UTC_STAMP.fullmatch(value) is None \
+        # (a timestamp as jitgrant writes it resolves to text: known without the resolver,
+        # which tries int and float first)
+        if value[0] in _TYPED_FIRST and UTC_SECONDS.fullmatch(value) is None \
                 and _resolve_plain(value) not in _AS_TEXT:
             return None  # YAML would type it (a number, a boolean, null...): let it
         data[key] = value

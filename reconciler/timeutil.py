@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?$")
-_UTC_SECONDS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z\Z")
+# How jitgrant writes a timestamp: UTC, to the second (YAML resolves it to a timestamp too).
+UTC_SECONDS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _SHORT = re.compile(r"^(\d{1,6})([smhdw])$")
 _ISO = re.compile(
     r"^P(?:(\d{1,6})W)?(?:(\d{1,6})D)?(?:T(?:(\d{1,6})H)?(?:(\d{1,6})M)?(?:(\d{1,6})S)?)?$")
@@ -23,7 +24,7 @@ def now_utc() -> datetime:
 
 def parse_timestamp(text: str) -> datetime:
     """Parse an RFC 3339 timestamp that must carry a zone; return it in UTC."""
-    if _UTC_SECONDS.match(text):  # how jitgrant writes them: no zone to convert
+    if UTC_SECONDS.fullmatch(text):  # no zone to convert
         try:
             return datetime.fromisoformat(text)
         except ValueError:

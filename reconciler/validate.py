@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -77,14 +77,9 @@ Checked = list[tuple[Grant | None, RawGrant, list[Problem]]]
 
 
 def build_snapshot(policy_files: list[SourceFile], grant_files: list[SourceFile],
-                   ctx: Context, commit: str | None = None,
-                   on_policy: Callable[[Policy], None] | None = None) -> Snapshot:
-    """`on_policy(policy)` is called as soon as the policy is loaded, before the grant files
-    are checked (apply starts reading the databases then)."""
+                   ctx: Context, commit: str | None = None) -> Snapshot:
     problems: list[Problem] = []
     policy = load_policy(policy_files, problems)
-    if on_policy is not None:
-        on_policy(policy)
     return check_snapshot(policy, problems, grant_files, ctx, commit)
 
 
