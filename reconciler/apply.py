@@ -9,12 +9,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 
 from .engines import ENGINES, ActionResult, Session, Statement
-from .errors import Problem, UserError
+from .errors import ForeignLock, Problem, UserError
 from .model import ActualState, Policy, Target
 from .plan import TargetPlan, desired_state, diff
 from .snapshot import no_gc_pauses
@@ -101,6 +101,29 @@ def _groups(policy: Policy) -> frozenset[str]:
     return frozenset(r for level in policy.access.values() for r in level.roles)
 
 
+@dataclass(frozen=True)
+class _Lock:
+    """How the target's lock was taken: `foreign` names a session of another role that held it
+    (the target then fails, naming it); `revocations_only` when it still holds it."""
+
+    foreign: str | None = None
+    revocations_only: bool = False
+
+
+def _take_lock(session: Session, execute: bool) -> _Lock:
+    if not execute:
+        return _Lock()
+    try:
+        return _Lock(session.lock())
+    except ForeignLock as exc:
+        return _Lock(str(exc), revocations_only=True)
+
+
+def only_revocations(plan: TargetPlan) -> TargetPlan:
+    """Without the lock nothing is created or changed; what is due to end still ends."""
+    return replace(plan, actions=tuple(a for a in plan.actions if a.kind == "revoke"))
+
+
 @dataclass
 class _Fetch:
     """One target's connection, lock and catalog read, made in a thread of its own."""
@@ -111,6 +134,7 @@ class _Fetch:
     session: Session | None = None
     actual: ActualState | None = None
     error: BaseException | None = None
+    lock: _Lock | None = None
 
 
 class Prefetch:
@@ -148,8 +172,7 @@ class Prefetch:
         try:
             fetch.session = ENGINES[fetch.target.engine].connect(
                 fetch.target, self.env[fetch.target.dsn_env])
-            if self.execute:
-                fetch.session.lock()
+            fetch.lock = _take_lock(fetch.session, self.execute)
             fetch.actual = fetch.session.inspect(fetch.groups)
         except BaseException as exc:  # noqa: BLE001 - raised where the target is reconciled
             fetch.error = exc
@@ -245,18 +268,21 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
             if fetched.error is not None:
                 raise fetched.error
             assert session is not None and fetched.actual is not None
-            actual = fetched.actual
+            actual, lock = fetched.actual, fetched.lock or _Lock()
         else:
             session = engine.connect(target, dsn)
-            if execute:
-                session.lock()
+            lock = _take_lock(session, execute)
             actual = session.inspect(groups)
         result.plan = diff(desired, actual, now)
+        if lock.revocations_only:
+            result.plan = only_revocations(result.plan)
         result.statements = engine.render(result.plan, actual)
         if execute and result.plan.actions:
             result.executed = True
             with _alongside(while_executing, result):
                 result.results = session.execute(result.plan, result.statements, actual)
+        if lock.foreign:
+            result.error = lock.foreign
     except UserError as exc:
         _failed(result, str(exc))
     except Exception as exc:  # noqa: BLE001 - one target's bug must not stop the others

@@ -47,3 +47,8 @@ class TargetError(UserError):
 
 class LockHeld(TargetError):
     """Another run holds the target's lock."""
+
+
+class ForeignLock(TargetError):
+    """A session of a role other than the reconciler's holds the target's lock and could not
+    be ended: due revocations go ahead without the lock (nothing else does)."""

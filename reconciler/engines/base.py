@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import unquote
 
+from ..errors import ForeignLock, LockHeld
 from ..fastinit import fast_init
 from ..model import ActualState, Target
 from ..plan import Action, TargetPlan
@@ -44,8 +45,11 @@ class ActionResult:
 class Session(Protocol):
     """An open admin connection to one target."""
 
-    def lock(self) -> None:
-        """Take the target's lock or raise LockHeld."""
+    def lock(self) -> str | None:
+        """Take the target's lock. None when it was free; a message naming the foreign session
+        that held it and was ended first. Raises LockHeld when a session of the reconciler's
+        own role holds it (another run), ForeignLock when another role's session holds it and
+        could not be ended."""
 
     def inspect(self, groups: frozenset[str]) -> ActualState:
         """The whole actual state in a few batched catalog queries."""
@@ -77,6 +81,38 @@ def render_plan(plan: TargetPlan, actual: ActualState, render_action: RenderActi
         out.extend(render_action(index, action, plan.target, actual))
     order = {phase: n for n, phase in enumerate(PHASES)}
     return sorted(out, key=lambda s: order[s.phase])  # sorted() is stable
+
+
+# -- the target's lock -----------------------------------------------------------------------
+# Any role may take an advisory lock (GET_LOCK) of any name, so the lock only keeps jitgrant's
+# own runs apart. A session of another role that holds it is not a jitgrant run: it is ended
+# when the reconciler may end it, and when it may not, the due revocations go ahead without the
+# lock. Either way the run fails loudly, naming the holder.
+
+LOCK_HELD = "another jitgrant run holds the lock"
+
+
+def take_lock(try_lock: Callable[[], bool], holders: Callable[[], list[tuple[int, str]]],
+              own_role: str, end: Callable[[int], bool]) -> str | None:
+    """The Session.lock protocol over an engine's primitives: `try_lock()` takes the lock
+    without waiting, `holders()` lists (session id, role) of whoever holds it, `end(id)` ends
+    a session and says whether it could."""
+    if try_lock():
+        return None
+    found = holders()
+    if not found:  # released in between
+        if try_lock():
+            return None
+        raise LockHeld(LOCK_HELD)
+    if any(role == own_role for _, role in found):
+        raise LockHeld(LOCK_HELD)
+    names = ", ".join(f"role {role or '(unknown)'} (session {pid})" for pid, role in found)
+    if all([end(pid) for pid, _ in found]) and try_lock():
+        return (f"jitgrant's lock was held by {names}, not by a jitgrant run: that session was "
+                "ended and the run went ahead")
+    raise ForeignLock(f"jitgrant's lock is held by {names}, not by a jitgrant run, and the "
+                      "reconciler may not end it: only the due revocations ran, without the "
+                      "lock; end that session")
 
 
 # -- secrets of a DSN: never echoed ----------------------------------------------------------

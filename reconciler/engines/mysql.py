@@ -19,10 +19,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pymysql
 from pymysql.converters import escape_string
 
-from ..errors import ConfigError, LockHeld, TargetError
+from ..errors import ConfigError, TargetError
 from ..model import ActualRole, ActualState, Target
 from ..plan import Action, TargetPlan, wants_backstop
-from .base import PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrubbed_line
+from .base import (PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrubbed_line,
+                   take_lock)
 
 MASK = "'********'"
 EVENT_PREFIX = "jitgrant_expire_"
@@ -312,6 +313,10 @@ def parse_dsn(dsn: str) -> dict[str, Any]:
     return args
 
 
+_LOCK_HOLDER = """SELECT h.id, p.USER FROM (SELECT IS_USED_LOCK(%s) AS id) h
+LEFT JOIN information_schema.PROCESSLIST p ON p.ID = h.id"""
+
+
 def lock_name(target: Target) -> str:
     digest = hashlib.sha256(target.role_prefix.encode()).hexdigest()[:16]
     return f"jitgrant:{digest}"
@@ -378,12 +383,36 @@ class MysqlSession:
         self.database = database
         self.queries = MARIADB if self.flavor == "mariadb" else MYSQL8
 
-    def lock(self) -> None:
-        with _driver_errors("taking the lock", self.hide), self.conn.cursor() as cur:
-            cur.execute("SELECT GET_LOCK(%s, 0)", [lock_name(self.target)])
+    def lock(self) -> str | None:
+        name = lock_name(self.target)
+        with _driver_errors("taking the lock", self.hide):
+            # After a KILL the holder's lock goes when its thread ends: wait a little then.
+            waits = iter((0, 5))
+            return take_lock(lambda: self._scalar("SELECT GET_LOCK(%s, %s)", name,
+                                                  next(waits, 5)) == 1,
+                             lambda: self._lock_holders(name), self.admin_user,
+                             self._end_connection)
+
+    def _scalar(self, query: str, *params: object) -> Any:
+        with self.conn.cursor() as cur:
+            cur.execute(query, list(params))
             row = cur.fetchone()
-        if not row or row[0] != 1:
-            raise LockHeld("another jitgrant run holds the lock")
+        return row[0] if row else None
+
+    def _lock_holders(self, name: str) -> list[tuple[int, str]]:
+        """The connection holding the lock and its user (PROCESS shows other users')."""
+        with self.conn.cursor() as cur:
+            cur.execute(_LOCK_HOLDER, [name])
+            return [(int(pid), str(user or "")) for pid, user in cur.fetchall()
+                    if pid is not None]
+
+    def _end_connection(self, pid: int) -> bool:
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute("KILL CONNECTION %s", [pid])
+        except pymysql.MySQLError as exc:
+            return bool(exc.args and exc.args[0] == ER_NO_SUCH_THREAD)
+        return True
 
     def inspect(self, groups: frozenset[str]) -> ActualState:
         with _driver_errors("reading the catalog", self.hide):

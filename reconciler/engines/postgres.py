@@ -14,11 +14,12 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ..errors import LockHeld, TargetError
+from ..errors import TargetError
 from ..model import ActualRole, ActualState, DesiredLogin, Target
 from ..plan import Action, TargetPlan, marker_comment, owned_object_databases, reassign_target
 from ..timeutil import INFINITY, NEG_INFINITY
-from .base import PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrubbed_line
+from .base import (PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrubbed_line,
+                   take_lock)
 
 ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
 MASK = "'********'"
@@ -61,6 +62,13 @@ _SURVIVORS = """SELECT usename, pid FROM pg_stat_activity
 WHERE usename = ANY(%s) AND pid <> pg_backend_pid() ORDER BY 1, 2"""
 _SESSIONS = """SELECT usename, count(*) FROM pg_stat_activity
 WHERE starts_with(usename, %(prefix)s) GROUP BY 1"""
+# Who holds the advisory lock of a 64-bit key: pg_locks shows it as classid (high 32 bits),
+# objid (low 32 bits) and objsubid 1, in the database it was taken in.
+_LOCK_HOLDERS = """SELECT l.pid, coalesce(a.usename, '') FROM pg_locks l
+LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.classid = %(high)s::oid AND l.objid = %(low)s::oid AND l.pid <> pg_backend_pid()
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
 _SUPERUSERS = "SELECT rolname FROM pg_roles WHERE rolsuper"
 _DB_SETTINGS = """SELECT r.rolname, d.datname FROM pg_db_role_setting s
 JOIN pg_roles r ON r.oid = s.setrole JOIN pg_database d ON d.oid = s.setdatabase
@@ -286,12 +294,28 @@ class PostgresSession:
         self._kinds: dict[int, str] = {}
         self._survivors: dict[int, list[int]] = {}  # action -> pids that did not end
 
-    def lock(self) -> None:
+    def lock(self) -> str | None:
+        key = lock_key(self.target)
         with _driver_errors("taking the lock", self.hide):
-            row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(self.target)])
-            got = row.fetchone()
-        if not got or not got[0]:
-            raise LockHeld("another jitgrant run holds the lock")
+            return take_lock(lambda: self._scalar("SELECT pg_try_advisory_lock(%s)", key),
+                             lambda: self._lock_holders(key), self.admin, self._end_session)
+
+    def _scalar(self, query: str, *params: object) -> bool:
+        row = self.conn.execute(query, list(params)).fetchone()
+        return bool(row and row[0])
+
+    def _lock_holders(self, key: int) -> list[tuple[int, str]]:
+        unsigned = key & 0xFFFFFFFFFFFFFFFF
+        rows = self.conn.execute(_LOCK_HOLDERS, {"high": unsigned >> 32,
+                                                 "low": unsigned & 0xFFFFFFFF}).fetchall()
+        return [(int(pid), str(role)) for pid, role in rows]
+
+    def _end_session(self, pid: int) -> bool:
+        """pg_terminate_backend needs pg_signal_backend (never for a superuser's session)."""
+        try:
+            return self._scalar("SELECT pg_terminate_backend(%s, 5000)", pid)
+        except psycopg.Error:
+            return False
 
     def inspect(self, groups: frozenset[str]) -> ActualState:
         with _driver_errors("reading the catalog", self.hide):
