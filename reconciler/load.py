@@ -159,6 +159,10 @@ def _too_deep(text: str) -> int | None:
         opens = flat.count("[") + flat.count("{") + 1
     if opens < _SAFE_DEPTH // 2 and not _LONG_LINE.search(text):
         return None
+    return _first_too_deep(text)
+
+
+def _first_too_deep(text: str, again: bool = True) -> int | None:
     depth, first = 0, None
     try:
         for event in yaml.parse(text, Loader=_Loader):
@@ -171,8 +175,17 @@ def _too_deep(text: str) -> int | None:
                     depth += 1
                     if depth > _SAFE_DEPTH:
                         return first
+    except yaml.MarkedYAMLError as exc:
+        # libyaml's scanner reads ahead, so an error (PyYAML 6.0.4 has a nesting limit of its
+        # own, in its own words) can come before the events that precede it: walk the text up
+        # to the error once more to find the first level too deep.
+        mark = exc.problem_mark
+        if first is None and again and mark is not None and 0 < mark.index < len(text):
+            return _first_too_deep(text[:mark.index], again=False)
+        return first
     except yaml.YAMLError:
-        pass  # composing meets the same error at the same place, at a safe depth
+        return first
+    # Otherwise composing meets the same error at the same place, at a safe depth.
     return None
 
 
