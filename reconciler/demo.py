@@ -42,6 +42,11 @@ def run_demo(keep: bool = False) -> int:
         dsn = server.uri("orders")
         _prepare_server(server)
         click.echo(f"    PostgreSQL {_version(dsn)} on 127.0.0.1:{server.port}, database orders")
+        for note in server.notes:
+            click.echo(f"    {note}")
+        click.echo(f"    files: {server.root} (the server) and {workdir} (the access "
+                   "repository), " + ("the server's removed at the end" if keep
+                                     else "both removed at the end"))
         repo = _access_repository(workdir / "access")
         env = {"ORDERS_PROD_DSN": dsn}
         code = _story(repo, env, server)

