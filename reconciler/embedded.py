@@ -41,7 +41,8 @@ class EmbeddedPostgres:
     """initdb + pg_ctl start in a temporary folder; stop() removes everything."""
 
     def __init__(self, superuser_password: str, bin_dir: Path | None = None,
-                 settings: dict[str, str] | None = None) -> None:
+                 settings: dict[str, str] | None = None, auth: str = "scram-sha-256") -> None:
+        self.auth = auth  # pg_hba.conf's method for every connection
         self.settings = {"fsync": "off", **(settings or {})}
         self.bin = bin_dir or _bin_dir()
         self.root = Path(tempfile.mkdtemp(prefix="jitgrant-pg-"))
@@ -77,7 +78,7 @@ class EmbeddedPostgres:
         pwfile.write_text(self.password + "\n")
         if self.run_as:
             os.chown(pwfile, self.run_as["user"], self.run_as["group"])
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=scram-sha-256",
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", f"--auth={self.auth}",
                   "--encoding=UTF8", "--locale=C", f"--pwfile={pwfile}")
         pwfile.unlink()
         options = " ".join([f"-h 127.0.0.1 -p {self.port} -k {self.root}",

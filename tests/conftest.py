@@ -66,6 +66,37 @@ class PgServer:
             return int(row[0])
 
 
+_STAND_IN: EmbeddedPostgres | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A machine without a PostgreSQL on 127.0.0.1:5432 gets a stand-in for the whole session,
+    as the machine's would be (trust authentication, a superuser): the tests that need "the
+    machine's PostgreSQL" run on it, from the machine's PostgreSQL 15 binaries where there are
+    some, else the embedded 18. Exported as JITGRANT_TEST_PG_DSN, for the commands the tests
+    start too."""
+    global _STAND_IN
+    if os.environ.get("JITGRANT_TEST_PG_DSN") or _pg_reachable(MACHINE_PG_DSN):
+        return
+    _STAND_IN = EmbeddedPostgres(secrets.token_urlsafe(16),
+                                 PG15_BIN if PG15_BIN.is_dir() else None, auth="trust").start()
+    os.environ["JITGRANT_TEST_PG_DSN"] = _STAND_IN.uri()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _STAND_IN is not None:
+        os.environ.pop("JITGRANT_TEST_PG_DSN", None)
+        _STAND_IN.stop()
+
+
+def _pg_reachable(dsn: str) -> bool:
+    try:
+        psycopg.connect(dsn, connect_timeout=3).close()
+    except psycopg.Error:
+        return False
+    return True
+
+
 def _machine_pg() -> PgServer | None:
     dsn = os.environ.get("JITGRANT_TEST_PG_DSN") or MACHINE_PG_DSN
     try:

@@ -53,9 +53,13 @@ class ThrowawayMariadb:
              f"--socket={self.root / 'mysqld.sock'}", "--skip-name-resolve",
              "--event-scheduler=ON", f"--log-error={self.root / 'error.log'}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        dsn = f"mysql://root@127.0.0.1:{self.port}/mysql"
         self._wait()
-        return dsn
+        # The tests work in a database `test`, as a packaged server has it; the install step
+        # leaves it out (--skip-test-db) because its default grants open it to every user.
+        with pymysql.connect(host="127.0.0.1", port=self.port, user="root") as conn, \
+                conn.cursor() as cur:
+            cur.execute("CREATE DATABASE IF NOT EXISTS test")
+        return f"mysql://root@127.0.0.1:{self.port}/test"
 
     def _user(self) -> str:
         if os.geteuid() != 0:
