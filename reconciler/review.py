@@ -61,6 +61,8 @@ def not_auto_approvable(snapshot: Snapshot) -> list[str]:
             reasons.append(f"{path}: the grant is invalid")
         elif level is None or not level.auto_approve:
             reasons.append(f"{path}: access level {grant.access!r} is not auto_approve")
+        elif level.dangerous:  # a person must see superuser-equivalent access being given
+            reasons.append(f"{path}: access level {grant.access!r} is dangerous")
     if any(p.severity == "error" for p in snapshot.problems):
         reasons.append("the repository has validation errors")
     return reasons

@@ -430,6 +430,39 @@ def test_missing_group_role_does_not_revoke_an_existing_login() -> None:
     assert plan.actions == () and len(plan.problems) == 1
 
 
+DANGER = MappingProxyType({"app_readwrite": "is a superuser"})
+
+
+def test_a_superuser_equivalent_group_role_is_refused_like_a_missing_one() -> None:
+    g = make_grant("bob", "readwrite")
+    state = dataclasses.replace(actual(), dangerous_groups=DANGER)
+    plan = plan_for(snap(g, make_grant()), state)
+    assert summary(plan) == [("create", ALICE, "granted")]  # the other level is granted
+    [problem] = plan.problems
+    assert problem.path == g.path and problem.severity == "error"
+    assert problem.message == ("group role app_readwrite is a superuser on target db1: access "
+                               "level 'readwrite' needs `dangerous: true` to grant it; grant "
+                               "refused")
+
+
+def test_an_existing_login_whose_group_became_superuser_equivalent_is_revoked() -> None:
+    s = snap(make_grant("bob", "readwrite"))
+    role = in_sync(desired_login(s, "jit_bob_readwrite"))
+    state = dataclasses.replace(actual(role), dangerous_groups=DANGER)
+    assert summary(plan_for(s, state)) == [("revoke", "jit_bob_readwrite", "invalid")]
+
+
+def test_dangerous_true_grants_a_superuser_equivalent_group_role() -> None:
+    level = dataclasses.replace(LEVELS["readwrite"], dangerous=True)
+    s = snap(make_grant("bob", "readwrite"))
+    s.policy = dataclasses.replace(s.policy, access=MappingProxyType({**LEVELS,
+                                                                      "readwrite": level}))
+    state = dataclasses.replace(actual(), dangerous_groups=DANGER)
+    plan = plan_for(s, state)
+    assert summary(plan) == [("create", "jit_bob_readwrite", "granted")]
+    assert plan.problems == ()
+
+
 def test_invalid_policy_only_revokes() -> None:
     current = make_grant(path="grants/db1/current.yaml")
     expired = make_grant("bob", hours=-1, path="grants/db1/expired.yaml")
