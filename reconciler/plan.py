@@ -137,12 +137,18 @@ def _desired_login(snapshot: Snapshot, name: str, grants: list[Grant]) -> Desire
     ordered: tuple[Grant, ...]
     if len(grants) == 1:  # the usual case, for every login on every run
         latest, ordered = grants[0], (grants[0],)
+        verifier = latest.password_verifier
     else:
         latest = max(grants, key=lambda g: (g.expires, g.path))
         ordered = tuple(sorted(grants, key=lambda g: g.path))
+        # A grant asked for by someone else carries no verifier: it must not take away the
+        # password the grantee gave the login in a grant of their own.
+        with_one = [g for g in grants if g.password_verifier is not None]
+        verifier = max(with_one, key=lambda g: (g.expires, g.path)).password_verifier \
+            if with_one else None
     level = snapshot.policy.access[latest.access]
     return DesiredLogin(name, latest.grantee, latest.access, latest.expires, level.roles,
-                        level.connection_limit, latest.password_verifier, ordered)
+                        level.connection_limit, verifier, ordered)
 
 
 def _raw_for(raws: Iterable[RawGrant], target: Target) -> Iterable[RawGrant]:

@@ -286,10 +286,15 @@ def test_overlapping_grants_share_the_login_until_the_latest_expiry() -> None:
     assert action.grant_files == ("grants/db1/a-long.yaml", "grants/db1/b-short.yaml")
 
 
-def test_verifier_comes_from_the_latest_expiry_even_when_it_has_none() -> None:
+def test_verifier_comes_from_the_latest_expiry_among_grants_that_have_one() -> None:
+    """A grant asked for by someone else carries no verifier (issue 11, finding 11): it must
+    not take away the password the grantee gave the login."""
     short = make_grant(hours=2, verifier=SCRAM_A, path="grants/db1/1.yaml")
     long = make_grant(hours=5, path="grants/db1/2.yaml")
-    assert desired_login(snap(short, long)).verifier is None
+    want = desired_login(snap(short, long))
+    assert (want.verifier, want.expires) == (SCRAM_A, long.expires)
+    assert desired_login(snap(make_grant(hours=2, path="grants/db1/1.yaml"), long)).verifier \
+        is None
 
 
 def test_overlapping_grant_that_has_not_started_does_not_count() -> None:
