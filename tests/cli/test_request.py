@@ -219,6 +219,8 @@ def test_the_grantee_gives_the_login_a_password_of_their_own(
                           f"{path} is bob's grant: only bob may give its login a password")
     assert branches(repo) == ["main"]
     git(repo.root, "config", "user.email", "bob@example.com")
+    assert_one_line_error(jitgrant("connect", "db1", "--repo", str(repo.root)),
+                          f"{path} carries no password", f"`jitgrant password {path}`")
     result = jitgrant("password", path, "--repo", str(repo.root))
     assert result.exit_code == 0, result.stderr
     branch = new_branch(repo)
