@@ -23,6 +23,7 @@ LAZY_COMMANDS = {
     "connect": ("access", "connect_command"),
     "extend": ("requester", "extend_command"),
     "revoke": ("requester", "revoke_command"),
+    "password": ("requester", "password_command"),
     "standing": ("standing", "standing_command"),
 }
 
@@ -81,14 +82,15 @@ def validate(repo: Path, base: str | None, rev: str | None, fmt: str, pr_author:
     """Check policies and grants; every problem as path:line: message."""
     from .render import problems_github, problems_json, problems_text
     from .review import author_problems, not_auto_approvable
-    from .snapshot import read_snapshot
+    from .snapshot import base_reader, read_snapshot
 
     if (pr_author or auto_approvable) and not base:
         raise UserError("--pr-author and --auto-approvable need --base (the PR's base)")
     now = now_utc()
     snapshot = read_snapshot(repo, rev, now, base)
-    problems = sorted(snapshot.problems + (author_problems(snapshot, pr_author, teams)
-                                           if pr_author else []))
+    problems = sorted(snapshot.problems + (
+        author_problems(snapshot, pr_author, teams, base_reader(repo, str(base)))
+        if pr_author else []))
     render = {"text": problems_text, "json": problems_json, "github": problems_github}[fmt]
     output = render(problems)
     if fmt == "json":

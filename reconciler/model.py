@@ -13,6 +13,28 @@ from .fastinit import fast_init
 
 ENGINE_NAME_LIMITS = {"postgres": 63, "mysql": 32}  # PostgreSQL counts bytes, MySQL characters
 
+# Group roles that make a login as powerful as the server's owner, or able to stop the
+# reconciler, known by name: an access level naming one needs `dangerous: true`. The catalog
+# is read anyway (any role with SUPERUSER, CREATEROLE, BYPASSRLS or REPLICATION, a member of
+# one, or the reconciler's own role), since a name tells nothing of a role's attributes.
+# PostgreSQL: the bootstrap superuser's usual name; running programs and reading or writing
+# files as the server's OS user (each is a way to superuser); signalling backends (it can end
+# the reconciler's own session, and with it a due revocation). pg_database_owner is not here:
+# PostgreSQL refuses to grant it. MySQL/MariaDB: the usual administrator and the system
+# accounts (MySQL 8 can grant any account as a role).
+SERVER_POWER_ROLES = {
+    "postgres": "the usual name of the bootstrap superuser",
+    "pg_execute_server_program": "runs programs as the server's operating-system user",
+    "pg_write_server_files": "writes files as the server's operating-system user",
+    "pg_read_server_files": "reads any file the server's operating-system user can",
+    "pg_signal_backend": "can end other sessions, the reconciler's among them",
+    "root": "the usual name of the MySQL/MariaDB administrator",
+    "mysql.sys": "a MySQL system account",
+    "mysql.session": "a MySQL system account with SUPER",
+    "mysql.infoschema": "a MySQL system account",
+    "mariadb.sys": "a MariaDB system account",
+}
+
 
 @dataclass(frozen=True)
 class Target:
@@ -41,6 +63,8 @@ class AccessLevel:
     allowed_groups: tuple[str, ...] | None = None
     auto_approve: bool = False
     connection_limit: int | None = None
+    # True: its roles may be superuser-equivalent (see SERVER_POWER_ROLES); reviewers see it.
+    dangerous: bool = False
     path: str = ""
     line: int = 0
 
@@ -160,6 +184,7 @@ class DesiredState:
     # When False (policies invalid) the plan only revokes, it never creates or changes.
     may_grant: bool = True
     access_levels: frozenset[str] = frozenset()
+    dangerous_levels: frozenset[str] = frozenset()  # access levels with dangerous: true
 
 
 @fast_init
@@ -215,3 +240,6 @@ class ActualState:
     event_scheduler: bool = False
     flavor: str = "postgres"  # postgres | mariadb | mysql
     event_schema: str | None = None  # MySQL: where backstop events live (the DSN's database)
+    # Existing group roles that would make a login superuser-equivalent, and why: their
+    # attributes or privileges, a role they lead to, or being the reconciler's own role.
+    dangerous_groups: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))

@@ -127,21 +127,28 @@ def desired_state(snapshot: Snapshot, target: Target, now: datetime) -> DesiredS
     logins = {name: _desired_login(snapshot, name, grants) for name, grants in by_login.items()}
     known = {name: _known(names[name], entries, name not in vague)
              for name, entries in found.items()}
+    levels = snapshot.policy.access
     return DesiredState(target, MappingProxyType(logins), MappingProxyType(known),
-                        may_grant=snapshot.policy.valid,
-                        access_levels=frozenset(snapshot.policy.access))
+                        may_grant=snapshot.policy.valid, access_levels=frozenset(levels),
+                        dangerous_levels=frozenset(n for n, lv in levels.items() if lv.dangerous))
 
 
 def _desired_login(snapshot: Snapshot, name: str, grants: list[Grant]) -> DesiredLogin:
     ordered: tuple[Grant, ...]
     if len(grants) == 1:  # the usual case, for every login on every run
         latest, ordered = grants[0], (grants[0],)
+        verifier = latest.password_verifier
     else:
         latest = max(grants, key=lambda g: (g.expires, g.path))
         ordered = tuple(sorted(grants, key=lambda g: g.path))
+        # A grant asked for by someone else carries no verifier: it must not take away the
+        # password the grantee gave the login in a grant of their own.
+        with_one = [g for g in grants if g.password_verifier is not None]
+        verifier = max(with_one, key=lambda g: (g.expires, g.path)).password_verifier \
+            if with_one else None
     level = snapshot.policy.access[latest.access]
     return DesiredLogin(name, latest.grantee, latest.access, latest.expires, level.roles,
-                        level.connection_limit, latest.password_verifier, ordered)
+                        level.connection_limit, verifier, ordered)
 
 
 def _raw_for(raws: Iterable[RawGrant], target: Target) -> Iterable[RawGrant]:
@@ -217,7 +224,11 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
             problems.append(_target_problem(
                 target, f"login {name} is left alone: {why}; it can log in, and no grant "
                         f"ends that", "warning"))
+    refused = _refused(desired, actual)
     for name, want in sorted(desired.logins.items()):
+        if name in refused:
+            problems.extend(Problem(g.path, 1, refused[name]) for g in want.grants)
+            continue
         if name in actual.roles and name not in unprotected:
             continue
         action = _grant_action(target, want, unprotected.get(name), actual, desired, problems)
@@ -227,16 +238,31 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
         problems.append(_target_problem(target, "expiry_backstop: event needs the event "
                                         "scheduler on and a database in the DSN; expiry is "
                                         "enforced by apply alone", "warning"))
-    keep = set(desired.logins) | (set() if desired.may_grant else _still_current(desired, now))
+    keep = (set(desired.logins) | (set() if desired.may_grant else _still_current(desired, now))
+            ) - set(refused)
     by_user = _accounts_by_user(actual)
     unprotected_names = set(unprotected)  # once: a set per revocation made this quadratic
     for name, role in unprotected.items():
         if name not in keep:
             action = _revoke_action(target, role, desired, actual, by_user, unprotected_names,
-                                    problems)
+                                    problems, refused)
             if not (action.hold and _stripped(role, actual)):  # else only its problem remains
                 actions.append(action)
     return TargetPlan(target, tuple(actions), tuple(problems))
+
+
+def _refused(desired: DesiredState, actual: ActualState) -> dict[str, str]:
+    """Logins whose access level would make them superuser-equivalent on this server without
+    saying `dangerous: true`, with the problem to report. Such a login is not created, and one
+    that exists is revoked: errors only take access away."""
+    found = {}
+    for name, want in desired.logins.items():
+        bad = [r for r in want.roles if r in actual.dangerous_groups]
+        if bad and want.access not in desired.dangerous_levels:
+            why = "; ".join(f"{r} {actual.dangerous_groups[r]}" for r in bad)
+            found[name] = (f"group role {why} on target {desired.target.name}: access level "
+                           f"{want.access!r} needs `dangerous: true` to grant it; grant refused")
+    return found
 
 
 def _hidden_login(role: ActualRole, target: Target, actual: ActualState) -> bool:
@@ -369,7 +395,7 @@ def _default_roles(want: DesiredLogin, actual: ActualState) -> set[str]:
 
 def _revoke_action(target: Target, role: ActualRole, desired: DesiredState,
                    actual: ActualState, by_user: dict[str, list[str]], unprotected: set[str],
-                   problems: list[Problem]) -> Action:
+                   problems: list[Problem], refused: dict[str, str]) -> Action:
     hold = _hold(target, role, actual)
     if hold:
         problems.append(_target_problem(target, f"login {role.name} is locked out but not "
@@ -380,7 +406,8 @@ def _revoke_action(target: Target, role: ActualRole, desired: DesiredState,
         cause = "removed" if _made_by_jitgrant(role, target, desired) else "unknown"
         return Action(target=target.name, kind="revoke", login=role.name, cause=cause,
                       actual=role, hold=hold, kill_sessions=kill)
-    return Action(target=target.name, kind="revoke", login=role.name, cause=known.cause,
+    cause = "invalid" if role.name in refused else known.cause  # its grant is refused
+    return Action(target=target.name, kind="revoke", login=role.name, cause=cause,
                   grantee=known.grantee, access=known.access, expires=known.expires,
                   grant_files=known.grant_files, actual=role, hold=hold, kill_sessions=kill)
 

@@ -288,45 +288,78 @@ class Ask:
 
 
 def request(repo_path: Path, ask: Ask, now: datetime) -> Made:
-    """Validate the would-be grant, commit it on a new branch, then store the password."""
+    """Validate the would-be grant, commit it on a new branch, then store the password. A
+    request for someone else carries no password: nobody may hold the password of a login
+    the audit attributes to another person (the grantee gives it one with `password`)."""
     head = _open_clean(repo_path)
     me = whoami(head.repo, head.policy)
     grantee = ask.as_handle or me or _unknown_me(head.repo)
-    password = credentials.new_password()
+    # (when git knows nobody, --as is taken at its word, and the pull request's author check
+    # refuses a verifier for anyone but its author)
+    for_other = me is not None and me != grantee
+    if for_other:
+        _no_password_possible(head, ask, me or "", grantee)
+    password = None if for_other else credentials.new_password()
     path, content, grant = _requested_grant(head, ask, grantee, password, now)
     check_may_act(head.policy, me, grantee, ask.target)
     return _commit_request(head, grant, path, content, password, now)
 
 
-def _requested_grant(head: _Head, ask: Ask, grantee: str, password: str,
+def _no_password_possible(head: _Head, ask: Ask, me: str, grantee: str) -> None:
+    """A MySQL account without a password would accept an empty one, so a mysql grant needs a
+    verifier, which only the grantee may make: there the grantee must ask."""
+    target = head.policy.targets.get(ask.target)
+    if target is not None and target.engine == "mysql":
+        again = shlex.join(["jitgrant", "request", ask.target, ask.access, "--for",
+                            format_duration(ask.duration), "--reason", ask.reason])
+        raise UserError(f"{me} cannot ask for {grantee} on the mysql target {ask.target}: its "
+                        f"account needs a password from the start, and only {grantee} may "
+                        f"hold it; {grantee} asks: {again}")
+
+
+def _requested_grant(head: _Head, ask: Ask, grantee: str, password: str | None,
                      now: datetime) -> tuple[str, bytes, Grant]:
     target = head.policy.targets.get(ask.target)
     expires = _end(ask.starts or now, ask.duration)
+    verifier = None if password is None else _verifier(target.engine if target else None,
+                                                       password)
     fields = _grant_fields(grantee, ask.target, ask.access, ask.starts, expires, ask.reason,
-                           ask.ticket, _verifier(target.engine if target else None, password))
+                           ask.ticket, verifier)
     path = f"grants/{ask.target}/{grantee}-{ask.access}-{_stamp(now)}.yaml"
     content = grant_text(fields)
     return path, content, _validated(head, path, content, now, "the grant")
 
 
-def _commit_request(head: _Head, grant: Grant, path: str, content: bytes, password: str,
-                    now: datetime) -> Made:
+def _commit_request(head: _Head, grant: Grant, path: str, content: bytes,
+                    password: str | None, now: datetime, suffix: str = "",
+                    title: str | None = None, made_by: str = "jitgrant request") -> Made:
+    """Commit the grant on a new branch and store its password (None: it carries none)."""
     target = head.policy.targets[grant.target]
     login = login_name(target.role_prefix, grant.grantee, grant.access, target.engine)
-    branch = _branch(grant.grantee, (grant.target, grant.access), now)
-    title = f"Request {grant.access} on {grant.target} for {grant.grantee} until " \
+    branch = _branch(grant.grantee, (grant.target, grant.access), now, suffix)
+    title = title or f"Request {grant.access} on {grant.target} for {grant.grantee} until " \
         f"{iso(grant.expires)}"
-    body = _body(grant.reason, grant.ticket, "jitgrant request")
+    body = _body(grant.reason, grant.ticket, made_by)
+    lines = (f"{path}: {grant.access} on {grant.target} for {grant.grantee}, "
+             f"{_window(grant, now)}",)
+    if password is None:
+        sha = _commit(head, branch, {path: content}, title, body)
+        return Made(branch, sha, title, body, lines, notes=_no_password_notes(grant, login))
     secretstore.check(grant.target, login)  # a store it would refuse: refused before the branch
     replaced = secretstore.secret_path(grant.target, login).exists()
     sha = _commit(head, branch, {path: content}, title, body)
     secret = _save_or_undo(head, branch, sha, grant.target, login, password)
-    lines = (f"{path}: {grant.access} on {grant.target} for {grant.grantee}, "
-             f"{_window(grant, now)}",)
     notes = (f"note: this replaced the password stored for {login}; the server takes the new "
              "one when this grant is applied and is the one expiring last (to keep the current "
              "password, use `jitgrant extend` instead)",) if replaced else ()
     return Made(branch, sha, title, body, lines, secret, notes)
+
+
+def _no_password_notes(grant: Grant, login: str) -> tuple[str, ...]:
+    return (f"note: this grant carries no password: only {grant.grantee} may hold the password "
+            f"of {login}. Once merged, the login exists without one (no password logs in); "
+            f"{grant.grantee} then gives it one, in a pull request of their own: "
+            f"{shlex.join(['jitgrant', 'password', grant.path])}",)
 
 
 def _save_or_undo(head: _Head, branch: str, sha: str, target: str, login: str,
@@ -390,6 +423,37 @@ def _secret_note(head: _Head, grant: Grant) -> tuple[str, ...]:
         return ()
     return (f"note: no password for {login} on this machine; the extension keeps the password "
             "of the original request, wherever that was made",)
+
+
+# -- password --------------------------------------------------------------------------------
+
+
+def password(repo_path: Path, grant_arg: str, now: datetime) -> Made:
+    """The grantee's own password for a grant's login: a grant for the same login with the
+    same window and a verifier made here, the password kept here. Only the grantee may do
+    this (and `validate --pr-author` refuses a verifier for anyone but the pull request's
+    author): a request made for someone else carries no password. The login takes the
+    verifier of the active grant expiring last that has one."""
+    head = _open_clean(repo_path)
+    old = _read_grant(head, grant_path(repo_path, grant_arg), now)
+    me = whoami(head.repo, head.policy) or _unknown_me(head.repo)
+    if me != old.grantee:
+        raise UserError(f"{old.path} is {old.grantee}'s grant: only {old.grantee} may give its "
+                        f"login a password (you are {me})")
+    if old.expires <= now:
+        raise UserError(f"{old.path} expired at {iso(old.expires)}: ask again with "
+                        f"`jitgrant request {old.target} {old.access}`")
+    secret = credentials.new_password()
+    target = head.policy.targets[old.target]
+    starts = old.starts if old.starts and old.starts > now else None
+    fields = _grant_fields(old.grantee, old.target, old.access, starts, old.expires,
+                           old.reason, old.ticket, _verifier(target.engine, secret))
+    path = f"grants/{old.target}/{old.grantee}-{old.access}-{_stamp(now)}-password.yaml"
+    content = grant_text(fields)
+    grant = _validated(head, path, content, now, "the password grant")
+    title = f"Set {old.grantee}'s password for {old.access} on {old.target} (beside {old.path})"
+    return _commit_request(head, grant, path, content, secret, now, "-password", title,
+                           f"jitgrant password {old.path}")
 
 
 # -- revoke ----------------------------------------------------------------------------------
@@ -519,6 +583,18 @@ def extend_command(grant: str, duration: str, reason: str | None, push: bool,
                    repo: Path) -> int:
     """Extend a grant: an overlapping grant with the same password, on a new branch."""
     _finish(repo, extend(repo, grant, _duration(duration), reason, _now()), push)
+    return 0
+
+
+@click.command("password")
+@_GRANT_ARG
+@_PUSH
+@repo_option
+@handled
+def password_command(grant: str, push: bool, repo: Path) -> int:
+    """Give your login of a grant a password of your own (a grant asked for you by someone
+    else carries none): a grant beside it, on a new branch, the password kept here."""
+    _finish(repo, password(repo, grant, _now()), push)
     return 0
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .errors import Problem
-from .load import YAML_SUFFIXES
+from .load import YAML_SUFFIXES, SourceFile, YamlProblem, parse_yaml
 from .model import Grant, Policy
 from .validate import RawGrant, Snapshot
+
+Triple = tuple[str, str, str]  # (grantee, target, access): one login
+# The grant files at the pull request's base among the paths given (None when not found).
+BaseReader = Callable[[list[str]], list[SourceFile]]
 
 
 def changed_grants(snapshot: Snapshot) -> list[Grant | RawGrant]:
@@ -16,21 +20,66 @@ def changed_grants(snapshot: Snapshot) -> list[Grant | RawGrant]:
     return [g for g in found if g is not None]
 
 
-def author_problems(snapshot: Snapshot, author: str, teams: Iterable[str] = ()) -> list[Problem]:
+def author_problems(snapshot: Snapshot, author: str, teams: Iterable[str] = (),
+                    read_base: BaseReader | None = None) -> list[Problem]:
     """A grant for someone other than the pull request's author is refused, unless the author
-    (or one of their teams) is in the target's requesters_for_others."""
+    (or one of their teams) is in the target's requesters_for_others. Even then it may not
+    bring a password verifier the base did not already hold for that login: whoever makes a
+    verifier holds its password, and only the grantee may hold it (`read_base` reads the
+    base's versions of changed files; without it, every verifier for someone else is new)."""
     policy = snapshot.policy
     mine = {h for h, p in policy.people.items() if p.github and p.github.lower() == author.lower()}
     problems = []
+    others: list[Grant] = []
     for grant in changed_grants(snapshot):
         if grant.grantee in mine:
             continue
-        if _may_ask_for_others(policy, grant.target, author, teams):
-            continue
-        problems.append(Problem(grant.path, 1, f"grantee: {grant.grantee!r} is not the pull "
-                                f"request's author {author!r} (people.<handle>.github), and "
-                                f"{author!r} is not in requesters_for_others of the target"))
+        if not _may_ask_for_others(policy, grant.target, author, teams):
+            problems.append(Problem(grant.path, 1, f"grantee: {grant.grantee!r} is not the "
+                                    f"pull request's author {author!r} (people.<handle>.github),"
+                                    f" and {author!r} is not in requesters_for_others of the "
+                                    "target"))
+        elif isinstance(grant, Grant) and grant.password_verifier is not None:
+            others.append(grant)
+    if others:
+        known = _base_verifiers(snapshot, [g.path for g in others], read_base)
+        problems += [_foreign_verifier(g, author) for g in others
+                     if g.password_verifier not in known.get(_triple(g), set())]
     return problems
+
+
+def _foreign_verifier(grant: Grant, author: str) -> Problem:
+    return Problem(grant.path, 1, f"password_verifier: only {grant.grantee} may set the password"
+                   f" of their login, and {author!r} is not {grant.grantee}'s GitHub login: a "
+                   f"grant asked for someone else carries no password_verifier (the grantee "
+                   f"adds one with `jitgrant password GRANT`)")
+
+
+def _triple(grant: Grant) -> Triple:
+    return (grant.grantee, grant.target, grant.access)
+
+
+def _base_verifiers(snapshot: Snapshot, paths: list[str],
+                    read_base: BaseReader | None) -> dict[Triple, set[str]]:
+    """The verifiers the base already held, per login: those of the grant files the pull
+    request leaves alone, and of the base's versions of `paths` (an extension copies its
+    grant's verifier; an edit of a grant keeps it)."""
+    changed = snapshot.changed or frozenset()
+    known: dict[Triple, set[str]] = {}
+    for grant in (*snapshot.grants, *snapshot.inactive):
+        if grant.path not in changed and grant.password_verifier is not None:
+            known.setdefault(_triple(grant), set()).add(grant.password_verifier)
+    for source in read_base(paths) if read_base else []:
+        try:
+            data = parse_yaml(source).data if source.data is not None else None
+        except YamlProblem:
+            continue
+        keys = ("grantee", "target", "access", "password_verifier")
+        fields = [data.get(k) for k in keys] if isinstance(data, dict) else []
+        if len(fields) == 4 and all(isinstance(f, str) for f in fields):
+            grantee, target, access, verifier = map(str, fields)
+            known.setdefault((grantee, target, access), set()).add(verifier)
+    return known
 
 
 def _may_ask_for_others(policy: Policy, target_name: str | None, author: str,
@@ -61,6 +110,8 @@ def not_auto_approvable(snapshot: Snapshot) -> list[str]:
             reasons.append(f"{path}: the grant is invalid")
         elif level is None or not level.auto_approve:
             reasons.append(f"{path}: access level {grant.access!r} is not auto_approve")
+        elif level.dangerous:  # a person must see superuser-equivalent access being given
+            reasons.append(f"{path}: access level {grant.access!r} is dangerous")
     if any(p.severity == "error" for p in snapshot.problems):
         reasons.append("the repository has validation errors")
     return reasons

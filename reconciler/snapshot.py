@@ -98,6 +98,14 @@ def _grants_and_context(repo: git.Repo, rev: str | None, commit: str | None,
                                 unknown_origin=unknown)
 
 
+def base_reader(repo_path: Path, base: str) -> Callable[[list[str]], list[SourceFile]]:
+    """A function reading the files at `paths` as they are at `base` (absent ones left out)."""
+    def read(paths: list[str]) -> list[SourceFile]:
+        repo = gitrepo.open_repo(repo_path)
+        return gitrepo.read_tree(repo, gitrepo.resolve(repo, base), paths)
+    return read
+
+
 def _head(repo: object) -> str | None:
     try:
         return gitrepo.resolve(repo, "HEAD")  # type: ignore[arg-type]

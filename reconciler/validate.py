@@ -12,7 +12,8 @@ from typing import Any
 from .errors import Problem
 from .fastinit import fast_init
 from .load import Document, SourceFile, YamlProblem, parse_yaml, to_problem
-from .model import AccessLevel, Grant, Person, Policy, Provenance, Target, login_name
+from .model import (SERVER_POWER_ROLES, AccessLevel, Grant, Person, Policy, Provenance, Target,
+                    login_name)
 from .schemas import describe, errors
 from .timeutil import format_duration, parse_duration, parse_timestamp
 
@@ -230,12 +231,30 @@ def _access(name: str, v: dict[str, Any], doc: Document,
         problems.append(Problem(doc.path, doc.line("access", name, "max_duration"),
                                 f"access.{name}.max_duration: {exc}"))
         return None
+    dangerous = bool(v.get("dangerous", False))
+    if not dangerous and _power_roles(name, v["roles"], doc, problems):
+        return None
     return AccessLevel(
         name=name, roles=tuple(v["roles"]), max_duration=max_duration,
         description=v.get("description", ""), environments=_opt_tuple(v.get("environments")),
         allowed_groups=_opt_tuple(v.get("allowed_groups")),
         auto_approve=bool(v.get("auto_approve", False)),
-        connection_limit=v.get("connection_limit"), path=doc.path, line=doc.line("access", name))
+        connection_limit=v.get("connection_limit"), dangerous=dangerous, path=doc.path,
+        line=doc.line("access", name))
+
+
+def _power_roles(name: str, roles: list[str], doc: Document, problems: list[Problem]) -> bool:
+    """Report the roles known by name to be superuser-equivalent; True when there are any.
+    (The level is then left out: its grants are invalid, never granted.)"""
+    found = False
+    for index, role in enumerate(roles):
+        why = SERVER_POWER_ROLES.get(role)
+        if why is not None:
+            found = True
+            problems.append(Problem(doc.path, doc.line("access", name, "roles", index),
+                                    f"access.{name}.roles: {role!r} {why}: an access level "
+                                    "granting it needs `dangerous: true`"))
+    return found
 
 
 def _person(name: str, v: dict[str, Any], doc: Document, problems: list[Problem]) -> Person:

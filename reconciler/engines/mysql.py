@@ -234,7 +234,10 @@ class Queries:
     roles: str  # (user, host, role, with admin option)
     defaults: str | None  # (user, host, role); MariaDB keeps it with the account
     privileges: str  # (user, host) with any privilege granted to the account itself
-    groups: str  # names among %(groups)s that exist as roles
+    # (group, role it leads to, that role administers the server, it is the reconciler's
+    # account): each group among %(groups)s that exists as a role, with itself and every role
+    # it was granted, directly or not
+    groups: str
     sessions: str = ("SELECT ID, USER FROM information_schema.PROCESSLIST WHERE ID <> "
                      "CONNECTION_ID() AND " + _PREFIX.format(col="USER"))
     events: str = ("SELECT EVENT_SCHEMA, EVENT_NAME, EXECUTE_AT, TIME_ZONE "
@@ -265,8 +268,13 @@ MARIADB = Queries(
            + _PREFIX.format(col="User")),
     defaults=None,
     privileges=_object_privileges("User", "Host"),
-    groups=("SELECT User FROM mysql.global_priv WHERE "
-            "JSON_VALUE(Priv, '$.is_role') IN ('true', '1') AND User IN %(groups)s"),
+    groups=("WITH RECURSIVE reach(grp, role) AS (SELECT User, User FROM mysql.global_priv "
+            "WHERE JSON_VALUE(Priv, '$.is_role') IN ('true', '1') AND User IN %(groups)s "
+            "UNION SELECT r.grp, m.Role FROM reach r JOIN mysql.roles_mapping m "
+            "ON m.User = r.role AND m.Host = '') "
+            "SELECT r.grp, r.role, CAST(JSON_VALUE(g.Priv, '$.access') AS UNSIGNED) & "
+            f"{MARIADB_ADMIN_BITS} <> 0, 0 FROM reach r "
+            "JOIN mysql.global_priv g ON g.User = r.role AND g.Host = ''"),
 )
 
 MYSQL8 = Queries(
@@ -281,7 +289,14 @@ MYSQL8 = Queries(
               + _PREFIX.format(col="USER")),
     privileges=(_object_privileges("User", "Host") + " UNION SELECT USER, HOST FROM "
                 "mysql.global_grants WHERE " + _PREFIX.format(col="USER")),
-    groups="SELECT User FROM mysql.user WHERE User IN %(groups)s",
+    # Any account can be granted as a role here, the reconciler's own among them.
+    groups=("WITH RECURSIVE reach(grp, role) AS (SELECT DISTINCT User, User FROM mysql.user "
+            "WHERE User IN %(groups)s UNION SELECT r.grp, e.FROM_USER FROM reach r "
+            "JOIN mysql.role_edges e ON e.TO_USER = r.role) "
+            "SELECT r.grp, r.role, MAX(" + " OR ".join(f"u.{c} = 'Y'" for c in
+                                                     MYSQL8_ADMIN_COLUMNS)
+            + "), MAX(u.User = %(admin)s) FROM reach r JOIN mysql.user u ON u.User = r.role "
+            "GROUP BY r.grp, r.role"),
 )
 
 
@@ -429,18 +444,19 @@ class MysqlSession:
         q = self.queries
         params = {"prefix": self.target.role_prefix,
                   "events": EVENT_PREFIX + self.target.role_prefix,
-                  "groups": tuple(sorted(groups)) or ("",)}
+                  "groups": tuple(sorted(groups)) or ("",), "admin": self.admin_user}
         accounts = self._query(q.accounts, params)
         roles = self._query(q.roles, params)
         defaults = self._query(q.defaults, params)
         privileged = {(u, h) for u, h in self._query(q.privileges, params)}
-        found = {r[0] for r in self._query(q.groups, params)} if groups else set()
+        reach = self._query(q.groups, params) if groups else []
         sessions = self._query(q.sessions, params)
         events = self._query(q.events, params)
         built = _accounts(accounts, roles, defaults, privileged, sessions, events,
                           self.flavor)
         return ActualState(
-            roles=MappingProxyType(built), existing_groups=frozenset(found), admin=self.admin,
+            roles=MappingProxyType(built), existing_groups=frozenset(r[0] for r in reach),
+            dangerous_groups=MappingProxyType(_dangerous_groups(reach)), admin=self.admin,
             admin_is_superuser=False, database=self.database or "", admin_user=self.admin_user,
             superusers=frozenset(name for name, role in built.items() if role.superuser),
             server_version=0, event_scheduler=self.scheduler, flavor=self.flavor,
@@ -509,6 +525,19 @@ class MysqlSession:
             self.conn.close()
         except pymysql.MySQLError:
             pass
+
+
+def _dangerous_groups(rows: list[Any]) -> dict[str, str]:
+    """Group -> why an account granted it would administer the server: its own privileges
+    first, else the first role (by name) it leads to that has them."""
+    found: dict[str, str] = {}
+    for group, role, administers, own in sorted(rows, key=lambda r: (r[0], r[1] != r[0], r[1])):
+        if not (_true(administers) or _true(own)) or group in found:
+            continue
+        why = ("the reconciler's own account" if _true(own) else
+               "an administrator (SUPER, CREATE USER or GRANT OPTION on *.*)")
+        found[group] = f"is {why}" if role == group else f"leads to role {role}, which is {why}"
+    return found
 
 
 def _true(value: Any) -> bool:

@@ -15,7 +15,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..errors import TargetError
-from ..model import ActualRole, ActualState, DesiredLogin, Target
+from ..model import SERVER_POWER_ROLES, ActualRole, ActualState, DesiredLogin, Target
 from ..plan import Action, TargetPlan, marker_comment, owned_object_databases, reassign_target
 from ..timeutil import INFINITY, NEG_INFINITY
 from .base import (PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrubbed_line,
@@ -46,7 +46,20 @@ JOIN pg_roles m ON m.oid = am.member
 JOIN pg_roles g ON g.oid = am.roleid
 LEFT JOIN pg_roles gr ON gr.oid = am.grantor
 WHERE starts_with(m.rolname, %(prefix)s) OR starts_with(g.rolname, %(prefix)s)"""
-_GROUPS = "SELECT rolname FROM pg_roles WHERE rolname = ANY(%(groups)s)"
+# The group roles that exist, each with itself and every role it leads to through
+# memberships (any edge: SET, INHERIT or an ADMIN option that can grant itself SET) that would
+# make its members superuser-equivalent: attributes, a server role among %(power)s, or the
+# reconciler's own role. PostgreSQL refuses circular memberships; UNION stops anyway.
+_GROUPS = """WITH RECURSIVE reach(grp, role) AS (
+  SELECT oid, oid FROM pg_roles WHERE rolname = ANY(%(groups)s)
+  UNION
+  SELECT r.grp, am.roleid FROM reach r JOIN pg_auth_members am ON am.member = r.role)
+SELECT g.rolname, x.rolname, x.rolsuper, x.rolcreaterole, x.rolbypassrls, x.rolreplication,
+  x.rolname = current_user, x.rolname = ANY(%(power)s)
+FROM reach r JOIN pg_roles g ON g.oid = r.grp JOIN pg_roles x ON x.oid = r.role
+WHERE r.grp = r.role OR x.rolsuper OR x.rolcreaterole OR x.rolbypassrls OR x.rolreplication
+  OR x.rolname = current_user OR x.rolname = ANY(%(power)s)"""
+POWER_ROLES = sorted(name for name in SERVER_POWER_ROLES if name.startswith("pg_"))
 _DEPENDS = """SELECT r.rolname, coalesce(d.datname, '')
 FROM pg_shdepend s
 JOIN pg_roles r ON s.refclassid = 'pg_authid'::regclass AND s.refobjid = r.oid
@@ -329,7 +342,8 @@ class PostgresSession:
         queries: list[tuple[str, dict[str, Any] | None]] = [
             (_ROLES.format(password=password, join=join, far=FAR_FUTURE),  # noqa: S608
              prefix),  # constants only
-            (_MEMBERS, prefix), (_GROUPS, {"groups": sorted(groups)}), (_DEPENDS, prefix),
+            (_MEMBERS, prefix), (_GROUPS, {"groups": sorted(groups), "power": POWER_ROLES}),
+            (_DEPENDS, prefix),
             (_OWNERS, None), (_SESSIONS, prefix), (_SUPERUSERS, None), (_DB_SETTINGS, prefix)]
         with self.conn.pipeline():
             cursors = [self.conn.cursor() for _ in queries]
@@ -363,7 +377,8 @@ class PostgresSession:
             roles=MappingProxyType(built), existing_groups=frozenset(r[0] for r in groups),
             admin=self.admin, admin_is_superuser=bool(self.superuser), database=self.database,
             database_owners=MappingProxyType(dict(owners)), server_version=self.version,
-            superusers=frozenset(r[0] for r in supers))
+            superusers=frozenset(r[0] for r in supers),
+            dangerous_groups=MappingProxyType(_dangerous_groups(groups)))
 
     def execute(self, plan: TargetPlan, statements: Sequence[Statement],
                 actual: ActualState) -> list[ActionResult]:
@@ -542,6 +557,33 @@ def _connect(dsn: str, target: Target) -> psycopg.Connection[Any]:
                                application_name="jitgrant", options="-c lock_timeout=10s")
     except psycopg.Error as exc:
         raise TargetError(f"cannot connect: {_one_line(exc, _secrets(dsn))}") from None
+
+
+def _dangerous_groups(rows: list[Any]) -> dict[str, str]:
+    """Group -> why a member would be superuser-equivalent: its own reason first, else the
+    first role (by name) it leads to that has one."""
+    found: dict[str, str] = {}
+    for group, role, *flags in sorted(rows, key=lambda r: (r[0], r[1] != r[0], r[1])):
+        why = _power(role, *flags)
+        if why is not None and group not in found:
+            found[group] = f"is {why}" if role == group else \
+                f"can become {role} through memberships, which is {why}"
+    return found
+
+
+def _power(role: str, superuser: bool, createrole: bool, bypassrls: bool, replication: bool,
+           own: bool, server_role: bool) -> str | None:
+    if own:
+        return "the reconciler's own role"
+    if superuser:
+        return "a superuser"
+    attributes = [word for has, word in ((createrole, "CREATEROLE"), (bypassrls, "BYPASSRLS"),
+                                         (replication, "REPLICATION")) if has]
+    if attributes:
+        return f"a role with {', '.join(attributes)}"
+    if server_role:
+        return f"a server role that {SERVER_POWER_ROLES[role]}"
+    return None
 
 
 def _role(row: Any, member_of: list[tuple[str, str]], members: list[tuple[str, str]],

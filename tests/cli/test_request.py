@@ -185,15 +185,69 @@ def test_the_git_author_email_from_the_environment_wins(repo: AccessRepo, config
     assert (config / "secrets" / "db1" / "jit_bob_readonly").exists()
 
 
-def test_requesters_for_others_may_ask_for_someone_else(
+def test_requesters_for_others_may_ask_for_someone_else_without_a_password(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: Path) -> None:
+    """Issue 11, finding 11: nobody holds the password of a login attributed to someone else.
+    The grant carries no verifier, nothing is stored here, and the command says what the
+    grantee does next."""
     repo = make_repo(tmp_path / "r", monkeypatch, requesters_for_others=["@Alice-GH"])
     result = request(repo, "--as", "bob")
     assert result.exit_code == 0, result.stderr
     branch = new_branch(repo)
     assert branch.startswith("access/bob/db1-readonly-")
-    assert branch_file(repo, branch)[1]["grantee"] == "bob"
-    assert (config / "secrets" / "db1" / "jit_bob_readonly").exists()
+    path, data = branch_file(repo, branch)
+    assert data["grantee"] == "bob" and "password_verifier" not in data
+    assert not (config / "secrets").exists() and "password:" not in result.stdout
+    assert "this grant carries no password: only bob may hold the password of " \
+        "jit_bob_readonly" in result.stderr
+    assert f"jitgrant password {path}" in result.stderr
+    checked = jitgrant("validate", "--repo", str(repo.root), "--rev", branch, "--base", "main",
+                       "--pr-author", "alice-gh")
+    assert checked.exit_code == 0, checked.stderr
+
+
+def test_the_grantee_gives_the_login_a_password_of_their_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: Path) -> None:
+    repo = make_repo(tmp_path / "r", monkeypatch, requesters_for_others=["@alice-gh"])
+    assert request(repo, "--as", "bob", "--ticket", "INC-7").exit_code == 0
+    asked = new_branch(repo)
+    path, old = branch_file(repo, asked)
+    merge(repo, asked)
+    git(repo.root, "branch", "-D", asked)
+    # Someone else (alice, who asked) may not; bob may.
+    assert_one_line_error(jitgrant("password", path, "--repo", str(repo.root)),
+                          f"{path} is bob's grant: only bob may give its login a password")
+    assert branches(repo) == ["main"]
+    git(repo.root, "config", "user.email", "bob@example.com")
+    assert_one_line_error(jitgrant("connect", "db1", "--repo", str(repo.root)),
+                          f"{path} carries no password", f"`jitgrant password {path}`")
+    result = jitgrant("password", path, "--repo", str(repo.root))
+    assert result.exit_code == 0, result.stderr
+    branch = new_branch(repo)
+    assert re.fullmatch(r"access/bob/db1-readonly-\d{8}T\d{6}Z-password", branch)
+    rel, data = branch_file(repo, branch)
+    assert re.fullmatch(r"grants/db1/bob-readonly-\d{8}T\d{6}Z-password\.yaml", rel)
+    password = stored_password(config, "jit_bob_readonly")
+    assert scram_matches(data["password_verifier"], password)
+    assert (data["expires"], data["reason"], data["ticket"]) == (
+        old["expires"], old["reason"], "INC-7")  # the same window: nothing more is asked
+    for text in (result.stdout, result.stderr, git(repo.root, "log", "-p", "--all")):
+        assert password not in text
+    assert data["password_verifier"] not in result.stdout + result.stderr
+    checked = jitgrant("validate", "--repo", str(repo.root), "--rev", branch, "--base", "main",
+                       "--pr-author", "bob-gh")
+    assert checked.exit_code == 0, checked.stderr
+
+
+def test_asking_for_someone_else_on_a_mysql_target_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: Path) -> None:
+    """A MySQL account needs a password from the start, which only its grantee may hold."""
+    repo = make_repo(tmp_path / "my", monkeypatch, engine="mysql",
+                     requesters_for_others=["@alice-gh"])
+    assert_one_line_error(request(repo, "--as", "bob"),
+                          "alice cannot ask for bob on the mysql target db1",
+                          "bob asks: jitgrant request db1 readonly --for 2h --reason")
+    assert branches(repo) == ["main"] and not (config / "secrets").exists()
 
 
 def test_as_yourself_and_as_anyone_when_git_knows_nobody(

@@ -115,6 +115,26 @@ def test_the_reviewer_summary(repo: AccessRepo) -> None:
     assert "**Auto-approvable**" in out
 
 
+def test_a_dangerous_level_is_bold_for_the_reviewer_and_never_auto_approved(
+        tmp_path: Path) -> None:
+    r = AccessRepo(tmp_path / "repo")
+    pol = policy(approvers=["@acme/dba"], groups=("pg_read_server_files",))
+    pol["access"]["readonly"].update(auto_approve=True, dangerous=True)
+    r.write("policies/main.yaml", pol)
+    r.commit("policy")
+    git(r.root, "checkout", "-q", "-b", "request")
+    r.write("grants/db1/alice.yaml", grant("alice"))
+    r.commit("alice asks")
+    result = jitgrant("plan", "--repo", str(r.root), "--offline", "--base", "main",
+                      "--format", "markdown")
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| alice |"))
+    assert row.startswith("| alice | **readonly (dangerous: superuser-equivalent roles)** |")
+    assert row.endswith("| @acme/dba | no |")
+    checked = validate(r, "--auto-approvable")
+    assert checked.exit_code == 1
+    assert "access level 'readonly' is dangerous" in checked.stderr
+
+
 def test_codeowners_follows_the_approvers(repo: AccessRepo) -> None:
     assert jitgrant("codeowners", "--repo", str(repo.root), "--check").exit_code == 1
     assert jitgrant("codeowners", "--repo", str(repo.root)).exit_code == 0

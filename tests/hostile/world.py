@@ -104,9 +104,11 @@ def build_actual(snapshot: Snapshot, target: Target, now: datetime, rnd: random.
     if mysql:
         add(ActualRole(prefix + "bob_readonly", host="localhost", sessions=1))
         add(ActualRole(prefix + "role", is_role=True, can_login=False))
+    existing = frozenset(g for g in groups if rnd.random() < 0.9)
     state = ActualState(
-        roles=MappingProxyType(roles), existing_groups=frozenset(g for g in groups
-                                                                 if rnd.random() < 0.9),
+        roles=MappingProxyType(roles), existing_groups=existing,
+        dangerous_groups=MappingProxyType({g: "is a superuser" for g in sorted(existing)
+                                           if rnd.random() < 0.2}),
         admin=account_key(admin, "localhost") if mysql else admin,
         admin_is_superuser=roles[account_key(admin, "localhost") if mysql else admin].superuser,
         database="postgres", superusers=frozenset(r.name for r in roles.values() if r.superuser),
@@ -133,6 +135,7 @@ def plan_everything(snapshot: Snapshot, now: datetime, seed: int) -> list[Target
             statements = ENGINES[target.engine].render(plan, actual)
             check(plan, statements, actual, sacred)
             check_fail_closed(snapshot, plan, now)
+            check_no_dangerous_group(snapshot, plan, actual)
             for problem in plan.problems:
                 check_problem(problem)
             plans.append(plan)
@@ -150,6 +153,15 @@ def check_fail_closed(snapshot: Snapshot, plan: TargetPlan, now: datetime) -> No
                 assert grant.path not in bad, f"{action.kind} from invalid {grant.path}"
                 person = snapshot.policy.people[grant.grantee]
                 assert person.active and grant.is_current(now)
+
+
+def check_no_dangerous_group(snapshot: Snapshot, plan: TargetPlan, actual: ActualState) -> None:
+    """A superuser-equivalent group role is granted only by a level saying dangerous: true."""
+    for action in plan.actions:
+        if action.kind in ("create", "update") and action.desired is not None:
+            level = snapshot.policy.access[action.desired.access]
+            bad = set(action.desired.roles) & set(actual.dangerous_groups)
+            assert level.dangerous or not bad, f"{action.login} granted {bad}"
 
 
 def check_problem(problem: Problem, files: dict[str, bytes] | None = None) -> None:

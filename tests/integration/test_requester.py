@@ -103,6 +103,26 @@ def test_extend_keeps_the_session_and_moves_valid_until(scram_world: World) -> N
         assert c.execute("SELECT current_user").fetchone() == (w.login(),)
 
 
+def test_a_request_for_someone_else_logs_in_only_with_the_grantees_own_password(
+        scram_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11, finding 11: alice asks for bob; the login has no password until bob gives it
+    his, in a grant of his own; alice never holds it."""
+    w = scram_world
+    w.write_policy(requesters_for_others=["@alice-gh"])
+    path = merged(w.repo, "request", "db1", "readonly", "--as", "bob", "--for", "2h",
+                  "--reason", "INC-9 bob is on call")
+    assert kinds(applied(w)) == ["create"]
+    assert secretstore.load("db1", w.login("bob")) is None
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(w.server.login_dsn(w.login("bob"), None), connect_timeout=5)
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "bob@example.com")
+    merged(w.repo, "password", path)
+    assert kinds(applied(w)) == ["update"]
+    secret = password(w.login("bob"))
+    with psycopg.connect(w.server.login_dsn(w.login("bob"), secret)) as c:
+        assert c.execute("SELECT current_user").fetchone() == (w.login("bob"),)
+
+
 def test_revoke_takes_the_login_away_on_postgres(scram_world: World) -> None:
     w = scram_world
     path = request(w.repo)

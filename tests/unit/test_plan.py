@@ -286,10 +286,15 @@ def test_overlapping_grants_share_the_login_until_the_latest_expiry() -> None:
     assert action.grant_files == ("grants/db1/a-long.yaml", "grants/db1/b-short.yaml")
 
 
-def test_verifier_comes_from_the_latest_expiry_even_when_it_has_none() -> None:
+def test_verifier_comes_from_the_latest_expiry_among_grants_that_have_one() -> None:
+    """A grant asked for by someone else carries no verifier (issue 11, finding 11): it must
+    not take away the password the grantee gave the login."""
     short = make_grant(hours=2, verifier=SCRAM_A, path="grants/db1/1.yaml")
     long = make_grant(hours=5, path="grants/db1/2.yaml")
-    assert desired_login(snap(short, long)).verifier is None
+    want = desired_login(snap(short, long))
+    assert (want.verifier, want.expires) == (SCRAM_A, long.expires)
+    assert desired_login(snap(make_grant(hours=2, path="grants/db1/1.yaml"), long)).verifier \
+        is None
 
 
 def test_overlapping_grant_that_has_not_started_does_not_count() -> None:
@@ -428,6 +433,39 @@ def test_missing_group_role_does_not_revoke_an_existing_login() -> None:
     role = in_sync(desired_login(s), connection_limit=99)
     plan = plan_for(s, actual(role, groups=frozenset()))
     assert plan.actions == () and len(plan.problems) == 1
+
+
+DANGER = MappingProxyType({"app_readwrite": "is a superuser"})
+
+
+def test_a_superuser_equivalent_group_role_is_refused_like_a_missing_one() -> None:
+    g = make_grant("bob", "readwrite")
+    state = dataclasses.replace(actual(), dangerous_groups=DANGER)
+    plan = plan_for(snap(g, make_grant()), state)
+    assert summary(plan) == [("create", ALICE, "granted")]  # the other level is granted
+    [problem] = plan.problems
+    assert problem.path == g.path and problem.severity == "error"
+    assert problem.message == ("group role app_readwrite is a superuser on target db1: access "
+                               "level 'readwrite' needs `dangerous: true` to grant it; grant "
+                               "refused")
+
+
+def test_an_existing_login_whose_group_became_superuser_equivalent_is_revoked() -> None:
+    s = snap(make_grant("bob", "readwrite"))
+    role = in_sync(desired_login(s, "jit_bob_readwrite"))
+    state = dataclasses.replace(actual(role), dangerous_groups=DANGER)
+    assert summary(plan_for(s, state)) == [("revoke", "jit_bob_readwrite", "invalid")]
+
+
+def test_dangerous_true_grants_a_superuser_equivalent_group_role() -> None:
+    level = dataclasses.replace(LEVELS["readwrite"], dangerous=True)
+    s = snap(make_grant("bob", "readwrite"))
+    s.policy = dataclasses.replace(s.policy, access=MappingProxyType({**LEVELS,
+                                                                      "readwrite": level}))
+    state = dataclasses.replace(actual(), dangerous_groups=DANGER)
+    plan = plan_for(s, state)
+    assert summary(plan) == [("create", "jit_bob_readwrite", "granted")]
+    assert plan.problems == ()
 
 
 def test_invalid_policy_only_revokes() -> None:

@@ -563,3 +563,36 @@ def test_roles_jitgrant_relies_on_must_lie_outside_the_namespace() -> None:
     assert any("'jit_group' is inside the namespace 'jit_' of target db1" in m
                for m in messages)
     assert not any("app_ok" in m for m in messages)
+
+
+# -- superuser-equivalent group roles (issue 11, finding 6) -----------------------------------
+
+
+@pytest.mark.parametrize("role", ["postgres", "pg_execute_server_program", "pg_write_server_files",
+                                  "pg_read_server_files", "pg_signal_backend", "root",
+                                  "mysql.session", "mariadb.sys"])
+def test_a_known_superuser_equivalent_role_needs_dangerous(role: str) -> None:
+    data = policy()
+    data["access"]["readonly"]["roles"] = ["app_readonly", role]
+    snap = snapshot({GRANT: grant_data()}, policies={POLICY: data})
+    found = [p for p in snap.problems if p.path == POLICY]
+    assert len(found) == 1 and found[0].severity == "error"
+    assert found[0].message.startswith(f"access.readonly.roles: {role!r} ")
+    assert found[0].message.endswith("needs `dangerous: true`")
+    assert "readonly" not in snap.policy.access and not snap.policy.valid
+    assert snap.grants == []  # its grants are not granted
+
+
+def test_dangerous_true_lets_a_level_name_such_a_role() -> None:
+    data = policy()
+    data["access"]["readonly"].update(roles=["pg_read_server_files"], dangerous=True)
+    snap = snapshot({GRANT: grant_data()}, policies={POLICY: data})
+    assert snap.problems == [] and snap.policy.access["readonly"].dangerous
+    assert not snap.policy.access["readwrite"].dangerous
+
+
+def test_dangerous_must_be_a_boolean() -> None:
+    data = policy()
+    data["access"]["readonly"]["dangerous"] = "yes"
+    found = only_problem(snapshot(policies={POLICY: data}))
+    assert found.message == "access.readonly.dangerous: must be true or false"
