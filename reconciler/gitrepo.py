@@ -432,9 +432,20 @@ def identity(repo: git.Repo) -> str:
     return f"{name} <{email}>" if name or email else "unknown"
 
 
+def merge_base(repo: git.Repo, base: str, head: str | None) -> str:
+    """Where `head` (HEAD when None) branched from `base`: what a pull request changes is
+    measured from there, so commits that reached `base` since are not counted as its own."""
+    tip = resolve(repo, head or "HEAD")
+    try:
+        return str(repo.git.merge_base(resolve(repo, base), tip))
+    except git.GitCommandError:
+        raise ConfigError(f"{base!r} and {head or 'HEAD'!r} have no common history") from None
+
+
 def changed_since(repo: git.Repo, base: str, head: str | None) -> set[str]:
-    """Paths that differ between `base` and `head` (the working tree when head is None)."""
-    args = [resolve(repo, base)] + ([resolve(repo, head)] if head else [])
+    """Paths the change from the merge base of `base` and `head` (the working tree when head
+    is None) to `head` touches: a branch made from an older `base` owns only its own changes."""
+    args = [merge_base(repo, base, head)] + ([resolve(repo, head)] if head else [])
     out = repo.git.diff("--name-only", "--no-renames", "-z", *args)
     changed = set(filter(None, out.split("\0")))
     if head is None:
