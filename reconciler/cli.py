@@ -181,14 +181,15 @@ def apply(repo: Path, rev: str, only: str | None, dry_run: bool, no_commit: bool
           fmt: str) -> int:
     """Reconcile the databases with the grants at a commit, then audit and commit."""
     from .apply import Prefetch, reconcile
-    from .audit import persist, preparer
+    from .audit import endings_from, persist, preparer
     from .snapshot import read_snapshot
 
     started = now_utc()
     with Prefetch(execute=not dry_run, only=only) as prefetch:
         snapshot = read_snapshot(repo, rev, started, on_policy=prefetch.start)
         run = reconcile(snapshot, started, only=only, execute=not dry_run,
-                        while_executing=preparer(snapshot), prefetch=prefetch)
+                        while_executing=preparer(snapshot, endings_from(repo, snapshot)),
+                        prefetch=prefetch)
     _print_run(run, fmt)
     if dry_run:
         return _exit_code(run, 2)

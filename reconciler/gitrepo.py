@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -423,6 +423,41 @@ def _pr_number(c: _Commit | None) -> int | None:
         return None
     m = _MERGE_PR.match(c.subject) or _SQUASH_PR.search(c.subject)
     return int(m.group(1)) if m else None
+
+
+# The first-parent line, each commit diffed against its first parent: a merge or squash
+# commit shows what its pull request changed as a whole.
+_MAINLINE = ["log", "--first-parent", "--diff-merges=first-parent", "--raw", "--no-abbrev",
+             "--no-renames", "-z", "--format=%x1e%H%x1f%P%x1f%an%x1f%ae%x1f%aI%x1f%cI%x1f%s"]
+
+
+@dataclass(frozen=True)
+class MainlineChange:
+    """A commit on the first-parent line that deleted or rewrote a file: the blob before."""
+
+    path: str
+    old_blob: str
+    parent: str | None
+    provenance: Provenance
+
+
+def mainline_changes(repo: git.Repo, commit: str, top: str,
+                     status: str = "DM") -> Iterator[MainlineChange]:
+    """Newest first, the first-parent commits of `commit` that deleted (D) or modified (M)
+    files under `top`, with the pull request each arrived with. One `git log` over the
+    first-parent line only (a few commits per pull request, not the branches' history)."""
+    cmd = [*_MAINLINE, f"--diff-filter={status}", commit, "--", f"{top}/"]
+    for record in _run_git(["git", "--git-dir", str(repo.git_dir), *cmd]).split("\x1e")[1:]:
+        head, _, rest = record.partition("\0")
+        c = _parse_header(head)
+        prov = Provenance(c.sha, c.author, c.email, c.authored, c.committed, c.sha,
+                          _pr_number(c))
+        tokens = rest.lstrip("\n").split("\0")
+        for meta, path in zip(tokens[0::2], tokens[1::2], strict=False):
+            fields = meta.split()
+            if len(fields) >= 5 and fields[4][:1] in status:
+                yield MainlineChange(path, fields[2], c.parents[0] if c.parents else None,
+                                     prov)
 
 
 def identity(repo: git.Repo) -> str:
