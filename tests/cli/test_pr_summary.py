@@ -144,3 +144,18 @@ def test_the_offline_plan_of_a_mysql_target_shows_the_backstop_event(tmp_path: P
     assert result.exit_code == 2
     assert "CREATE EVENT `dsn_database`.`" in result.stdout
     assert "DO ALTER USER 'jit_alice_readonly'@'%' ACCOUNT LOCK" in result.stdout
+
+
+def test_the_checks_judge_only_the_branchs_own_changes(repo: AccessRepo) -> None:
+    """main changed the policies after the branch was made: that is not the PR's change."""
+    repo.write("grants/db1/alice.yaml", grant("alice"))
+    repo.commit("alice asks")
+    git(repo.root, "checkout", "-q", "main")
+    pol = policy()
+    pol["access"]["readonly"]["auto_approve"] = True
+    repo.write("policies/main.yaml", pol)
+    repo.commit("readonly is auto-approved now")
+    git(repo.root, "checkout", "-q", "pr")
+    result = jitgrant("validate", "--repo", str(repo.root), "--base", "main",
+                      "--auto-approvable")
+    assert "policies/main.yaml: not a grant file" not in result.stderr
