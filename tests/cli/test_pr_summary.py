@@ -159,3 +159,15 @@ def test_the_checks_judge_only_the_branchs_own_changes(repo: AccessRepo) -> None
     result = jitgrant("validate", "--repo", str(repo.root), "--base", "main",
                       "--auto-approvable")
     assert "policies/main.yaml: not a grant file" not in result.stderr
+
+
+def test_a_removed_target_is_said_to_be_left_alone_not_revoked(repo: AccessRepo) -> None:
+    pol = policy()
+    pol["targets"]["db2"] = pol["targets"].pop("db1")
+    repo.write("policies/main.yaml", pol)
+    repo.commit("db1 is renamed db2")
+    data = review(repo)
+    assert any("target db1 is removed: apply stops managing it" in n
+               for n in data["review"]["notes"])
+    assert "target db2 is added" in data["review"]["notes"]
+    assert not [c for c in data["review"]["changes"] if c["target"] == "db1"]
