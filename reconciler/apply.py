@@ -17,6 +17,7 @@ from .engines import ENGINES, ActionResult, Session, Statement
 from .errors import ForeignLock, Problem, UserError
 from .model import ActualState, Policy, Target
 from .plan import TargetPlan, desired_state, diff
+from .prdiff import Review
 from .snapshot import no_gc_pauses
 from .validate import Snapshot
 
@@ -57,6 +58,8 @@ class Run:
     targets: list[TargetRun]
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     finished: datetime | None = None
+    review: Review | None = None  # with --base: what the pull request changes
+    offline: bool = False  # planned against a server with none of our logins
 
     @property
     def problems(self) -> list[Problem]:
@@ -213,12 +216,20 @@ def _close(session: Session | None) -> None:
             pass
 
 
+# Offline, the backstop events' schema (the DSN's database) is unknown: shown as this name.
+OFFLINE_EVENT_SCHEMA = "dsn_database"
+
+
 def offline_state(snapshot: Snapshot, target: Target) -> ActualState:
     """What a server with none of our logins, and every group role, would report (MySQL
-    targets are rendered in MariaDB's dialect)."""
+    targets are rendered in MariaDB's dialect, with the event scheduler on, so a target with
+    `expiry_backstop: event` shows the events apply would create)."""
     flavor = "postgres" if target.engine == "postgres" else "mariadb"
+    events = target.engine != "postgres" and target.expiry_backstop == "event"
     return ActualState(roles=MappingProxyType({}), existing_groups=group_roles(snapshot),
-                       admin="", admin_is_superuser=False, database="", flavor=flavor)
+                       admin="", admin_is_superuser=False, database="", flavor=flavor,
+                       event_scheduler=events,
+                       event_schema=OFFLINE_EVENT_SCHEMA if events else None)
 
 
 def reconcile(snapshot: Snapshot, now: datetime, *, only: str | None = None,
@@ -231,7 +242,7 @@ def reconcile(snapshot: Snapshot, now: datetime, *, only: str | None = None,
     execute (the audit prepares its record there). `prefetch` holds the targets' sessions and
     catalogs read while the snapshot was read (made with the same `execute` and `env`)."""
     env = os.environ if env is None else env
-    run = Run(snapshot, now, [])
+    run = Run(snapshot, now, [], offline=offline)
     with no_gc_pauses():
         for target in select_targets(snapshot, only):
             run.targets.append(_one_target(snapshot, target, now, execute, offline, env,

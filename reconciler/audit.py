@@ -13,6 +13,7 @@ from typing import Any
 
 from . import __version__, gitrepo
 from .apply import Run, TargetRun
+from .endings import Ending, endings
 from .errors import UserError
 from .model import Grant, Provenance
 from .plan import Action
@@ -28,7 +29,26 @@ def audit_path(run: Run) -> str:
     return f"audit/{started:%Y/%m/%d}/{stamp}-{run.run_id}.json"
 
 
-def record(run: Run, actor: str, actions: bool = True) -> dict[str, Any]:
+# A target run -> its revoked logins' Endings (who they were, which change ended them).
+Endings = Callable[[TargetRun], dict[str, Ending]]
+
+
+def no_endings(run: TargetRun) -> dict[str, Ending]:
+    return {}
+
+
+def endings_from(repo_path: Path, snapshot: Snapshot) -> Endings:
+    """What git tells of the removed and offboarded logins a target run revokes."""
+    def find(run: TargetRun) -> dict[str, Ending]:
+        if not run.plan or not any(a.kind == "revoke" for a in run.plan.actions):
+            return {}
+        return endings(gitrepo.open_repo(repo_path), snapshot.commit, snapshot.policy,
+                       run.target, run.plan.actions)
+    return find
+
+
+def record(run: Run, actor: str, actions: bool = True,
+           ends: Endings = no_endings) -> dict[str, Any]:
     """The record as data; `actions=False` leaves the actions out (to_json then takes them
     already encoded, see action_lines)."""
     grants = _grants(run.snapshot)
@@ -43,9 +63,10 @@ def record(run: Run, actor: str, actions: bool = True) -> dict[str, Any]:
         "targets": [{"target": t.target.name, "engine": t.target.engine, "status": t.status,
                      "error": t.error, "actions": len(t.plan.actions) if t.plan else 0}
                     for t in run.targets],
-        "actions": [{**_static(a, shown[i], grants), **_outcome(t, i)}
+        "actions": [{**_static(a, shown[i], grants, ended.get(a.login)), **_outcome(t, i)}
                     for t in run.targets if actions and t.plan
-                    for shown in [t.shown_by_action()] for i, a in enumerate(t.plan.actions)],
+                    for shown, ended in [(t.shown_by_action(), ends(t))]
+                    for i, a in enumerate(t.plan.actions)],
     }
 
 
@@ -53,7 +74,7 @@ def _grants(snapshot: Snapshot) -> dict[str, Grant]:
     return {g.path: g for g in snapshot.grants + snapshot.inactive}
 
 
-def preparer(snapshot: Snapshot) -> Callable[[TargetRun], None]:
+def preparer(snapshot: Snapshot, ends: Endings = no_endings) -> Callable[[TargetRun], None]:
     """What `apply` runs in a thread while a target's statements execute: each action's
     fields that do not depend on how it went, encoded as JSON text without its closing
     brace. The thread works while psycopg waits on the server, so that part of the record
@@ -62,12 +83,12 @@ def preparer(snapshot: Snapshot) -> Callable[[TargetRun], None]:
 
     def prepare(run: TargetRun) -> None:
         if run.plan:
-            run.prepared = _heads(run, grants)
+            run.prepared = _heads(run, grants, ends(run))
 
     return prepare
 
 
-def action_lines(run: Run) -> list[str]:
+def action_lines(run: Run, ends: Endings = no_endings) -> list[str]:
     """Every action of the record as one line of JSON: the prepared head (or a new one) and
     the outcome."""
     grants: dict[str, Grant] | None = None
@@ -78,29 +99,45 @@ def action_lines(run: Run) -> list[str]:
             else None
         if heads is None:
             grants = grants if grants is not None else _grants(run.snapshot)
-            heads = _heads(t, grants)
+            heads = _heads(t, grants, ends(t))
         lines.extend(f"{head}, {_compact(_outcome(t, i))[1:]}" for i, head in enumerate(heads))
     return lines
 
 
-def _heads(run: TargetRun, grants: dict[str, Grant]) -> list[str]:
+def _heads(run: TargetRun, grants: dict[str, Grant], ended: dict[str, Ending]) -> list[str]:
     """Each action's fields that do not depend on how it went, as JSON without the closing
     brace, for _outcome's fields to follow."""
     shown = run.shown_by_action()
     actions = run.plan.actions if run.plan else ()
-    return [_compact(_static(a, shown[i], grants))[:-1] for i, a in enumerate(actions)]
+    return [_compact(_static(a, shown[i], grants, ended.get(a.login)))[:-1]
+            for i, a in enumerate(actions)]
 
 
-def _static(action: Action, shown: list[str], grants: dict[str, Grant]) -> dict[str, Any]:
+def _static(action: Action, shown: list[str], grants: dict[str, Grant],
+            ended: Ending | None = None) -> dict[str, Any]:
+    # git's word on a removed file's grantee comes before the login's own marker
+    grantee = ended.grantee if ended and action.cause == "removed" else action.grantee
+    access = ended.access if ended and action.cause == "removed" else action.access
     return {
-        "target": action.target, "login": action.login, "grantee": action.grantee,
-        "access": action.access, "action": action.kind, "cause": action.cause,
+        "target": action.target, "login": action.login, "grantee": grantee,
+        "access": access, "action": action.kind, "cause": action.cause,
         "changes": action.changes.describe(), "expires": iso(action.expires),
         "grant_files": list(action.grant_files),
         "grants": [_provenance(p, grants.get(p)) for p in action.grant_files],
         "sql": shown,
         "held": action.hold,
+        "ended_by": _ended_by(ended) if action.kind == "revoke" else None,
     }
+
+
+def _ended_by(ended: Ending | None) -> dict[str, Any] | None:
+    """The change that removed the grant file or offboarded the person."""
+    if ended is None:
+        return None
+    prov = ended.provenance
+    return {"file": ended.file, "commit": prov.commit, "author": prov.author,
+            "author_email": prov.author_email, "authored": iso(prov.authored),
+            "merge_commit": prov.merge_commit, "pull_request": prov.pull_request}
 
 
 def _outcome(run: TargetRun, index: int) -> dict[str, Any]:
@@ -171,7 +208,7 @@ def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) 
         return None
     repo = gitrepo.open_repo(repo_path)
     content = to_json(record(run, gitrepo.identity(repo), actions=False),
-                      {"actions": action_lines(run)})
+                      {"actions": action_lines(run, endings_from(repo_path, run.snapshot))})
     rel = write(Path(str(repo.working_tree_dir)), run, content)
     if commit:
         changed = sum(len(t.plan.actions) for t in run.targets if t.plan and t.executed)

@@ -78,6 +78,7 @@ class Entry:
     sessions_ended: int
     held: str | None  # a revoke that locked the login out but could not drop it: why
     approvals: tuple[Approval, ...]
+    ended_by: Approval | None = None  # a revoke: the change that removed the file or person
 
     @property
     def order(self) -> tuple[datetime, datetime, str, int]:
@@ -170,7 +171,16 @@ def _entries(rel: str, data: dict[str, Any]) -> Iterator[Entry]:
             grantee=a["grantee"], access=a["access"], action=a["action"], cause=a["cause"],
             expires=_time(a["expires"]) if a["expires"] else None, status=a["status"],
             error=a["error"], statements=a["statements"], sessions_ended=a["sessions_ended"],
-            held=a["held"], approvals=tuple(_approval(g) for g in a["grants"]))
+            held=a["held"], approvals=tuple(_approval(g) for g in a["grants"]),
+            ended_by=_ending(a.get("ended_by")))  # absent from older records
+
+
+def _ending(e: dict[str, Any] | None) -> Approval | None:
+    if e is None:
+        return None
+    return Approval(file=e["file"] or "policies/", commit=e["commit"],
+                    pull_request=e["pull_request"], merge_commit=e["merge_commit"],
+                    author=e["author"])
 
 
 def _approval(g: dict[str, Any]) -> Approval:
@@ -206,6 +216,7 @@ class AccessPeriod:
     ended_cause: str | None = None
     ended_run: str | None = None
     held: str | None = None  # locked out but not dropped (yet): why
+    ended_by: Approval | None = None  # the change that removed the grant file or the person
     approvals: list[Approval] = field(default_factory=list)
     changes: list[Entry] = field(default_factory=list)  # its creates and updates
 
@@ -228,7 +239,7 @@ class AccessPeriod:
         self.access = self.access or entry.access
         self.expires = self.expires or entry.expires
         self.ended_at, self.ended_cause, self.ended_run = entry.at, entry.cause, entry.run_id
-        self.held = entry.held
+        self.held, self.ended_by = entry.held, entry.ended_by
 
     def overlaps(self, since: datetime | None, until: datetime | None) -> bool:
         starts_before_until = until is None or self.granted_at is None or self.granted_at < until
@@ -356,6 +367,8 @@ def period_row(p: AccessPeriod) -> Row:
     return {"grantee": p.grantee, "target": p.target, "access": p.access, "login": p.login,
             "granted_at": iso(p.granted_at), "approvals": [_approval_data(a) for a in p.approvals],
             "expires": iso(p.expires), "ended_at": iso(p.ended_at), "ended_cause": p.ended_cause,
+            "ended_by": _approval_data(p.ended_by) if p.ended_by else None,
+            "ended_pull_request": p.ended_by.pull_request if p.ended_by else None,
             "held": p.held, "granted_run": p.granted_run, "ended_run": p.ended_run}
 
 
@@ -364,7 +377,8 @@ def entry_row(e: Entry) -> Row:
             "grantee": e.grantee, "access": e.access, "action": e.action, "cause": e.cause,
             "expires": iso(e.expires), "status": e.status, "error": e.error,
             "statements": e.statements, "sessions_ended": e.sessions_ended, "held": e.held,
-            "approvals": [_approval_data(a) for a in e.approvals], "actor": e.actor,
+            "approvals": [_approval_data(a) for a in e.approvals],
+            "ended_by": _approval_data(e.ended_by) if e.ended_by else None, "actor": e.actor,
             "reconciled_commit": e.commit, "record": e.record}
 
 
@@ -379,7 +393,8 @@ APPROVAL_COLUMNS = {"pull_requests": "pull_request", "merge_commits": "merge_com
                     "tickets": "ticket", "grant_files": "file"}
 CSV_COLUMNS = {
     "access": ["grantee", "target", "access", "login", "granted_at", "expires", "ended_at",
-               "ended_cause", "held", *APPROVAL_COLUMNS, "granted_run", "ended_run"],
+               "ended_cause", "ended_pull_request", "held", *APPROVAL_COLUMNS, "granted_run",
+               "ended_run"],
     "actions": ["time", "target", "login", "grantee", "access", "action", "cause", "expires",
                 "status", "error", "statements", "sessions_ended", "held", *APPROVAL_COLUMNS,
                 "actor",
@@ -388,7 +403,7 @@ CSV_COLUMNS = {
 
 
 def flat(row: Row) -> Row:
-    out = {k: v for k, v in row.items() if k != "approvals"}
+    out = {k: v for k, v in row.items() if k not in ("approvals", "ended_by")}
     for column, key in APPROVAL_COLUMNS.items():
         values = dict.fromkeys(str(a[key]) for a in row["approvals"] if a[key] is not None)
         out[column] = "; ".join(values)
@@ -420,7 +435,7 @@ TABLES: dict[str, list[tuple[str, str]]] = {  # view -> (header, column)
     "access": [("GRANTEE", "grantee"), ("TARGET", "target"), ("ACCESS", "access"),
                ("GRANTED", "granted_at"), ("PR", "pull_requests"),
                ("MERGE", "merge_commits"), ("EXPIRES", "expires"), ("ENDED", "ended_at"),
-               ("WHY", "ended_cause")],
+               ("WHY", "ended_cause"), ("ENDED BY", "ended_pull_request")],
     "actions": [("TIME", "time"), ("TARGET", "target"), ("LOGIN", "login"),
                 ("ACTION", "action"), ("CAUSE", "cause"), ("GRANTEE", "grantee"),
                 ("PR", "pull_requests"), ("STATUS", "status")],
@@ -447,6 +462,8 @@ def _cell(column: str, value: Any, zone: tzinfo) -> str:
         return local.strftime("%Y-%m-%d %H:%M") + offset
     if column == "merge_commits":
         return "; ".join(sha[:10] for sha in str(value).split("; "))
+    if column == "ended_pull_request":
+        return f"#{value}"
     if column == "pull_requests":
         return "; ".join(f"#{n}" for n in str(value).split("; "))
     return one_line(str(value))

@@ -126,13 +126,17 @@ def plan(repo: Path, rev: str, only: str | None, fmt: str, offline: bool,
          base: str | None) -> int:
     """Show what apply would do (exit 0 in sync, 2 changes, 1 error)."""
     from .apply import Prefetch, reconcile
-    from .snapshot import read_snapshot
+    from .prdiff import review_snapshots
+    from .snapshot import read_merge_base, read_snapshot
 
     now = now_utc()
     with Prefetch(execute=False, only=only) as prefetch:
         snapshot = read_snapshot(repo, rev, now, base,
                                  on_policy=None if offline else prefetch.start)
         run = reconcile(snapshot, now, only=only, offline=offline, prefetch=prefetch)
+    if base is not None:
+        run.review = review_snapshots(read_merge_base(repo, base, rev, now), snapshot, now,
+                                      only)
     _print_run(run, fmt)
     return _exit_code(run, 2)
 
@@ -179,14 +183,15 @@ def apply(repo: Path, rev: str, only: str | None, dry_run: bool, no_commit: bool
           fmt: str) -> int:
     """Reconcile the databases with the grants at a commit, then audit and commit."""
     from .apply import Prefetch, reconcile
-    from .audit import persist, preparer
+    from .audit import endings_from, persist, preparer
     from .snapshot import read_snapshot
 
     started = now_utc()
     with Prefetch(execute=not dry_run, only=only) as prefetch:
         snapshot = read_snapshot(repo, rev, started, on_policy=prefetch.start)
         run = reconcile(snapshot, started, only=only, execute=not dry_run,
-                        while_executing=preparer(snapshot), prefetch=prefetch)
+                        while_executing=preparer(snapshot, endings_from(repo, snapshot)),
+                        prefetch=prefetch)
     _print_run(run, fmt)
     if dry_run:
         return _exit_code(run, 2)

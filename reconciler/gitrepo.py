@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -425,6 +425,41 @@ def _pr_number(c: _Commit | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+# The first-parent line, each commit diffed against its first parent: a merge or squash
+# commit shows what its pull request changed as a whole.
+_MAINLINE = ["log", "--first-parent", "--diff-merges=first-parent", "--raw", "--no-abbrev",
+             "--no-renames", "-z", "--format=%x1e%H%x1f%P%x1f%an%x1f%ae%x1f%aI%x1f%cI%x1f%s"]
+
+
+@dataclass(frozen=True)
+class MainlineChange:
+    """A commit on the first-parent line that deleted or rewrote a file: the blob before."""
+
+    path: str
+    old_blob: str
+    parent: str | None
+    provenance: Provenance
+
+
+def mainline_changes(repo: git.Repo, commit: str, top: str,
+                     status: str = "DM") -> Iterator[MainlineChange]:
+    """Newest first, the first-parent commits of `commit` that deleted (D) or modified (M)
+    files under `top`, with the pull request each arrived with. One `git log` over the
+    first-parent line only (a few commits per pull request, not the branches' history)."""
+    cmd = [*_MAINLINE, f"--diff-filter={status}", commit, "--", f"{top}/"]
+    for record in _run_git(["git", "--git-dir", str(repo.git_dir), *cmd]).split("\x1e")[1:]:
+        head, _, rest = record.partition("\0")
+        c = _parse_header(head)
+        prov = Provenance(c.sha, c.author, c.email, c.authored, c.committed, c.sha,
+                          _pr_number(c))
+        tokens = rest.lstrip("\n").split("\0")
+        for meta, path in zip(tokens[0::2], tokens[1::2], strict=False):
+            fields = meta.split()
+            if len(fields) >= 5 and fields[4][:1] in status:
+                yield MainlineChange(path, fields[2], c.parents[0] if c.parents else None,
+                                     prov)
+
+
 def identity(repo: git.Repo) -> str:
     reader = repo.config_reader()
     name = reader.get_value("user", "name", "")
@@ -432,9 +467,20 @@ def identity(repo: git.Repo) -> str:
     return f"{name} <{email}>" if name or email else "unknown"
 
 
+def merge_base(repo: git.Repo, base: str, head: str | None) -> str:
+    """Where `head` (HEAD when None) branched from `base`: what a pull request changes is
+    measured from there, so commits that reached `base` since are not counted as its own."""
+    tip = resolve(repo, head or "HEAD")
+    try:
+        return str(repo.git.merge_base(resolve(repo, base), tip))
+    except git.GitCommandError:
+        raise ConfigError(f"{base!r} and {head or 'HEAD'!r} have no common history") from None
+
+
 def changed_since(repo: git.Repo, base: str, head: str | None) -> set[str]:
-    """Paths that differ between `base` and `head` (the working tree when head is None)."""
-    args = [resolve(repo, base)] + ([resolve(repo, head)] if head else [])
+    """Paths the change from the merge base of `base` and `head` (the working tree when head
+    is None) to `head` touches: a branch made from an older `base` owns only its own changes."""
+    args = [merge_base(repo, base, head)] + ([resolve(repo, head)] if head else [])
     out = repo.git.diff("--name-only", "--no-renames", "-z", *args)
     changed = set(filter(None, out.split("\0")))
     if head is None:

@@ -345,6 +345,18 @@ def marked_target(role: ActualRole) -> str | None:
     return head if sep and " " not in head else None
 
 
+def marked_owner(role: ActualRole) -> tuple[str, str] | None:
+    """(grantee, access) named in a login's marker: whose it was once its grant file is gone."""
+    rest = (role.comment or "")[len(MARKER):].strip() if is_managed(role) else ""
+    if marked_target(role) is not None:
+        rest = rest.partition(": ")[2]
+    who, sep, _ = rest.rpartition(" state ")
+    grantee, _, access = who.partition(" (")
+    if not sep or not access.endswith(")") or not grantee or " " in grantee:
+        return None
+    return grantee, access[:-1]
+
+
 def compare(target: Target, want: DesiredLogin, have: ActualRole,
             actual: ActualState) -> Changes:
     """Every difference between a login as granted and as found."""
@@ -404,7 +416,9 @@ def _revoke_action(target: Target, role: ActualRole, desired: DesiredState,
     known = desired.known.get(role.name)
     if known is None:
         cause = "removed" if _made_by_jitgrant(role, target, desired) else "unknown"
+        owner = marked_owner(role) if cause == "removed" else None
         return Action(target=target.name, kind="revoke", login=role.name, cause=cause,
+                      grantee=owner[0] if owner else None, access=owner[1] if owner else None,
                       actual=role, hold=hold, kill_sessions=kill)
     cause = "invalid" if role.name in refused else known.cause  # its grant is refused
     return Action(target=target.name, kind="revoke", login=role.name, cause=cause,

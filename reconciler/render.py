@@ -11,6 +11,7 @@ from .apply import Run, TargetRun
 from .errors import Problem
 from .model import Grant
 from .plan import Action
+from .prdiff import LoginChange, Review
 from .review import changed_grants, not_auto_approvable
 from .timeutil import format_duration, iso
 
@@ -51,8 +52,29 @@ def action_line(action: Action) -> str:
            f"[{action.cause}]"
 
 
+def change_line(change: LoginChange) -> str:
+    """`- revoke jit_bob_ro on db1 for bob (ro) [offboarded]`, as the reviewer reads it."""
+    when = ""
+    if change.kind == "update" and change.before != change.expires:
+        when = f" until {iso(change.expires)} (was {iso(change.before)})"
+    elif change.kind == "create":
+        when = f" until {iso(change.expires)}"
+    details = ": " + ", ".join(change.details) if change.details else ""
+    return (f"{SYMBOLS[change.kind]} {change.kind} {change.login} on {change.target} for "
+            f"{change.grantee} ({change.access}){when}{details} [{change.cause}]")
+
+
+def review_text(review: Review) -> list[str]:
+    out = [f"this change {review.headline} (against {review.base[:12]}, where it branched)"]
+    out += [f"  note: {note}" for note in review.notes]
+    out += [f"  {change_line(c)}" for c in review.changes]
+    return out
+
+
 def plan_text(run: Run, show_sql: bool = True) -> str:
-    out = []
+    out = review_text(run.review) if run.review else []
+    if run.review and run.offline:
+        return "\n".join(out)  # against an empty server every grant is new: not a summary
     for t in run.targets:
         out.append(_target_header(t))
         if not t.plan:
@@ -81,11 +103,22 @@ def plan_data(run: Run) -> dict[str, Any]:
         "problems": [p.as_dict() for p in run.problems],
         "targets": [_target_data(t) for t in run.targets],
     }
+    if run.review is not None:
+        data = {"summary": run.review.headline, "review": review_data(run.review), **data}
     if run.snapshot.changed is not None:
         data["requests"] = requests_data(run)
         data["auto_approvable"] = not not_auto_approvable(run.snapshot)
         data["needs_review_because"] = not_auto_approvable(run.snapshot)
     return data
+
+
+def review_data(review: Review) -> dict[str, Any]:
+    return {"merge_base": review.base, "totals": review.totals, "notes": list(review.notes),
+            "changes": [{"action": c.kind, "target": c.target, "login": c.login,
+                         "cause": c.cause, "grantee": c.grantee, "access": c.access,
+                         "expires": iso(c.expires), "expires_before": iso(c.before),
+                         "details": list(c.details), "grant_files": list(c.grant_files)}
+                        for c in review.changes]}
 
 
 def requests_data(run: Run) -> list[dict[str, Any]]:
@@ -149,4 +182,5 @@ _ENV.filters["md"] = _md
 
 
 def plan_markdown(run: Run) -> str:
-    return _ENV.get_template("plan.md.j2").render(plan=plan_data(run), symbols=SYMBOLS)
+    return _ENV.get_template("plan.md.j2").render(plan=plan_data(run), symbols=SYMBOLS,
+                                                  offline=run.offline)

@@ -106,6 +106,13 @@ def base_reader(repo_path: Path, base: str) -> Callable[[list[str]], list[Source
     return read
 
 
+def read_merge_base(repo_path: Path, base: str, rev: str | None, now: datetime) -> Snapshot:
+    """The snapshot where `rev` (the working tree when None) branched from `base`: what the
+    pull request is measured against."""
+    repo = gitrepo.open_repo(repo_path)
+    return read_snapshot(repo_path, gitrepo.merge_base(repo, base, rev), now)
+
+
 def _head(repo: object) -> str | None:
     try:
         return gitrepo.resolve(repo, "HEAD")  # type: ignore[arg-type]

@@ -142,18 +142,32 @@ def load_policy(files: list[SourceFile], problems: list[Problem]) -> Policy:
                   tuple(owners), valid)
 
 
+def _usable(level: AccessLevel, target: Target) -> bool:
+    return level.environments is None or target.environment in level.environments
+
+
 def _check_namespaces(targets: dict[str, Target], access: dict[str, AccessLevel],
                       problems: list[Problem]) -> None:
     """Roles jitgrant relies on must lie outside every namespace it owns: inside, it would
     revoke them as unknown logins."""
     for target in targets.values():
         prefix, keep = target.role_prefix, target.never_touch
+        if target.engine == "postgres" and prefix.startswith("pg_"):
+            # PostgreSQL refuses to create such roles, and pg_ roles belong to the server.
+            problems.append(Problem(target.path, target.line, f"targets.{target.name}."
+                                    f"role_prefix: {prefix!r}: PostgreSQL reserves names "
+                                    f"starting with pg_ for its own roles"))
         if target.reassign_owned_to and target.reassign_owned_to.lower().startswith(prefix) \
                 and target.reassign_owned_to not in keep:
             problems.append(Problem(target.path, target.line, f"targets.{target.name}."
                                     f"reassign_owned_to: {target.reassign_owned_to!r} is inside "
                                     f"the namespace {prefix!r}: jitgrant would drop it"))
         for level in access.values():
+            refusal = engine_refusal(target, level) if _usable(level, target) else None
+            if refusal:
+                problems.append(Problem(level.path, level.line, f"access.{level.name}: "
+                                        f"{refusal}; its grants on target {target.name} are "
+                                        f"refused", "warning"))
             for role in level.roles:
                 if role.lower().startswith(prefix) and role not in keep:
                     problems.append(Problem(level.path, level.line, f"access.{level.name}.roles:"
@@ -385,6 +399,20 @@ def _check_level(grant: Grant, target: Target, level: AccessLevel, person: Perso
     name = login_name(target.role_prefix, grant.grantee, grant.access, target.engine)
     if name in target.never_touch:
         error("grantee", f"grantee: the login {name!r} is listed in never_touch")
+    refusal = engine_refusal(target, level)
+    if refusal:
+        error("access", f"access: {refusal}")
+
+
+def engine_refusal(target: Target, level: AccessLevel) -> str | None:
+    """Why the planner would skip every grant of `level` on `target`, known from the policy
+    alone: `request` and the pull-request check refuse it rather than `plan`."""
+    if target.engine == "mysql" and len(level.roles) > 1:
+        # MySQL 8 could activate several; the target's flavor is only known once connected.
+        return (f"{level.name!r} names {len(level.roles)} roles, and a mysql target gets one "
+                f"default role per account on MariaDB: name one role (that role can include "
+                f"the others)")
+    return None
 
 
 def _check_lifetime(grant: Grant, level: AccessLevel, ctx: Context, error: Any) -> None:

@@ -110,7 +110,7 @@ def test_no_commit_writes_the_record_but_does_not_commit_it(pg_repo: AccessRepo,
     before = pg_repo.commit("end alice's access")
     result = jitgrant("apply", "--repo", str(pg_repo.root), "--no-commit", env=namespace.env)
     assert result.exit_code == 0, result.output
-    assert f"- revoke {namespace.login()} [removed]" in result.stdout
+    assert f"- revoke {namespace.login()} for alice (readonly) [removed]" in result.stdout
     assert head(pg_repo) == before
     assert namespace.role(namespace.login()) is None
     [untracked] = git(pg_repo.root, "status", "--porcelain", "-uall").splitlines()
