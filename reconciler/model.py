@@ -215,3 +215,10 @@ class ActualState:
     event_scheduler: bool = False
     flavor: str = "postgres"  # postgres | mariadb | mysql
     event_schema: str | None = None  # MySQL: where backstop events live (the DSN's database)
+    # Group roles of access levels -> what they hold a GRANT OPTION on: their members can grant
+    # access that outlives their login (PostgreSQL records the group as grantor).
+    grant_options: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({}))
+    # MySQL: logins -> the grants recorded with them as grantor; DROP USER keeps those.
+    grants_made: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({}))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from types import MappingProxyType
@@ -55,6 +56,20 @@ LEFT JOIN pg_database d ON d.oid = s.dbid
 WHERE starts_with(r.rolname, %(prefix)s) AND s.deptype <> 'p'
 GROUP BY 1, 2"""
 _OWNERS = "SELECT datname, pg_get_userbyid(datdba) FROM pg_database"
+# ACL entries WITH GRANT OPTION held by the given roles, in the current database.
+_GRANT_OPTIONS = """SELECT DISTINCT g.rolname, o.label || ' ' || o.name FROM (
+  SELECT 'table' AS label, c.oid::regclass::text AS name, c.relacl AS acl FROM pg_class c
+  UNION ALL SELECT 'columns of', c.oid::regclass::text, a.attacl
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE a.attacl IS NOT NULL
+  UNION ALL SELECT 'routine', p.oid::regprocedure::text, p.proacl FROM pg_proc p
+  UNION ALL SELECT 'schema', quote_ident(n.nspname), n.nspacl FROM pg_namespace n
+  UNION ALL SELECT 'type', t.oid::regtype::text, t.typacl FROM pg_type t
+  UNION ALL SELECT 'large object', l.oid::text, l.lomacl FROM pg_largeobject_metadata l
+  UNION ALL SELECT 'database', quote_ident(d.datname), d.datacl FROM pg_database d
+  UNION ALL SELECT 'foreign server', quote_ident(s.srvname), s.srvacl FROM pg_foreign_server s
+) AS o, aclexplode(o.acl) AS e, pg_roles g
+WHERE o.acl IS NOT NULL AND e.is_grantable AND g.oid = e.grantee AND g.rolname = ANY(%(groups)s)
+ORDER BY 1, 2"""
 _TERMINATE = """SELECT usename, pg_terminate_backend(pid, 5000) FROM pg_stat_activity
 WHERE usename = ANY(%s) AND pid <> pg_backend_pid()"""
 # After pg_terminate_backend: a session still there did not end within its 5 seconds (a
@@ -436,7 +451,21 @@ class PostgresSession:
             cursors = [self.conn.cursor() for _ in queries]
             for cur, (query, params) in zip(cursors, queries, strict=True):
                 cur.execute(query, params)
-        return self._state(*(c.fetchall() for c in cursors))
+        state = self._state(*(c.fetchall() for c in cursors))
+        return replace(state, grant_options=self._grant_options(groups))
+
+    def _grant_options(self, groups: frozenset[str]) -> Mapping[str, tuple[str, ...]]:
+        """What the access levels' group roles hold a GRANT OPTION on, in this database (and
+        on databases): other databases' catalogs are not read."""
+        if not groups:
+            return MappingProxyType({})
+        with self.conn.transaction():
+            self.conn.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+            rows = self.conn.execute(_GRANT_OPTIONS, {"groups": sorted(groups)}).fetchall()
+        found: dict[str, list[str]] = {}
+        for role, what in rows:
+            found.setdefault(role, []).append(what)
+        return MappingProxyType({role: tuple(items) for role, items in found.items()})
 
     def _state(self, roles: list[Any], members: list[Any], groups: list[Any], depends: list[Any],
                owners: list[Any], sessions: list[Any], supers: list[Any],
