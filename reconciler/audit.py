@@ -14,6 +14,7 @@ from typing import Any
 from . import __version__, gitrepo
 from .apply import Run, TargetRun
 from .endings import Ending, endings
+from .engines import ActionResult
 from .errors import UserError
 from .model import Grant, Provenance
 from .plan import Action
@@ -146,13 +147,19 @@ def _outcome(run: TargetRun, index: int) -> dict[str, Any]:
     return {
         "statements": result.statements if result else 0,
         "sessions_ended": result.sessions_ended if result else 0,
-        "owned_objects": [{"database": db, "reassigned_to": owner}
-                          for db, owner in sorted((result.owned_objects if result else {})
-                                                  .items())],
+        "owned_objects": _owned(result),
         "status": status,
         "error": (result.error if result else None) or (run.error if status == "failed"
                                                          else None),
     }
+
+
+def _owned(result: ActionResult | None) -> list[dict[str, Any]]:
+    """Where a revoked login's objects went, database by database, and what they were."""
+    if result is None:
+        return []
+    return [{"database": db, "reassigned_to": owner, "objects": result.planted.get(db, [])}
+            for db, owner in sorted(result.owned_objects.items())]
 
 
 def _provenance(path: str, grant: Grant | None) -> dict[str, Any]:

@@ -243,3 +243,10 @@ class ActualState:
     # Existing group roles that would make a login superuser-equivalent, and why: their
     # attributes or privileges, a role they lead to, or being the reconciler's own role.
     dangerous_groups: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Group roles of access levels -> what they hold a GRANT OPTION on: their members can grant
+    # access that outlives their login (PostgreSQL records the group as grantor).
+    grant_options: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({}))
+    # MySQL: logins -> the grants recorded with them as grantor; DROP USER keeps those.
+    grants_made: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({}))

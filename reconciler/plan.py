@@ -248,6 +248,7 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
                                     problems, refused)
             if not (action.hold and _stripped(role, actual)):  # else only its problem remains
                 actions.append(action)
+    problems += _grant_option_warnings(target, actual, actions)
     return TargetPlan(target, tuple(actions), tuple(problems))
 
 
@@ -263,6 +264,26 @@ def _refused(desired: DesiredState, actual: ActualState) -> dict[str, str]:
             found[name] = (f"group role {why} on target {desired.target.name}: access level "
                            f"{want.access!r} needs `dangerous: true` to grant it; grant refused")
     return found
+
+
+def _grant_option_warnings(target: Target, actual: ActualState,
+                           actions: list[Action]) -> list[Problem]:
+    """Grants made with a group role's GRANT OPTION are not the login's to take back: the
+    server records the group as grantor (PostgreSQL) or keeps them after DROP USER (MySQL)."""
+    out = [_target_problem(target, f"group role {role} holds GRANT OPTION on {_some(objects)}: "
+                                   "its logins can grant access that outlives them; revoke "
+                                   "the grant option", "warning")
+           for role, objects in sorted(actual.grant_options.items())]
+    out += [_target_problem(target, f"login {a.login} granted {_some(made)} with a GRANT "
+                                    "OPTION; revoking the login leaves those grants in place",
+                            "warning")
+            for a in actions if a.kind == "revoke" and (made := actual.grants_made.get(a.login))]
+    return out
+
+
+def _some(items: tuple[str, ...], shown: int = 3) -> str:
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 def _hidden_login(role: ActualRole, target: Target, actual: ActualState) -> bool:

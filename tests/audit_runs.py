@@ -103,8 +103,10 @@ def make_run(started: datetime, steps: Sequence[Step], grants: Sequence[Grant],
 def _result(step: Step) -> ActionResult:
     dropped = step.action.kind == "revoke" and not step.action.hold
     owned = {"orders": "orders_owner"} if dropped else {}
+    planted = {"orders": ['view app."le""ak" (granted to PUBLIC, revoked)']} if dropped else {}
     return ActionResult(statements=0 if step.error else 3, sessions_ended=step.sessions,
-                        owned_objects=owned if not step.error else {}, error=step.error)
+                        owned_objects=owned if not step.error else {},
+                        planted=planted if not step.error else {}, error=step.error)
 
 
 def write_record(root: Path, run: Run, actor: str = "reconcile-bot") -> str:

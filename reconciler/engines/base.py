@@ -13,9 +13,10 @@ from ..fastinit import fast_init
 from ..model import ActualState, Target
 from ..plan import Action, TargetPlan
 
-# lockout: nobody can log in as a revoked login; sessions: its sessions end; strip: its
-# memberships go; objects: its objects move, database by database; main: everything else.
-PHASES = ("lockout", "sessions", "strip", "objects", "main")
+# lockout: nobody can log in as a revoked login; sessions: its sessions end; disarm: its
+# objects become usable by their owner only (PostgreSQL); strip: its memberships go; objects:
+# its objects move, database by database; main: everything else.
+PHASES = ("lockout", "sessions", "disarm", "strip", "objects", "main")
 
 
 @fast_init
@@ -35,6 +36,8 @@ class ActionResult:
     statements: int = 0
     sessions_ended: int = 0
     owned_objects: dict[str, str] = field(default_factory=dict)  # database -> new owner
+    # database -> the objects the revoked login owned there, as the audit lists them
+    planted: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
 
     @property

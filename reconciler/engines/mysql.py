@@ -8,7 +8,7 @@ killed, then it is dropped."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -251,6 +251,38 @@ def _object_privileges(user: str, host: str) -> str:
                           for t in tables)
 
 
+# What the access levels' roles hold WITH GRANT OPTION; the same tables in MariaDB (where
+# mysql.user is a view) and MySQL 8.
+_GRANT_OPTIONS = (
+    "SELECT User, 'global privileges' FROM mysql.user WHERE Grant_priv = 'Y' AND User IN "
+    "%(groups)s UNION ALL SELECT User, CONCAT('database ', Db) FROM mysql.db "
+    "WHERE Grant_priv = 'Y' AND User IN %(groups)s UNION ALL "
+    "SELECT User, CONCAT('table ', Db, '.', Table_name) FROM mysql.tables_priv "
+    "WHERE FIND_IN_SET('Grant', Table_priv) AND User IN %(groups)s UNION ALL "
+    "SELECT User, CONCAT('routine ', Db, '.', Routine_name) FROM mysql.procs_priv "
+    "WHERE FIND_IN_SET('Grant', Proc_priv) AND User IN %(groups)s ORDER BY 1, 2")
+# Grants recorded with a login of the namespace as grantor ('user@host'): DROP USER keeps them.
+# Database-wide and global grants record no grantor, so those cannot be told.
+_GRANTS_MADE = (
+    "SELECT Grantor, CONCAT(Table_priv, ' on table ', Db, '.', Table_name, ' to ', User, '@', "
+    "Host) FROM mysql.tables_priv WHERE " + _PREFIX.format(col="Grantor") + " UNION ALL "
+    "SELECT Grantor, CONCAT(Proc_priv, ' on routine ', Db, '.', Routine_name, ' to ', User, "
+    "'@', Host) FROM mysql.procs_priv WHERE " + _PREFIX.format(col="Grantor") + " ORDER BY 1, 2")
+
+
+def _by_first(rows: list[Any]) -> Mapping[str, tuple[str, ...]]:
+    found: dict[str, list[str]] = {}
+    for key, what in rows:
+        found.setdefault(str(key), []).append(str(what))
+    return MappingProxyType({key: tuple(items) for key, items in found.items()})
+
+
+def _grants_made(rows: list[Any]) -> Mapping[str, tuple[str, ...]]:
+    """Keyed by the grantor's user, which is how jitgrant names its logins (host %): the
+    server records 'user@the client's host', not the account's host."""
+    return _by_first([(str(grantor).rpartition("@")[0], what) for grantor, what in rows])
+
+
 MARIADB = Queries(
     # With `IDENTIFIED VIA a OR b` (10.4+), $.auth_or lists every method, {} standing for the
     # top-level one: any other method there is a way in besides the verifier, so the plugin
@@ -460,7 +492,9 @@ class MysqlSession:
             admin_is_superuser=False, database=self.database or "", admin_user=self.admin_user,
             superusers=frozenset(name for name, role in built.items() if role.superuser),
             server_version=0, event_scheduler=self.scheduler, flavor=self.flavor,
-            event_schema=self.database)
+            event_schema=self.database,
+            grant_options=_by_first(self._query(_GRANT_OPTIONS, params) if groups else []),
+            grants_made=_grants_made(self._query(_GRANTS_MADE, params)))
 
     def execute(self, plan: TargetPlan, statements: Sequence[Statement],
                 actual: ActualState) -> list[ActionResult]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from types import MappingProxyType
@@ -17,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from ..errors import TargetError
 from ..model import SERVER_POWER_ROLES, ActualRole, ActualState, DesiredLogin, Target
 from ..plan import Action, TargetPlan, marker_comment, owned_object_databases, reassign_target
+from ..planted import describe, dollar_quote
 from ..timeutil import INFINITY, NEG_INFINITY
 from .base import (PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrubbed_line,
                    take_lock)
@@ -67,6 +69,20 @@ LEFT JOIN pg_database d ON d.oid = s.dbid
 WHERE starts_with(r.rolname, %(prefix)s) AND s.deptype <> 'p'
 GROUP BY 1, 2"""
 _OWNERS = "SELECT datname, pg_get_userbyid(datdba) FROM pg_database"
+# ACL entries WITH GRANT OPTION held by the given roles, in the current database.
+_GRANT_OPTIONS = """SELECT DISTINCT g.rolname, o.label || ' ' || o.name FROM (
+  SELECT 'table' AS label, c.oid::regclass::text AS name, c.relacl AS acl FROM pg_class c
+  UNION ALL SELECT 'columns of', c.oid::regclass::text, a.attacl
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE a.attacl IS NOT NULL
+  UNION ALL SELECT 'routine', p.oid::regprocedure::text, p.proacl FROM pg_proc p
+  UNION ALL SELECT 'schema', quote_ident(n.nspname), n.nspacl FROM pg_namespace n
+  UNION ALL SELECT 'type', t.oid::regtype::text, t.typacl FROM pg_type t
+  UNION ALL SELECT 'large object', l.oid::text, l.lomacl FROM pg_largeobject_metadata l
+  UNION ALL SELECT 'database', quote_ident(d.datname), d.datacl FROM pg_database d
+  UNION ALL SELECT 'foreign server', quote_ident(s.srvname), s.srvacl FROM pg_foreign_server s
+) AS o, aclexplode(o.acl) AS e, pg_roles g
+WHERE o.acl IS NOT NULL AND e.is_grantable AND g.oid = e.grantee AND g.rolname = ANY(%(groups)s)
+ORDER BY 1, 2"""
 _TERMINATE = """SELECT usename, pg_terminate_backend(pid, 5000) FROM pg_stat_activity
 WHERE usename = ANY(%s) AND pid <> pg_backend_pid()"""
 # After pg_terminate_backend: a session still there did not end within its 5 seconds (a
@@ -251,6 +267,8 @@ def _render_revoke(index: int, action: Action, target: Target,
     out = [_stmt(index, "lockout", "ALTER ROLE " + role + " WITH NOLOGIN VALID UNTIL "
                  + lit("-infinity")),
            _stmt(index, "sessions", terminate_sql(have.name))]
+    if not action.hold:
+        out += _disarm(index, have.name, owned_object_databases(have, actual), actual)
     for group in sorted(have.member_of):
         out += _revoke_membership(index, group, have.name, have.member_of_grants, actual,
                                   "strip")
@@ -259,11 +277,6 @@ def _render_revoke(index: int, action: Action, target: Target,
                                   "strip")
     if action.hold:
         return out
-    if have.depends_in and not actual.admin_is_superuser and actual.server_version >= 160000:
-        # REASSIGN/DROP OWNED need the login's privileges; with its memberships gone those are
-        # only its own objects. The membership ends with the role.
-        out.append(_stmt(index, "strip", "GRANT " + role + " TO " + ident(actual.admin)
-                         + " WITH INHERIT TRUE, SET FALSE"))
     for database in owned_object_databases(have, actual):
         owner = reassign_target(target, actual, database, have.name)
         phase = "main" if database == actual.database else "objects"
@@ -273,6 +286,109 @@ def _render_revoke(index: int, action: Action, target: Target,
         out.append(_stmt(index, phase, "DROP OWNED BY " + role, database=where))
     out.append(_stmt(index, "main", "DROP ROLE " + role))
     return out
+
+
+# -- what a revoked login created: nobody but its new owner may use it -----------------------
+
+# Every object `{who}` (an array of role oids) owns in the current database that carries
+# privileges: the GRANT keyword for its kind, a label for the audit, its name as the server
+# quotes it, SECURITY DEFINER, and who besides the owner holds privileges on it (a NULL ACL is
+# the kind's default: PUBLIC's EXECUTE on routines and USAGE on types). Column privileges
+# count as the table's. Array and multirange types and the row types of tables take their
+# privileges from another object, so they are not listed. The names are read with
+# search_path = pg_catalog, pg_temp: fully qualified and quoted by the server.
+_PLANTED = """SELECT kind, label, name, secdef, ARRAY(
+    SELECT DISTINCT CASE WHEN e.grantee = 0 THEN 'PUBLIC'
+      ELSE quote_ident(pg_get_userbyid(e.grantee)) END
+    FROM aclexplode(acl) AS e WHERE e.grantee <> owner ORDER BY 1) AS grantees,
+  pg_get_userbyid(owner) AS login
+FROM (
+  SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind,
+    CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+      WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' ELSE 'partitioned table' END
+      AS label,
+    c.oid::regclass::text AS name, false AS secdef, c.relowner AS owner,
+    coalesce(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char",
+                                  c.relowner))
+      || coalesce((SELECT array_agg(i) FROM pg_attribute a, unnest(a.attacl) AS i
+                   WHERE a.attrelid = c.oid), '{{}}') AS acl
+  FROM pg_class c WHERE c.relowner = ANY({who}) AND c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p')
+  UNION ALL
+  SELECT 'ROUTINE', CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate'
+      ELSE 'function' END, p.oid::regprocedure::text, p.prosecdef, p.proowner,
+    coalesce(p.proacl, acldefault('f', p.proowner))
+  FROM pg_proc p WHERE p.proowner = ANY({who})
+  UNION ALL
+  SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
+    CASE t.typtype WHEN 'd' THEN 'domain' ELSE 'type' END, t.oid::regtype::text, false,
+    t.typowner, coalesce(t.typacl, acldefault('T', t.typowner))
+  FROM pg_type t WHERE t.typowner = ANY({who}) AND t.typtype <> 'm'
+    AND NOT EXISTS (SELECT FROM pg_type e WHERE e.typarray = t.oid)
+    AND (t.typrelid = 0 OR EXISTS (SELECT FROM pg_class r
+                                   WHERE r.oid = t.typrelid AND r.relkind = 'c'))
+  UNION ALL
+  SELECT 'SCHEMA', 'schema', quote_ident(n.nspname), false, n.nspowner,
+    coalesce(n.nspacl, acldefault('n', n.nspowner))
+  FROM pg_namespace n WHERE n.nspowner = ANY({who})
+  UNION ALL
+  SELECT 'LARGE OBJECT', 'large object', l.oid::text, false, l.lomowner,
+    coalesce(l.lomacl, acldefault('L', l.lomowner))
+  FROM pg_largeobject_metadata l WHERE l.lomowner = ANY({who})
+  UNION ALL
+  SELECT 'FOREIGN SERVER', 'foreign server', quote_ident(s.srvname), false, s.srvowner,
+    coalesce(s.srvacl, acldefault('S', s.srvowner))
+  FROM pg_foreign_server s WHERE s.srvowner = ANY({who})
+) AS planted ORDER BY login, label, name"""
+
+# Before REASSIGN OWNED, in the same transaction: every privilege anyone but the login holds
+# on the login's objects is revoked (PUBLIC always; CASCADE takes grants made with a grant
+# option along), and SECURITY DEFINER routines become SECURITY INVOKER. REASSIGN OWNED keeps
+# ACLs (the login's grants then read as the new owner's), so without this a view reading with
+# the new owner's rights, a PUBLIC grant or a definer function would outlive the login. The
+# login is locked out and its sessions ended by now, so the list cannot grow meanwhile. A DO
+# block, not statements rendered from a catalog read, so the plan shows exactly what runs.
+_NEUTRALIZE = """
+DECLARE
+  who oid := (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = {login});
+  path text := pg_catalog.current_setting('search_path');
+  obj record;
+BEGIN
+  PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+  FOR obj IN {planted} LOOP
+    EXECUTE format('REVOKE ALL ON %s %s FROM %s CASCADE', obj.kind, obj.name,
+      array_to_string(ARRAY(SELECT DISTINCT unnest(ARRAY['PUBLIC'] || obj.grantees)), ', '));
+    IF obj.secdef THEN
+      EXECUTE format('ALTER ROUTINE %s SECURITY INVOKER', obj.name);
+    END IF;
+  END LOOP;
+  PERFORM pg_catalog.set_config('search_path', path, true);
+END
+"""
+_LIST_PLANTED = _PLANTED.format(
+    who="ARRAY(SELECT oid FROM pg_roles WHERE rolname = ANY(%(logins)s))")
+
+
+def _disarm(index: int, login: str, databases: list[str],
+            actual: ActualState) -> list[Statement]:
+    """Phase disarm, before the strip: the DO block in every database where the login owns
+    something. A reconciler without superuser names the objects with the login's privileges,
+    which reach their schemas only while the login is still in its groups; the same
+    privileges later serve REASSIGN/DROP OWNED. The membership ends with the role."""
+    if not databases:
+        return []
+    out = []
+    if not actual.admin_is_superuser and actual.server_version >= 160000:
+        out.append(_stmt(index, "disarm", "GRANT " + ident(login) + " TO "
+                         + ident(actual.admin) + " WITH INHERIT TRUE, SET FALSE"))
+    return out + [_stmt(index, "disarm", disarm_sql(login),
+                        database=None if database == actual.database else database)
+                  for database in databases]
+
+
+def disarm_sql(login: str) -> str:
+    """The DO block that leaves `login`'s objects in this database usable by their owner only."""
+    body = _NEUTRALIZE.format(login=lit(login), planted=_PLANTED.format(who="ARRAY[who]"))
+    return "DO " + dollar_quote(body)
 
 
 # -- the session (I/O) -----------------------------------------------------------------------
@@ -349,7 +465,21 @@ class PostgresSession:
             cursors = [self.conn.cursor() for _ in queries]
             for cur, (query, params) in zip(cursors, queries, strict=True):
                 cur.execute(query, params)
-        return self._state(*(c.fetchall() for c in cursors))
+        state = self._state(*(c.fetchall() for c in cursors))
+        return replace(state, grant_options=self._grant_options(groups))
+
+    def _grant_options(self, groups: frozenset[str]) -> Mapping[str, tuple[str, ...]]:
+        """What the access levels' group roles hold a GRANT OPTION on, in this database (and
+        on databases): other databases' catalogs are not read."""
+        if not groups:
+            return MappingProxyType({})
+        with self.conn.transaction():
+            self.conn.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+            rows = self.conn.execute(_GRANT_OPTIONS, {"groups": sorted(groups)}).fetchall()
+        found: dict[str, list[str]] = {}
+        for role, what in rows:
+            found.setdefault(role, []).append(what)
+        return MappingProxyType({role: tuple(items) for role, items in found.items()})
 
     def _state(self, roles: list[Any], members: list[Any], groups: list[Any], depends: list[Any],
                owners: list[Any], sessions: list[Any], supers: list[Any],
@@ -390,20 +520,68 @@ class PostgresSession:
         results = [ActionResult() for _ in plan.actions]
         self._kinds = {index: action.kind for index, action in enumerate(plan.actions)}
         self._survivors = {}
+        disarm_failed: list[ActionResult] = []
         for phase in PHASES:
             batch = [s for s in statements if s.phase == phase and not results[s.action].error]
             if phase == "sessions":
                 self._terminate(plan, batch, results)
+            elif phase == "disarm":
+                self._list_planted(plan, actual, results)
+                disarm_failed = self._disarm(batch, results)
             else:
                 self._run_phase(batch, results)
             if phase == "strip":
                 _fail_survivors(self._survivors, results)
+                _fail_disarmed(disarm_failed, results)
         for index, action in enumerate(plan.actions):
             if action.kind == "revoke" and action.actual and not results[index].error:
                 results[index].owned_objects = {} if action.hold else {
                     db: reassign_target(plan.target, actual, db, action.login)
                     for db in owned_object_databases(action.actual, actual)}
         return results
+
+    def _disarm(self, batch: list[Statement], results: list[ActionResult]
+                ) -> list[ActionResult]:
+        """The disarm phase, the admin database first (the GRANT that lends the reconciler the
+        login's privileges is there). Its failures are returned, not set: the strip must
+        still take the login's memberships; the objects then stay with the locked-out,
+        stripped login, and nothing moves."""
+        scratch = [ActionResult() for _ in results]
+        self._run_phase(sorted(batch, key=lambda s: s.database is not None), scratch)
+        for index, outcome in enumerate(scratch):
+            results[index].statements += outcome.statements
+        return scratch
+
+    def _list_planted(self, plan: TargetPlan, actual: ActualState,
+                      results: list[ActionResult]) -> None:
+        """For the audit: what each login about to be dropped owns, database by database, read
+        after its lock-out and the end of its sessions (nothing can be added since) and before
+        anything moves. A database that cannot be read is noted, never a reason to stop."""
+        logins: dict[str, dict[str, int]] = {}  # database -> login -> action
+        for index, action in enumerate(plan.actions):
+            if action.kind == "revoke" and action.actual and not action.hold \
+                    and not results[index].error:
+                for database in owned_object_databases(action.actual, actual):
+                    logins.setdefault(database, {})[action.login] = index
+        for database, index_of in logins.items():
+            try:
+                rows = self._read_planted(database, sorted(index_of))
+            except (psycopg.Error, TargetError) as exc:
+                note = f"(not listed: {_one_line(exc, self.hide)})"
+                for index in index_of.values():
+                    results[index].planted[database] = [note]
+                continue
+            for index in index_of.values():
+                results[index].planted[database] = []
+            for kind_label, name, secdef, grantees, login in rows:
+                results[index_of[login]].planted[database].append(
+                    describe(kind_label, name, grantees, secdef))
+
+    def _read_planted(self, database: str, logins: list[str]) -> list[Any]:
+        if database == self.database:
+            return _planted_rows(self.conn, logins)
+        with _connect(make_conninfo(self.dsn, dbname=database), self.target) as other:
+            return _planted_rows(other, logins)
 
     def _terminate(self, plan: TargetPlan, batch: list[Statement],
                    results: list[ActionResult]) -> None:
@@ -506,6 +684,15 @@ class PostgresSession:
         self.conn.close()
 
 
+def _planted_rows(conn: psycopg.Connection[Any], logins: list[str]) -> list[Any]:
+    """(label, name, SECURITY DEFINER, grantees, login) of every object the logins own."""
+    with conn.transaction():
+        conn.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+        rows = conn.execute(_LIST_PLANTED, {"logins": logins}).fetchall()
+    return [(label, name, secdef, grantees, login)
+            for _, label, name, secdef, grantees, login in rows]
+
+
 def _by_actions(stmts: list[Statement]) -> Iterator[list[Statement]]:
     """The statements in parts of at most TX_ACTIONS whole actions, in order."""
     groups: dict[int, list[Statement]] = {}
@@ -523,6 +710,15 @@ def _fail_survivors(survivors: dict[int, list[int]], results: list[ActionResult]
                 f"{len(pids)} session(s) still open after pg_terminate_backend (pid "
                 f"{', '.join(map(str, pids))}): the login is locked out and stripped but not "
                 f"dropped; the next run ends its sessions and drops it")
+
+
+def _fail_disarmed(disarmed: list[ActionResult], results: list[ActionResult]) -> None:
+    for index, outcome in enumerate(disarmed):
+        if outcome.error and results[index].error is None:
+            results[index].error = (
+                f"its objects could not be disarmed ({outcome.error}): the login is locked "
+                "out and stripped but keeps them and is not dropped; the reconciler needs to "
+                "reach them (a superuser, or USAGE on their schemas)")
 
 
 def _fail(stmts: list[Statement], results: list[ActionResult], error: str) -> None:

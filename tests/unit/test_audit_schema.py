@@ -102,3 +102,15 @@ def test_the_schema_names_every_field_it_requires() -> None:
     for part in [schema, *schema["$defs"].values()]:
         if "required" in part:
             assert set(part["required"]) <= set(part["properties"])
+
+
+def test_owned_objects_list_what_moved_and_records_from_before_the_list_still_load() -> None:
+    record = realistic_record()
+    [ghost] = [a for a in record["actions"] if a["login"] == "jit_ghost_readonly"]
+    assert ghost["owned_objects"] == [{"database": "orders", "reassigned_to": "orders_owner",
+                                       "objects": ['view app."le""ak" (granted to PUBLIC, '
+                                                   'revoked)']}]
+    for action in record["actions"]:
+        for owned in action["owned_objects"]:
+            del owned["objects"]
+    assert problems(record) == []

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.engines.base import PHASES
-from reconciler.engines.postgres import PostgresEngine
+from reconciler.engines.postgres import PostgresEngine, disarm_sql
 from reconciler.model import (AccessLevel, ActualRole, ActualState, DesiredLogin, Grant, Person,
                               Policy, Target, login_name)
 from reconciler.plan import (Action, Changes, TargetPlan, desired_state, diff, fingerprint_of,
@@ -670,6 +670,8 @@ def test_revoke_ends_sessions_moves_objects_and_drops() -> None:
                           "'-infinity'"),
         ("sessions", None, "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
                            "WHERE usename = 'jit_alice_readonly' AND pid <> pg_backend_pid()"),
+        ("disarm", "sales", disarm_sql(ALICE)),
+        ("disarm", None, disarm_sql(ALICE)),
         ("strip", None, 'REVOKE "app_readonly" FROM "jit_alice_readonly"'),
         ("objects", "sales", 'REASSIGN OWNED BY "jit_alice_readonly" TO "sales_owner"'),
         ("objects", "sales", 'DROP OWNED BY "jit_alice_readonly"'),
@@ -711,7 +713,7 @@ def test_objects_are_never_handed_to_a_superuser() -> None:
 
 
 def test_statement_phases_run_lockout_sessions_strip_objects_main() -> None:
-    assert PHASES == ("lockout", "sessions", "strip", "objects", "main")
+    assert PHASES == ("lockout", "sessions", "disarm", "strip", "objects", "main")
     s = snap(make_grant("bob"), make_grant("alice", hours=-1))
     state = actual(managed(ALICE, depends_in=("sales",)), managed("jit_zed_readonly"))
     plan = plan_for(s, state)
@@ -757,3 +759,24 @@ def test_a_login_marked_for_another_target_is_left_alone() -> None:
     plan = plan_for(snap(), actual(other))
     assert plan.actions == ()
     assert any("belongs to target db2" in p.message for p in plan.problems)
+
+
+def test_the_disarm_block_keeps_a_hostile_login_name_inside_its_quotes() -> None:
+    hostile = "jit_x$jitgrant$; DROP ROLE postgres; $jitgrant$'"
+    text = disarm_sql(hostile)
+    assert text.startswith("DO $jitgrant1$") and text.endswith("$jitgrant1$")
+    assert text.count("$jitgrant1$") == 2
+    assert "rolname = 'jit_x$jitgrant$; DROP ROLE postgres; $jitgrant$''')" in text
+
+
+def test_a_held_revoke_disarms_nothing_and_a_non_superuser_borrows_the_login() -> None:
+    role = managed(ALICE, depends_in=("sales",), member_of=frozenset({"app_readonly"}))
+    state = dataclasses.replace(actual(role, owners={"sales": "sales_owner"}),
+                                admin_is_superuser=False, server_version=170000)
+    phases = [(st.phase, st.database, st.shown) for st in render(plan_for(snap(), state), state)]
+    assert phases[2:4] == [
+        ("disarm", None, f'GRANT "jit_alice_readonly" TO "{ADMIN}" WITH INHERIT TRUE, SET FALSE'),
+        ("disarm", "sales", disarm_sql(ALICE))]
+    held = dataclasses.replace(state, database_owners=MappingProxyType({"sales": "postgres"}),
+                               superusers=frozenset({"postgres"}))
+    assert "disarm" not in [st.phase for st in render(plan_for(snap(), held), held)]
