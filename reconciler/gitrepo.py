@@ -258,7 +258,8 @@ def _provenance_since(repo: git.Repo, commit: str, files: dict[str, str],
         c = commits[sha]
         merge = commits.get(arrived.get(sha, sha))
         result[path] = Provenance(c.sha, c.author, c.email, c.authored, c.committed,
-                                  merge.sha if merge else None, _pr_number(merge))
+                                  merge.sha if merge else None, _pr_number(merge),
+                                  merge.committed if merge else None)
     if cached:
         for path, blob in files.items():
             old = cached[1].get(path)
@@ -353,8 +354,9 @@ def _cache_read(repo: git.Repo) -> _CachedProvenance | None:
         if data.get("version") != _CACHE_VERSION:
             return None
         entries = {path: (blob, Provenance(c, a, e, datetime.fromisoformat(ad),
-                                           datetime.fromisoformat(cd), m, pr))
-                   for path, (blob, c, a, e, ad, cd, m, pr) in data["files"].items()}
+                                           datetime.fromisoformat(cd), m, pr,
+                                           datetime.fromisoformat(md) if md else None))
+                   for path, (blob, c, a, e, ad, cd, m, pr, md) in data["files"].items()}
         return str(data["commit"]), entries
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
@@ -363,7 +365,8 @@ def _cache_read(repo: git.Repo) -> _CachedProvenance | None:
 def _cache_write(repo: git.Repo, commit: str, files: dict[str, str],
                  result: dict[str, Provenance]) -> None:
     entries = {path: [files[path], p.commit, p.author, p.author_email, p.authored.isoformat(),
-                      p.committed.isoformat(), p.merge_commit, p.pull_request]
+                      p.committed.isoformat(), p.merge_commit, p.pull_request,
+                      p.arrived.isoformat() if p.arrived else None]
                for path, p in result.items()}
     path = _cache_path(repo)
     try:
@@ -381,7 +384,7 @@ def _cache_write(repo: git.Repo, commit: str, files: dict[str, str],
         os.unlink(tmp)
 
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: the arrival date was added
 
 
 def shallow_boundary(repo: git.Repo) -> frozenset[str]:
