@@ -64,6 +64,25 @@ def list_tree(repo: git.Repo, commit: str, tops: Iterable[str]) -> list[TreeEntr
     return entries
 
 
+def unsafe_entries(repo: git.Repo, commit: str | None, tops: Iterable[str]) -> list[str]:
+    """Paths under `tops` that could make a checkout differ from the committed bytes, or hide
+    files from apply: .gitattributes files and submodules (gitlinks). At `commit`, or in the
+    index and the untracked (even ignored) files when `commit` is None."""
+    tops = list(tops)
+    if commit is not None:
+        listing = repo.git.ls_tree("-r", "-z", "--full-tree", commit, "--", *tops)
+    else:
+        listing = repo.git.ls_files("-z", "--stage", "--", *tops)
+        others = repo.git.ls_files("-z", "--others", "--", *tops)
+        listing += "".join(f"0 0 0\t{p}\0" for p in others.split("\0") if p)
+    found = []
+    for item in filter(None, listing.split("\0")):
+        meta, path = item.split("\t", 1)
+        if meta.split()[0] == "160000" or posixpath.basename(path) == ".gitattributes":
+            found.append(path)
+    return found
+
+
 def read_entries(repo: git.Repo, commit: str, entries: list[TreeEntry]) -> list[SourceFile]:
     """The files of `entries` (from list_tree), with one cat-file."""
     return _sources(repo, commit, entries, cat_blobs(repo, _wanted(entries)))
