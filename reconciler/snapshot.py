@@ -78,8 +78,8 @@ def _unsafe(repo: git.Repo, commit: str | None) -> list[Problem]:
     for path in gitrepo.unsafe_entries(repo, commit, TOPS):
         top = path.split("/", 1)[0]
         if path.endswith(".gitattributes"):
-            what = ".gitattributes: git attributes under {}/ are not allowed: they can make " \
-                   "the checked-out files differ from the committed ones apply reads"
+            what = ("git attributes under {}/ are not allowed: they can make the checked-out "
+                    "files differ from the committed ones apply reads")
         else:
             what = "a submodule under {}/ is not allowed: apply reads no file inside it"
         problems.append(Problem(path, 1, what.format(top)))
