@@ -64,6 +64,25 @@ def list_tree(repo: git.Repo, commit: str, tops: Iterable[str]) -> list[TreeEntr
     return entries
 
 
+def unsafe_entries(repo: git.Repo, commit: str | None, tops: Iterable[str]) -> list[str]:
+    """Paths under `tops` that could make a checkout differ from the committed bytes, or hide
+    files from apply: .gitattributes files and submodules (gitlinks). At `commit`, or in the
+    index and the untracked (even ignored) files when `commit` is None."""
+    tops = list(tops)
+    if commit is not None:
+        listing = repo.git.ls_tree("-r", "-z", "--full-tree", commit, "--", *tops)
+    else:
+        listing = repo.git.ls_files("-z", "--stage", "--", *tops)
+        others = repo.git.ls_files("-z", "--others", "--", *tops)
+        listing += "".join(f"0 0 0\t{p}\0" for p in others.split("\0") if p)
+    found = []
+    for item in filter(None, listing.split("\0")):
+        meta, path = item.split("\t", 1)
+        if meta.split()[0] == "160000" or posixpath.basename(path) == ".gitattributes":
+            found.append(path)
+    return found
+
+
 def read_entries(repo: git.Repo, commit: str, entries: list[TreeEntry]) -> list[SourceFile]:
     """The files of `entries` (from list_tree), with one cat-file."""
     return _sources(repo, commit, entries, cat_blobs(repo, _wanted(entries)))
@@ -258,7 +277,8 @@ def _provenance_since(repo: git.Repo, commit: str, files: dict[str, str],
         c = commits[sha]
         merge = commits.get(arrived.get(sha, sha))
         result[path] = Provenance(c.sha, c.author, c.email, c.authored, c.committed,
-                                  merge.sha if merge else None, _pr_number(merge))
+                                  merge.sha if merge else None, _pr_number(merge),
+                                  merge.committed if merge else None)
     if cached:
         for path, blob in files.items():
             old = cached[1].get(path)
@@ -353,8 +373,9 @@ def _cache_read(repo: git.Repo) -> _CachedProvenance | None:
         if data.get("version") != _CACHE_VERSION:
             return None
         entries = {path: (blob, Provenance(c, a, e, datetime.fromisoformat(ad),
-                                           datetime.fromisoformat(cd), m, pr))
-                   for path, (blob, c, a, e, ad, cd, m, pr) in data["files"].items()}
+                                           datetime.fromisoformat(cd), m, pr,
+                                           datetime.fromisoformat(md) if md else None))
+                   for path, (blob, c, a, e, ad, cd, m, pr, md) in data["files"].items()}
         return str(data["commit"]), entries
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
@@ -363,7 +384,8 @@ def _cache_read(repo: git.Repo) -> _CachedProvenance | None:
 def _cache_write(repo: git.Repo, commit: str, files: dict[str, str],
                  result: dict[str, Provenance]) -> None:
     entries = {path: [files[path], p.commit, p.author, p.author_email, p.authored.isoformat(),
-                      p.committed.isoformat(), p.merge_commit, p.pull_request]
+                      p.committed.isoformat(), p.merge_commit, p.pull_request,
+                      p.arrived.isoformat() if p.arrived else None]
                for path, p in result.items()}
     path = _cache_path(repo)
     try:
@@ -381,7 +403,7 @@ def _cache_write(repo: git.Repo, commit: str, files: dict[str, str],
         os.unlink(tmp)
 
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: the arrival date was added
 
 
 def shallow_boundary(repo: git.Repo) -> frozenset[str]:

@@ -101,6 +101,9 @@ class Provenance:
     committed: datetime
     merge_commit: str | None = None
     pull_request: int | None = None
+    # Committer date of the merge (or first-parent) commit that brought the content: the
+    # forge sets it when merging, unlike `committed`, which the grant's author sets.
+    arrived: datetime | None = None
 
 
 @fast_init

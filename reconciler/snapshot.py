@@ -49,16 +49,77 @@ def _read_snapshot(repo_path: Path, rev: str | None, now: datetime, base: str | 
     head = _head(repo)
     if rev is None:
         root = Path(str(repo.working_tree_dir))
-        policy = _policy(read_folder(root, ["policies"]), on_policy)
-        return _checked(repo, rev, head, policy, read_folder(root, ["grants"]), now, base)
+        found = _unsafe(repo, None)
+        policy_files = read_folder(root, ["policies"])
+        files = _committed_bytes(repo, head, policy_files + read_folder(root, ["grants"]),
+                                 found)
+        policy = _policy(files[:len(policy_files)], on_policy)
+        policy[1].extend(found)
+        return _checked(repo, rev, head, policy, files[len(policy_files):], now, base)
     commit = gitrepo.resolve(repo, rev)
-    entries = gitrepo.list_tree(repo, commit, ["policies", "grants"])
+    entries = gitrepo.list_tree(repo, commit, TOPS)
     # git writes the grant files while the policy is read and loaded here
     with gitrepo.LaterFiles(repo, commit,
                             [e for e in entries if e[3].startswith("grants/")]) as grant_files:
         policy = _policy(gitrepo.read_entries(
             repo, commit, [e for e in entries if e[3].startswith("policies/")]), on_policy)
+        policy[1].extend(_unsafe(repo, commit))
         return _checked(repo, rev, commit, policy, grant_files.files(), now, base)
+
+
+TOPS = ("policies", "grants")
+
+
+def _unsafe(repo: git.Repo, commit: str | None) -> list[Problem]:
+    """A .gitattributes can make the checkout (what a pull request's checks would read) say
+    something else than the commit (what apply reads); a submodule holds files apply never
+    reads. Neither has any use under policies/ or grants/."""
+    problems = []
+    for path in gitrepo.unsafe_entries(repo, commit, TOPS):
+        top = path.split("/", 1)[0]
+        if path.endswith(".gitattributes"):
+            what = ("git attributes under {}/ are not allowed: they can make the checked-out "
+                    "files differ from the committed ones apply reads")
+        else:
+            what = "a submodule under {}/ is not allowed: apply reads no file inside it"
+        problems.append(Problem(path, 1, what.format(top)))
+    return problems
+
+
+def _committed_bytes(repo: git.Repo, head: str | None, files: list[SourceFile],
+                     problems: list[Problem]) -> list[SourceFile]:
+    """Working-tree files git reports unchanged are judged by their committed bytes, the ones
+    apply reads: an encoding, filter or `ident` attribute (in any .gitattributes, or git's
+    own config) can make the checkout differ. Such a difference is an error, unless it is
+    only line endings (core.autocrlf on Windows)."""
+    if head is None:
+        return files
+    entries = {e[3]: e for e in gitrepo.list_tree(repo, head, TOPS)}
+    dirty = set(gitrepo.uncommitted(repo, TOPS))
+    # (a file that could not be read, too large or a bad link, is an error already)
+    suspects = [entries[f.path] for f in files if f.path in entries and f.path not in dirty
+                and f.data is not None
+                and (f.blob != entries[f.path][1] or entries[f.path][0] == "120000")]
+    if not suspects:
+        return files
+    committed = {c.path: c for c in gitrepo.read_entries(repo, head, suspects)}
+    result = []
+    for f in files:
+        c = committed.get(f.path)
+        if c is not None and c.blob != f.blob:
+            if not _line_endings_only(f.data, c.data):
+                problems.append(Problem(f.path, 1, "the checked-out file differs from the "
+                                        "committed one though git sees no change (a "
+                                        ".gitattributes encoding or filter?): the committed "
+                                        "bytes are checked, as apply reads them"))
+            f = c
+        result.append(f)
+    return result
+
+
+def _line_endings_only(worktree: bytes | None, committed: bytes | None) -> bool:
+    return worktree is not None and committed is not None \
+        and worktree.replace(b"\r\n", b"\n") == committed.replace(b"\r\n", b"\n")
 
 
 def _policy(files: list[SourceFile],

@@ -415,12 +415,44 @@ def engine_refusal(target: Target, level: AccessLevel) -> str | None:
     return None
 
 
+# A commit dated later than this past the clock is forged (or its clock is broken).
+CLOCK_SKEW = timedelta(minutes=5)
+
+
 def _check_lifetime(grant: Grant, level: AccessLevel, ctx: Context, error: Any) -> None:
-    committed = grant.provenance.committed if grant.provenance else ctx.now
-    begin = max(committed, grant.starts) if grant.starts else committed
+    """The lifetime counts from the later of `starts` and a time the author cannot set: now
+    for a grant the pull request adds or changes; else the committer date of the merge (or
+    first-parent) commit that brought it, never later than now. Commit dates come from the
+    committer's clock, so one in the future is refused, not trusted."""
+    forged = _future_date(grant.provenance, ctx.now)
+    if forged is not None:
+        error("expires", f"expires: the commit that brought the grant is dated {forged}, in "
+                         "the future: a commit date is set by its author and cannot count")
+        return
+    begin = _lifetime_start(grant, ctx)
     lifetime = grant.expires - begin
     if lifetime <= timedelta(0):
         error("expires", "expires: was already past when the grant was committed")
     elif lifetime > level.max_duration:
         error("expires", f"expires: the grant lasts {format_duration(lifetime)}, over the "
                          f"{format_duration(level.max_duration)} allowed for {level.name!r}")
+
+
+def _lifetime_start(grant: Grant, ctx: Context) -> datetime:
+    prov = grant.provenance
+    is_new = ctx.changed is not None and grant.path in ctx.changed
+    if prov is None or is_new:
+        arrived = ctx.now
+    else:
+        arrived = min(prov.arrived or prov.committed, ctx.now)
+    return max(arrived, grant.starts) if grant.starts else arrived
+
+
+def _future_date(prov: Provenance | None, now: datetime) -> str | None:
+    """The first date of the grant's commits that lies in the future, as text; else None."""
+    if prov is None:
+        return None
+    for date in (prov.authored, prov.committed, prov.arrived):
+        if date is not None and date > now + CLOCK_SKEW:
+            return date.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None
