@@ -555,8 +555,8 @@ def build_connection(snapshot: Snapshot, grant: Grant, host: str | None,
 def password_for(conn: Connection) -> str:
     password = secretstore.load(conn.target.name, conn.login)
     if password is None and conn.grant.password_verifier is None:
-        raise UserError(f"{conn.grant.path} carries no password (a request made for you by "
-                        f"someone else): give {conn.login} yours with `jitgrant password "
+        raise UserError(f"{conn.grant.path} carries no password (as a request made for you by "
+                        f"someone else does): give {conn.login} yours with `jitgrant password "
                         f"{conn.grant.path}`, and once that is merged and applied, connect")
     if password is None:
         where = secretstore.secret_path(conn.target.name, conn.login)

@@ -219,8 +219,9 @@ def one_line_error(result: Any) -> str:
 
 def test_connect_before_the_grant_starts(repo: AccessRepo) -> None:
     line = one_line_error(connect(repo, "db1", "readonly", "--as", "bob", "--client", "psql"))
-    # bob also has soon.yaml, active: the scheduled one is only reported without it
-    assert "no password for jit_bob_readonly on this machine" in line
+    # bob also has soon.yaml, active (and with no verifier): the scheduled one is only
+    # reported without it
+    assert "grants/db1/soon.yaml carries no password" in line and "jit_bob_readonly" in line
     git(repo.root, "rm", "-q", "grants/db1/soon.yaml")
     repo.commit("drop soon")
     line = one_line_error(connect(repo, "db1", "--as", "bob"))
