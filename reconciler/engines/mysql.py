@@ -8,18 +8,19 @@ killed, then it is dropped."""
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pymysql
 from pymysql.converters import escape_string
 
-from ..errors import ConfigError, LockHeld, TargetError
+from ..errors import ConfigError, LockHeld, TargetError, one_line
 from ..model import ActualRole, ActualState, Target
 from ..plan import Action, TargetPlan, wants_backstop
 from .base import PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrubbed_line
@@ -288,9 +289,11 @@ MYSQL8 = Queries(
 
 
 def parse_dsn(dsn: str) -> dict[str, Any]:
-    """mysql://user:password@host:3306/db?unix_socket=/path into pymysql's arguments. A DSN
-    that cannot be read is a ConfigError that quotes none of it: urllib's own messages quote
-    parts of it, and a password with an unencoded / would land in the port."""
+    """mysql://user:password@host:3306/db?unix_socket=/path&ssl_mode=VERIFY_IDENTITY into
+    pymysql's arguments. A DSN that cannot be read is a ConfigError that quotes none of it:
+    urllib's own messages quote parts of it, and a password with an unencoded / would land in
+    the port. An unknown parameter is refused rather than dropped (a dropped ssl_mode would
+    connect in clear text without a word)."""
     try:
         parts = urlsplit(dsn)
         port = parts.port
@@ -306,10 +309,63 @@ def parse_dsn(dsn: str) -> dict[str, Any]:
                             "password": unquote(parts.password or "")}
     if parts.path.strip("/"):
         args["database"] = unquote(parts.path.strip("/"))
-    query = parse_qs(parts.query)
+    query = _parameters(parts.query)
     if "unix_socket" in query:
-        args["unix_socket"] = query["unix_socket"][0]
-    return args
+        args["unix_socket"] = query["unix_socket"]
+    return args | _tls(query)
+
+
+DSN_PARAMETERS = ("unix_socket", "ssl_mode", "ssl_ca", "ssl_cert", "ssl_key")
+SSL_MODES = ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
+
+
+def _parameters(query: str) -> dict[str, str]:
+    """The DSN's ?parameters, each known and given once. Values are never quoted in a message
+    (a password put there by mistake would show)."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    found: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in DSN_PARAMETERS:
+            raise ConfigError(f"unknown parameter {one_line(name)!r} (jitgrant reads "
+                              f"{', '.join(DSN_PARAMETERS)})")
+        if name in found:
+            raise ConfigError(f"parameter {name} is given twice")
+        found[name] = value
+    return found
+
+
+def _tls(query: dict[str, str]) -> dict[str, Any]:
+    """pymysql's TLS arguments for the MySQL client's ssl_mode. Without ssl_mode, ssl_ca means
+    VERIFY_CA and ssl_cert/ssl_key REQUIRED; PREFERRED is pymysql's own default. An `ssl`
+    context is passed only for the modes that require TLS: _connect then insists on it."""
+    files: dict[str, str] = {k: query[k] for k in ("ssl_ca", "ssl_cert", "ssl_key") if k in query}
+    default = "VERIFY_CA" if "ssl_ca" in files else "REQUIRED" if files else "PREFERRED"
+    mode = query.get("ssl_mode", default).upper()
+    if mode not in SSL_MODES:
+        raise ConfigError(f"ssl_mode must be one of {', '.join(SSL_MODES)}")
+    if mode in ("DISABLED", "PREFERRED") and files:
+        raise ConfigError(f"ssl_ca, ssl_cert and ssl_key need ssl_mode REQUIRED, VERIFY_CA or "
+                          f"VERIFY_IDENTITY, not {mode}")
+    if mode == "DISABLED":
+        return {"ssl_disabled": True}
+    if mode == "PREFERRED":
+        return {}
+    return {"ssl": _tls_context(mode, files)}
+
+
+def _tls_context(mode: str, files: dict[str, str]) -> ssl.SSLContext:
+    if "ssl_key" in files and "ssl_cert" not in files:
+        raise ConfigError("ssl_key needs ssl_cert")
+    try:
+        ctx = ssl.create_default_context(cafile=files.get("ssl_ca") or None)
+        if "ssl_cert" in files:
+            ctx.load_cert_chain(files["ssl_cert"], files.get("ssl_key") or None)
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
+        raise ConfigError("cannot read ssl_ca, ssl_cert or ssl_key (a missing file, or not "
+                          "PEM)") from None
+    ctx.check_hostname = mode == "VERIFY_IDENTITY"
+    ctx.verify_mode = ssl.CERT_NONE if mode == "REQUIRED" else ssl.CERT_REQUIRED
+    return ctx
 
 
 def lock_name(target: Target) -> str:
@@ -347,16 +403,41 @@ def _connect(dsn: str, target: Target) -> pymysql.connections.Connection[Any]:
     except ConfigError as exc:
         raise TargetError(f"cannot connect: the DSN in ${target.dsn_env} is malformed: "
                           f"{exc}") from None
+    # pymysql would send a str password as latin-1 (and fail on any other character); the
+    # server hashes what the mysql client sends, the password's UTF-8 bytes.
+    args["password"] = args["password"].encode("utf-8", "surrogatepass")
+    tls = isinstance(args.get("ssl"), ssl.SSLContext)
     try:
         conn = pymysql.connect(**args, connect_timeout=10, autocommit=True,
                                charset="utf8mb4", read_timeout=600, write_timeout=600,
                                program_name="jitgrant")
     except pymysql.MySQLError as exc:
+        if tls and exc.args and exc.args[0] == CR_SSL_CONNECTION_ERROR:
+            raise TargetError(_NO_TLS.format(env=target.dsn_env)) from None
+        raise TargetError(f"cannot connect: {_one_line(exc, hide)}") from None
+    except (ValueError, OSError) as exc:  # a driver's own check, a certificate refused
         raise TargetError(f"cannot connect: {_one_line(exc, hide)}") from None
     with _driver_errors("preparing the session", hide), conn.cursor() as cur:
         # Known quoting rules and UTC for event times, whatever the server's defaults.
         cur.execute("SET SESSION sql_mode = %s, time_zone = '+00:00'", [SQL_MODE])
+        if tls:
+            _insist_on_tls(conn, cur, target)
     return conn
+
+
+CR_SSL_CONNECTION_ERROR = 2026
+_NO_TLS = ("cannot connect: the ssl_mode in ${env} requires TLS, and the server offers none "
+           "or the TLS handshake failed")
+
+
+def _insist_on_tls(conn: pymysql.connections.Connection[Any], cur: Any, target: Target) -> None:
+    """Older pymysql releases go on in clear text when the server offers no TLS, whatever was
+    asked: the session's cipher says what happened."""
+    cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+    row = cur.fetchone()
+    if not row or not row[1]:
+        conn.close()
+        raise TargetError(_NO_TLS.format(env=target.dsn_env))
 
 
 class MysqlSession:

@@ -499,7 +499,7 @@ def _one_line(exc: BaseException, hide: tuple[str, ...]) -> str:
 def _secrets(dsn: str) -> tuple[str, ...]:
     try:
         password = conninfo_to_dict(dsn).get("password")
-    except psycopg.Error:
+    except (psycopg.Error, UnicodeDecodeError):
         password = None
     return dsn_secrets(dsn, str(password) if password is not None else None)
 
@@ -513,6 +513,10 @@ def _connect(dsn: str, target: Target) -> psycopg.Connection[Any]:
         raise TargetError(f"cannot connect: the DSN in ${target.dsn_env} is malformed (libpq "
                           "cannot parse it: look for spaces, quotes or a mistyped "
                           "postgresql://)") from None
+    except UnicodeDecodeError:  # its repr quotes the value, password and all
+        raise TargetError(f"cannot connect: the DSN in ${target.dsn_env} is malformed: a "
+                          "value is not UTF-8 once percent-decoded (a %XX escape in the "
+                          "password?)") from None
     try:
         return psycopg.connect(dsn, autocommit=True, connect_timeout=10,
                                application_name="jitgrant", options="-c lock_timeout=10s")
