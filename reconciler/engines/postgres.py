@@ -521,7 +521,17 @@ def _connect(dsn: str, target: Target) -> psycopg.Connection[Any]:
         return psycopg.connect(dsn, autocommit=True, connect_timeout=10,
                                application_name="jitgrant", options="-c lock_timeout=10s")
     except psycopg.Error as exc:
-        raise TargetError(f"cannot connect: {_one_line(exc, _secrets(dsn))}") from None
+        raise TargetError(f"cannot connect{_tls_asked(dsn, target)}: "
+                          f"{_one_line(exc, _secrets(dsn))}") from None
+
+
+def _tls_asked(dsn: str, target: Target) -> str:
+    """Say so when the DSN requires TLS: libpq's own words for a server without it change
+    between releases."""
+    mode = str(conninfo_to_dict(dsn).get("sslmode") or "")
+    if mode in ("require", "verify-ca", "verify-full"):
+        return f" with TLS (sslmode={mode} in ${target.dsn_env})"
+    return ""
 
 
 def _role(row: Any, member_of: list[tuple[str, str]], members: list[tuple[str, str]],
