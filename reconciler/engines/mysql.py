@@ -188,6 +188,10 @@ def _render_update(index: int, action: Action, target: Target,
             for e in ch.drop_events]
     if ch.unlock:
         out.append(_stmt(index, "main", f"ALTER USER {acct} ACCOUNT UNLOCK"))
+    if have.superuser:
+        # It was made an administrator behind jitgrant's back: its open connections keep
+        # their global privileges until they end, so they end now (reconnecting works).
+        out += [_stmt(index, "main", f"KILL CONNECTION {int(i)}") for i in have.session_ids]
     return out
 
 
@@ -225,6 +229,9 @@ _INFO = "SELECT CURRENT_USER(), VERSION(), @@event_scheduler, DATABASE()"
 _CONNECTIONS = ("SELECT ID, USER FROM information_schema.PROCESSLIST "
                 "WHERE BINARY USER IN %(users)s AND ID <> CONNECTION_ID()")
 ER_NO_SUCH_THREAD = 1094
+# The reconciler's own global privileges; GRANTEE reads 'user'@'host', quoted as literals are.
+_OWN_PRIVILEGES = ("SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES "
+                   "WHERE GRANTEE = %(grantee)s")
 _PREFIX = "LEFT({col}, CHAR_LENGTH(%(prefix)s)) = %(prefix)s"
 
 
@@ -450,7 +457,8 @@ class MysqlSession:
             row = cur.fetchone()
         assert row is not None
         current, version, scheduler, database = row
-        user, _, host = str(current).rpartition("@")
+        self.current = str(current)
+        user, _, host = self.current.rpartition("@")
         self.admin = account_key(user, host)
         self.admin_user = user
         self.version = str(version)
@@ -493,10 +501,22 @@ class MysqlSession:
                           self.flavor)
         return ActualState(
             roles=MappingProxyType(built), existing_groups=frozenset(found), admin=self.admin,
-            admin_is_superuser=False, database=self.database or "", admin_user=self.admin_user,
+            admin_is_superuser=self._can_repair(), database=self.database or "",
+            admin_user=self.admin_user,
             superusers=frozenset(name for name, role in built.items() if role.superuser),
             server_version=0, event_scheduler=self.scheduler, flavor=self.flavor,
             event_schema=self.database)
+
+    def _can_repair(self) -> bool:
+        """Whether the reconciler may revoke an administrator's privileges and reset its
+        password: CREATE USER; on MySQL 8 also SYSTEM_USER, without which an account holding
+        SYSTEM_USER (ALL PRIVILEGES grants it) cannot be altered. (MySQL 8: written to the
+        MySQL 8 manual, not tested against a server.)"""
+        user, _, host = self.current.rpartition("@")
+        rows = self._query(_OWN_PRIVILEGES, {"grantee": f"{literal(user)}@{literal(host)}"})
+        have = {str(r[0]).upper() for r in rows}
+        needed = {"CREATE USER"} | ({"SYSTEM_USER"} if self.flavor == "mysql" else set())
+        return needed <= have
 
     def execute(self, plan: TargetPlan, statements: Sequence[Statement],
                 actual: ActualState) -> list[ActionResult]:
@@ -519,6 +539,8 @@ class MysqlSession:
         except pymysql.MySQLError as exc:
             if not self.conn.open:
                 raise TargetError(f"connection lost: {_one_line(exc, self.hide)}") from None
+            if exc.args and exc.args[0] == ER_NO_SUCH_THREAD:
+                return  # a connection to kill ended by itself meanwhile
             result.error = _one_line(exc, self.hide)
             return
         result.statements += 1
