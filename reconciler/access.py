@@ -28,6 +28,7 @@ from .engines import ENGINES
 from .errors import ConfigError, UserError, one_line
 from .load import SourceFile
 from .model import Grant, Policy, Target, login_name
+from .redact import dsn_secrets, redact
 from .timeutil import format_duration, iso, now_utc
 from .validate import Context, RawGrant, Snapshot, build_snapshot
 
@@ -303,10 +304,11 @@ def check_logins(rows: list[Row], policy: Policy, env: Mapping[str, str]
         dsn = env.get(target.dsn_env)
         if not dsn:
             continue
+        dsn_secrets(dsn)  # remembered first: clicommon's last line of defence masks it too
         try:
             found[target.name] = _read_logins(target, dsn)
         except UserError as exc:
-            notes.append(f"{target.name}: could not check the logins: {exc}")
+            notes.append(redact(f"{target.name}: could not check the logins: {exc}"))
     return [_with_login(r, found) for r in rows], notes
 
 

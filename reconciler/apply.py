@@ -18,6 +18,7 @@ from .errors import ForeignLock, Problem, UserError
 from .model import ActualState, Policy, Target
 from .plan import TargetPlan, desired_state, diff
 from .prdiff import Review
+from .redact import dsn_secrets, redact
 from .snapshot import no_gc_pauses
 from .validate import Snapshot
 
@@ -270,6 +271,7 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
     if not dsn:
         result.error = f"environment variable {target.dsn_env} is not set"
         return result
+    dsn_secrets(dsn)  # remembered before anything can fail, so that redact() masks it
     session: Session | None = None
     groups = group_roles(snapshot)
     fetched = prefetch.take(target, groups) if prefetch is not None else None
@@ -295,10 +297,11 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
         if lock.foreign:
             result.error = lock.foreign
     except UserError as exc:
-        _failed(result, str(exc))
+        _failed(result, redact(str(exc)))
     except Exception as exc:  # noqa: BLE001 - one target's bug must not stop the others
-        _failed(result, f"internal error: {exc!r}")
-        result.bug = traceback.format_exc()
+        # A repr quotes its arguments: a driver's UnicodeError quotes the password.
+        _failed(result, redact(f"internal error: {exc!r}"))
+        result.bug = redact(traceback.format_exc())
     finally:
         if session is not None:
             session.close()

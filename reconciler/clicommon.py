@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from .errors import UserError
+from .redact import redact
 
 EXIT_BUG = 3
 repo_option = click.option("--repo", "repo", type=click.Path(file_okay=False, path_type=Path),
@@ -33,16 +34,18 @@ def handled(func: Callable[..., int]) -> Callable[..., None]:
             code = func(*args, **kwargs)
         except UserError as exc:
             if verbose:
-                traceback.print_exc()
-            click.echo(f"jitgrant: error: {exc}", err=True)
+                click.echo(redact(traceback.format_exc()), err=True, nl=False)
+            click.echo(redact(f"jitgrant: error: {exc}"), err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             sys.exit(130)
         except Exception:  # noqa: BLE001 - the last line of defence
+            # Both quote exceptions' arguments, which may hold a DSN's password.
             if verbose:
-                traceback.print_exc()
+                click.echo(redact(traceback.format_exc()), err=True, nl=False)
             else:
-                click.echo(f"jitgrant: internal error: {sys.exc_info()[1]!r}", err=True)
+                click.echo(redact(f"jitgrant: internal error: {sys.exc_info()[1]!r}"),
+                           err=True)
             click.echo("This is a bug in jitgrant. Please report it with the output of -v.",
                        err=True)
             sys.exit(EXIT_BUG)

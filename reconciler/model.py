@@ -233,6 +233,8 @@ class ActualState:
     roles: Mapping[str, ActualRole]
     existing_groups: frozenset[str]
     admin: str
+    # PostgreSQL: the reconciler is a superuser. MySQL: it has the rights to put back an
+    # account made an administrator (CREATE USER, and SYSTEM_USER on MySQL 8).
     admin_is_superuser: bool
     database: str
     database_owners: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))

@@ -184,8 +184,11 @@ def is_managed(role: ActualRole) -> bool:
     return (role.comment or "").startswith(MARKER)
 
 
-def protection(role: ActualRole, target: Target, actual: ActualState) -> str | None:
-    """Why a role must never be modified, or None."""
+def protection(role: ActualRole, target: Target, actual: ActualState,
+               ours: bool = False) -> str | None:
+    """Why a role must never be modified, or None. `ours`: a grant file maps to it. A login
+    that is jitgrant's (ours, or marked) and was made a superuser or administrator is put
+    back when the reconciler has the rights to; else it is left alone, and reported."""
     if not (role.user or role.name).startswith(target.role_prefix):
         # The engines only report the namespace; the plan does not rely on it.
         return f"it is outside the namespace {target.role_prefix!r}"
@@ -198,14 +201,22 @@ def protection(role: ActualRole, target: Target, actual: ActualState) -> str | N
         return "pg_ roles belong to the server"
     if role.name in target.never_touch or (role.user and role.user in target.never_touch):
         return "it is listed in never_touch"
-    if role.superuser and not (is_managed(role) and actual.admin_is_superuser):
+    if role.superuser and not ((ours or is_managed(role)) and actual.admin_is_superuser):
         if target.engine == "postgres":
-            return "it is a superuser"
-        return "it administers the server (SUPER, CREATE USER or GRANT OPTION on *.*)"
+            why = "it is a superuser"
+        else:
+            why = "it administers the server (SUPER, CREATE USER or GRANT OPTION on *.*)"
+        return why + _cannot_repair(target) if ours or is_managed(role) else why
     other = marked_target(role) if is_managed(role) else None
     if other is not None and other != target.name:
         return f"it belongs to target {other}, which shares this server and role_prefix"
     return None
+
+
+def _cannot_repair(target: Target) -> str:
+    needs = ("a superuser reconciler" if target.engine == "postgres"
+             else "CREATE USER, and SYSTEM_USER on MySQL 8")
+    return f", and putting it back takes {needs}"
 
 
 def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPlan:
@@ -215,7 +226,7 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
     actions: list[Action] = []
     unprotected = {}
     for name, role in sorted(actual.roles.items()):
-        why = protection(role, target, actual)
+        why = protection(role, target, actual, name in desired.logins or name in desired.known)
         if why is None:
             unprotected[name] = role
         elif is_managed(role) or name in desired.logins or name in desired.known:

@@ -18,6 +18,7 @@ from .clicommon import handled, repo_option
 from .engines import mysql, postgres
 from .errors import UserError, one_line
 from .model import Target
+from .redact import dsn_secrets, redact
 from .timeutil import now_utc
 
 EXIT_FOUND = 2
@@ -65,10 +66,11 @@ def survey(targets: list[Target], env: Mapping[str, str], explicit: bool) -> Rep
         if reader is None:
             report.errors[target.name] = f"engine {target.engine!r} is not available"
             continue
+        dsn_secrets(dsn)  # remembered first: clicommon's last line of defence masks it too
         try:
             rows = reader(target, dsn)
         except UserError as exc:
-            report.errors[target.name] = str(exc)
+            report.errors[target.name] = redact(str(exc))
             continue
         report.read.append(target.name)
         report.found += [Standing(target.name, name, sup, why) for name, sup, why in rows]

@@ -29,7 +29,8 @@ def free_port() -> int:
 
 
 class ThrowawayMariadb:
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
+        self.options = options  # more mariadbd options (TLS files, say)
         self.server = find(SERVER_BINARIES, "mariadbd")
         self.install = find(INSTALL_BINARIES, "mariadb-install-db")
         self.root = Path(tempfile.mkdtemp(prefix="jitgrant-mysql-"))
@@ -51,7 +52,7 @@ class ThrowawayMariadb:
             [self.server, "--no-defaults", f"--datadir={data}", f"--user={user}",
              f"--port={self.port}", "--bind-address=127.0.0.1",
              f"--socket={self.root / 'mysqld.sock'}", "--skip-name-resolve",
-             "--event-scheduler=ON", f"--log-error={self.root / 'error.log'}"],
+             "--event-scheduler=ON", f"--log-error={self.root / 'error.log'}", *self.options],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait()
         # The tests work in a database `test`, as a packaged server has it; the install step

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import unquote
 
 from ..errors import ForeignLock, LockHeld
 from ..fastinit import fast_init
 from ..model import ActualState, Target
 from ..plan import Action, TargetPlan
+# The engines' scrubbing of driver messages is the one every other path uses too.
+from ..redact import MASKED as MASKED
+from ..redact import dsn_secrets as dsn_secrets
+from ..redact import scrub as scrub
+from ..redact import scrubbed_line as scrubbed_line
 
 # lockout: nobody can log in as a revoked login; sessions: its sessions end; disarm: its
 # objects become usable by their owner only (PostgreSQL); strip: its memberships go; objects:
@@ -117,41 +120,3 @@ def take_lock(try_lock: Callable[[], bool], holders: Callable[[], list[tuple[int
                       "reconciler may not end it: only the due revocations ran, without the "
                       "lock; end that session")
 
-
-# -- secrets of a DSN: never echoed ----------------------------------------------------------
-
-MASKED = "********"
-_KEYWORD_PASSWORD = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:?/+")  # also postgres:/ and postgresql//
-
-
-def dsn_secrets(dsn: str, parsed_password: str | None = None) -> tuple[str, ...]:
-    """What of a DSN must never reach a message: the DSN itself and its password, as written
-    and percent-decoded. The password is also dug out of a DSN the driver could not parse
-    (a leading space, quotes, `postgres:/`), since that is when drivers quote it. Longest
-    first, so a longer secret is masked before a part of it."""
-    found = {dsn, dsn.strip(), parsed_password or ""}
-    for token in dsn.split():
-        token = token.strip("'\"")
-        userinfo, at, _ = token.rpartition("@")
-        if at and _SCHEME.match(userinfo):
-            _, colon, password = _SCHEME.sub("", userinfo, count=1).partition(":")
-            found.add(password if colon else "")
-    for match in _KEYWORD_PASSWORD.finditer(dsn):
-        value = match.group(1)
-        found |= {value, value.strip("'").replace("\\'", "'").replace("\\\\", "\\")}
-    found |= {unquote(s) for s in found}
-    return tuple(sorted((s for s in found if s), key=len, reverse=True))
-
-
-def scrub(text: str, hide: tuple[str, ...]) -> str:
-    """`text` with every secret of `hide` masked (a driver message may quote the DSN)."""
-    for secret in hide:
-        text = text.replace(secret, MASKED)
-    return text
-
-
-def scrubbed_line(text: str, hide: tuple[str, ...], fallback: str) -> str:
-    """A driver's message on one line with the DSN's secrets masked, before and after the
-    whitespace is folded (a password may contain some); `fallback` when nothing is left."""
-    return scrub(" ".join(scrub(text, hide).split()), hide) or fallback

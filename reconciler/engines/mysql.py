@@ -8,18 +8,19 @@ killed, then it is dropped."""
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pymysql
 from pymysql.converters import escape_string
 
-from ..errors import ConfigError, TargetError
+from ..errors import ConfigError, TargetError, one_line
 from ..model import ActualRole, ActualState, Target
 from ..plan import Action, TargetPlan, wants_backstop
 from .base import (PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrubbed_line,
@@ -188,6 +189,10 @@ def _render_update(index: int, action: Action, target: Target,
             for e in ch.drop_events]
     if ch.unlock:
         out.append(_stmt(index, "main", f"ALTER USER {acct} ACCOUNT UNLOCK"))
+    if have.superuser:
+        # It was made an administrator behind jitgrant's back: its open connections keep
+        # their global privileges until they end, so they end now (reconnecting works).
+        out += [_stmt(index, "main", f"KILL CONNECTION {int(i)}") for i in have.session_ids]
     return out
 
 
@@ -225,6 +230,9 @@ _INFO = "SELECT CURRENT_USER(), VERSION(), @@event_scheduler, DATABASE()"
 _CONNECTIONS = ("SELECT ID, USER FROM information_schema.PROCESSLIST "
                 "WHERE BINARY USER IN %(users)s AND ID <> CONNECTION_ID()")
 ER_NO_SUCH_THREAD = 1094
+# The reconciler's own global privileges; GRANTEE reads 'user'@'host', quoted as literals are.
+_OWN_PRIVILEGES = ("SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES "
+                   "WHERE GRANTEE = %(grantee)s")
 _PREFIX = "LEFT({col}, CHAR_LENGTH(%(prefix)s)) = %(prefix)s"
 
 
@@ -336,9 +344,11 @@ MYSQL8 = Queries(
 
 
 def parse_dsn(dsn: str) -> dict[str, Any]:
-    """mysql://user:password@host:3306/db?unix_socket=/path into pymysql's arguments. A DSN
-    that cannot be read is a ConfigError that quotes none of it: urllib's own messages quote
-    parts of it, and a password with an unencoded / would land in the port."""
+    """mysql://user:password@host:3306/db?unix_socket=/path&ssl_mode=VERIFY_IDENTITY into
+    pymysql's arguments. A DSN that cannot be read is a ConfigError that quotes none of it:
+    urllib's own messages quote parts of it, and a password with an unencoded / would land in
+    the port. An unknown parameter is refused rather than dropped (a dropped ssl_mode would
+    connect in clear text without a word)."""
     try:
         parts = urlsplit(dsn)
         port = parts.port
@@ -354,10 +364,63 @@ def parse_dsn(dsn: str) -> dict[str, Any]:
                             "password": unquote(parts.password or "")}
     if parts.path.strip("/"):
         args["database"] = unquote(parts.path.strip("/"))
-    query = parse_qs(parts.query)
+    query = _parameters(parts.query)
     if "unix_socket" in query:
-        args["unix_socket"] = query["unix_socket"][0]
-    return args
+        args["unix_socket"] = query["unix_socket"]
+    return args | _tls(query)
+
+
+DSN_PARAMETERS = ("unix_socket", "ssl_mode", "ssl_ca", "ssl_cert", "ssl_key")
+SSL_MODES = ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
+
+
+def _parameters(query: str) -> dict[str, str]:
+    """The DSN's ?parameters, each known and given once. Values are never quoted in a message
+    (a password put there by mistake would show)."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    found: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in DSN_PARAMETERS:
+            raise ConfigError(f"unknown parameter {one_line(name)!r} (jitgrant reads "
+                              f"{', '.join(DSN_PARAMETERS)})")
+        if name in found:
+            raise ConfigError(f"parameter {name} is given twice")
+        found[name] = value
+    return found
+
+
+def _tls(query: dict[str, str]) -> dict[str, Any]:
+    """pymysql's TLS arguments for the MySQL client's ssl_mode. Without ssl_mode, ssl_ca means
+    VERIFY_CA and ssl_cert/ssl_key REQUIRED; PREFERRED is pymysql's own default. An `ssl`
+    context is passed only for the modes that require TLS: _connect then insists on it."""
+    files: dict[str, str] = {k: query[k] for k in ("ssl_ca", "ssl_cert", "ssl_key") if k in query}
+    default = "VERIFY_CA" if "ssl_ca" in files else "REQUIRED" if files else "PREFERRED"
+    mode = query.get("ssl_mode", default).upper()
+    if mode not in SSL_MODES:
+        raise ConfigError(f"ssl_mode must be one of {', '.join(SSL_MODES)}")
+    if mode in ("DISABLED", "PREFERRED") and files:
+        raise ConfigError(f"ssl_ca, ssl_cert and ssl_key need ssl_mode REQUIRED, VERIFY_CA or "
+                          f"VERIFY_IDENTITY, not {mode}")
+    if mode == "DISABLED":
+        return {"ssl_disabled": True}
+    if mode == "PREFERRED":
+        return {}
+    return {"ssl": _tls_context(mode, files)}
+
+
+def _tls_context(mode: str, files: dict[str, str]) -> ssl.SSLContext:
+    if "ssl_key" in files and "ssl_cert" not in files:
+        raise ConfigError("ssl_key needs ssl_cert")
+    try:
+        ctx = ssl.create_default_context(cafile=files.get("ssl_ca") or None)
+        if "ssl_cert" in files:
+            ctx.load_cert_chain(files["ssl_cert"], files.get("ssl_key") or None)
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
+        raise ConfigError("cannot read ssl_ca, ssl_cert or ssl_key (a missing file, or not "
+                          "PEM)") from None
+    ctx.check_hostname = mode == "VERIFY_IDENTITY"
+    ctx.verify_mode = ssl.CERT_NONE if mode == "REQUIRED" else ssl.CERT_REQUIRED
+    return ctx
 
 
 _LOCK_HOLDER = """SELECT h.id, p.USER FROM (SELECT IS_USED_LOCK(%s) AS id) h
@@ -399,16 +462,41 @@ def _connect(dsn: str, target: Target) -> pymysql.connections.Connection[Any]:
     except ConfigError as exc:
         raise TargetError(f"cannot connect: the DSN in ${target.dsn_env} is malformed: "
                           f"{exc}") from None
+    # pymysql would send a str password as latin-1 (and fail on any other character); the
+    # server hashes what the mysql client sends, the password's UTF-8 bytes.
+    args["password"] = args["password"].encode("utf-8", "surrogatepass")
+    tls = isinstance(args.get("ssl"), ssl.SSLContext)
     try:
         conn = pymysql.connect(**args, connect_timeout=10, autocommit=True,
                                charset="utf8mb4", read_timeout=600, write_timeout=600,
                                program_name="jitgrant")
     except pymysql.MySQLError as exc:
+        if tls and exc.args and exc.args[0] == CR_SSL_CONNECTION_ERROR:
+            raise TargetError(_NO_TLS.format(env=target.dsn_env)) from None
+        raise TargetError(f"cannot connect: {_one_line(exc, hide)}") from None
+    except (ValueError, OSError) as exc:  # a driver's own check, a certificate refused
         raise TargetError(f"cannot connect: {_one_line(exc, hide)}") from None
     with _driver_errors("preparing the session", hide), conn.cursor() as cur:
         # Known quoting rules and UTC for event times, whatever the server's defaults.
         cur.execute("SET SESSION sql_mode = %s, time_zone = '+00:00'", [SQL_MODE])
+        if tls:
+            _insist_on_tls(conn, cur, target)
     return conn
+
+
+CR_SSL_CONNECTION_ERROR = 2026
+_NO_TLS = ("cannot connect: the ssl_mode in ${env} requires TLS, and the server offers none "
+           "or the TLS handshake failed")
+
+
+def _insist_on_tls(conn: pymysql.connections.Connection[Any], cur: Any, target: Target) -> None:
+    """Older pymysql releases go on in clear text when the server offers no TLS, whatever was
+    asked: the session's cipher says what happened."""
+    cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+    row = cur.fetchone()
+    if not row or not row[1]:
+        conn.close()
+        raise TargetError(_NO_TLS.format(env=target.dsn_env))
 
 
 class MysqlSession:
@@ -421,7 +509,8 @@ class MysqlSession:
             row = cur.fetchone()
         assert row is not None
         current, version, scheduler, database = row
-        user, _, host = str(current).rpartition("@")
+        self.current = str(current)
+        user, _, host = self.current.rpartition("@")
         self.admin = account_key(user, host)
         self.admin_user = user
         self.version = str(version)
@@ -489,12 +578,24 @@ class MysqlSession:
         return ActualState(
             roles=MappingProxyType(built), existing_groups=frozenset(r[0] for r in reach),
             dangerous_groups=MappingProxyType(_dangerous_groups(reach)), admin=self.admin,
-            admin_is_superuser=False, database=self.database or "", admin_user=self.admin_user,
+            admin_is_superuser=self._can_repair(), database=self.database or "",
+            admin_user=self.admin_user,
             superusers=frozenset(name for name, role in built.items() if role.superuser),
             server_version=0, event_scheduler=self.scheduler, flavor=self.flavor,
             event_schema=self.database,
             grant_options=_by_first(self._query(_GRANT_OPTIONS, params) if groups else []),
             grants_made=_grants_made(self._query(_GRANTS_MADE, params)))
+
+    def _can_repair(self) -> bool:
+        """Whether the reconciler may revoke an administrator's privileges and reset its
+        password: CREATE USER; on MySQL 8 also SYSTEM_USER, without which an account holding
+        SYSTEM_USER (ALL PRIVILEGES grants it) cannot be altered. (MySQL 8: written to the
+        MySQL 8 manual, not tested against a server.)"""
+        user, _, host = self.current.rpartition("@")
+        rows = self._query(_OWN_PRIVILEGES, {"grantee": f"{literal(user)}@{literal(host)}"})
+        have = {str(r[0]).upper() for r in rows}
+        needed = {"CREATE USER"} | ({"SYSTEM_USER"} if self.flavor == "mysql" else set())
+        return needed <= have
 
     def execute(self, plan: TargetPlan, statements: Sequence[Statement],
                 actual: ActualState) -> list[ActionResult]:
@@ -517,6 +618,8 @@ class MysqlSession:
         except pymysql.MySQLError as exc:
             if not self.conn.open:
                 raise TargetError(f"connection lost: {_one_line(exc, self.hide)}") from None
+            if exc.args and exc.args[0] == ER_NO_SUCH_THREAD:
+                return  # a connection to kill ended by itself meanwhile
             result.error = _one_line(exc, self.hide)
             return
         result.statements += 1

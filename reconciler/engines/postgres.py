@@ -734,7 +734,7 @@ def _one_line(exc: BaseException, hide: tuple[str, ...]) -> str:
 def _secrets(dsn: str) -> tuple[str, ...]:
     try:
         password = conninfo_to_dict(dsn).get("password")
-    except psycopg.Error:
+    except (psycopg.Error, UnicodeDecodeError):
         password = None
     return dsn_secrets(dsn, str(password) if password is not None else None)
 
@@ -748,11 +748,25 @@ def _connect(dsn: str, target: Target) -> psycopg.Connection[Any]:
         raise TargetError(f"cannot connect: the DSN in ${target.dsn_env} is malformed (libpq "
                           "cannot parse it: look for spaces, quotes or a mistyped "
                           "postgresql://)") from None
+    except UnicodeDecodeError:  # its repr quotes the value, password and all
+        raise TargetError(f"cannot connect: the DSN in ${target.dsn_env} is malformed: a "
+                          "value is not UTF-8 once percent-decoded (a %XX escape in the "
+                          "password?)") from None
     try:
         return psycopg.connect(dsn, autocommit=True, connect_timeout=10,
                                application_name="jitgrant", options="-c lock_timeout=10s")
     except psycopg.Error as exc:
-        raise TargetError(f"cannot connect: {_one_line(exc, _secrets(dsn))}") from None
+        raise TargetError(f"cannot connect{_tls_asked(dsn, target)}: "
+                          f"{_one_line(exc, _secrets(dsn))}") from None
+
+
+def _tls_asked(dsn: str, target: Target) -> str:
+    """Say so when the DSN requires TLS: libpq's own words for a server without it change
+    between releases."""
+    mode = str(conninfo_to_dict(dsn).get("sslmode") or "")
+    if mode in ("require", "verify-ca", "verify-full"):
+        return f" with TLS (sslmode={mode} in ${target.dsn_env})"
+    return ""
 
 
 def _dangerous_groups(rows: list[Any]) -> dict[str, str]:

@@ -58,23 +58,6 @@ def test_administrators_in_the_namespace_are_left_alone(my: MyWorld) -> None:
     assert actions(my.run()) == []
 
 
-def test_a_granted_login_made_an_administrator_is_reported_not_touched(my: MyWorld) -> None:
-    """Without a marker comment jitgrant cannot tell its own login given SUPER from an admin's
-    account with the same name: it leaves it alone and says so (exit 1), like a superuser."""
-    my.add_grant()
-    my.run()
-    acct = account(my.login())
-    my.server.sql(f"GRANT SUPER ON *.* TO {acct}", f"ALTER USER {acct} IDENTIFIED BY 'other'")
-    before = (my.account(my.login()), grants_of(my, my.login()))
-    run = my.run()
-    assert actions(run) == []
-    assert run.failed
-    assert [p.message for p in run.problems] == [
-        f"target db1: login {my.login()} is left alone: it administers the server "
-        "(SUPER, CREATE USER or GRANT OPTION on *.*)"]
-    assert (my.account(my.login()), grants_of(my, my.login())) == before
-
-
 def logs_in(my: MyWorld, user: str, password: str) -> bool:
     try:
         my.server.login(user, password).close()

@@ -3,6 +3,7 @@ branches are checked here, as generated SQL; MariaDB's also run against a real s
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
@@ -162,6 +163,31 @@ def test_parse_dsn() -> None:
         "/run/m.sock"
     with pytest.raises(ConfigError):
         parse_dsn("postgresql://x@y/z")
+
+
+def test_parse_dsn_reads_the_tls_parameters() -> None:
+    """Issue 11, finding 10: ssl_mode and ssl_ca were dropped without a word."""
+    base = "mysql://root@127.0.0.1/"
+    assert parse_dsn(base)["host"] == "127.0.0.1" and "ssl" not in parse_dsn(base)
+    assert parse_dsn(base + "?ssl_mode=disabled")["ssl_disabled"] is True
+    assert "ssl" not in parse_dsn(base + "?ssl_mode=PREFERRED")
+    required = parse_dsn(base + "?ssl_mode=REQUIRED")["ssl"]
+    assert isinstance(required, ssl.SSLContext) and required.verify_mode == ssl.CERT_NONE
+    verify_ca = parse_dsn(base + "?ssl_mode=VERIFY_CA")["ssl"]
+    assert verify_ca.verify_mode == ssl.CERT_REQUIRED and not verify_ca.check_hostname
+    identity = parse_dsn(base + "?ssl_mode=VERIFY_IDENTITY")["ssl"]
+    assert identity.verify_mode == ssl.CERT_REQUIRED and identity.check_hostname
+
+
+@pytest.mark.parametrize("query", ["sslmode=require", "ssl_mode=REQUIRED&ssl_mode=DISABLED",
+                                   "ssl_mode=ON", "ssl_mode=DISABLED&ssl_ca=/x",
+                                   "ssl_key=/x", "ssl_mode=REQUIRED&ssl_ca=/no/such/file",
+                                   "password=hunter2"])
+def test_parse_dsn_refuses_what_it_would_otherwise_drop(query: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_dsn(f"mysql://root@127.0.0.1/?{query}")
+    assert "hunter2" not in str(info.value) and "/no/such" not in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_mysql8_reads_its_own_catalog() -> None:

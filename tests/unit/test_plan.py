@@ -400,7 +400,8 @@ def test_managed_superuser_is_left_alone_when_admin_is_not_superuser() -> None:
     plan = plan_for(snap(), actual(role, admin_is_superuser=False))
     assert plan.actions == ()
     assert [p.message for p in plan.problems] == [
-        "target db1: login jit_escalated is left alone: it is a superuser"]
+        "target db1: login jit_escalated is left alone: it is a superuser, and putting it "
+        "back takes a superuser reconciler"]
 
 
 def test_desired_login_that_is_a_superuser_is_not_updated_by_a_non_superuser_admin() -> None:
