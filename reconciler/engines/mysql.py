@@ -178,8 +178,7 @@ def _render_update(index: int, action: Action, target: Target,
         out.append(_stmt(index, "main", f"ALTER USER {acct} WITH MAX_USER_CONNECTIONS "
                                         f"{int(want.connection_limit or 0)}"))
     out += [_stmt(index, "main", f"GRANT {identifier(r)} TO {acct}") for r in sorted(regrant)]
-    out += [_stmt(index, "main", f"REVOKE ADMIN OPTION FOR {identifier(r)} FROM {acct}")
-            for r in ch.revoke_admin if r not in regrant]
+    out += _revoke_admin(index, acct, [r for r in ch.revoke_admin if r not in regrant], actual)
     if ch.default_roles or ch.revoke_privileges or ch.grant_roles or ch.revoke_roles \
             or ch.revoke_admin:
         out += _default_roles(index, acct, want.roles, actual)
@@ -194,6 +193,18 @@ def _render_update(index: int, action: Action, target: Target,
         # their global privileges until they end, so they end now (reconnecting works).
         out += [_stmt(index, "main", f"KILL CONNECTION {int(i)}") for i in have.session_ids]
     return out
+
+
+def _revoke_admin(index: int, acct: str, roles: Sequence[str],
+                  actual: ActualState) -> list[Statement]:
+    """MariaDB revokes the admin option alone; MySQL 8's REVOKE has no such form (written to
+    the MySQL 8 manual, not yet tested against a server), so the role is revoked and granted
+    again without it (the default roles are set again after this)."""
+    if _mariadb(actual):
+        return [_stmt(index, "main", f"REVOKE ADMIN OPTION FOR {identifier(r)} FROM {acct}")
+                for r in roles]
+    return [_stmt(index, "main", sql) for r in roles
+            for sql in (f"REVOKE {identifier(r)} FROM {acct}", f"GRANT {identifier(r)} TO {acct}")]
 
 
 def _event_ref(actual: ActualState, qualified: str) -> str:
