@@ -466,6 +466,11 @@ def _secrets(dsn: str) -> tuple[str, ...]:
     return dsn_secrets(dsn, password)
 
 
+def _where(args: dict[str, Any]) -> str:
+    """The server, in jitgrant's words: drivers name it, or not, as their release has it."""
+    return str(args.get("unix_socket") or f"{args['host']}:{args['port']}")
+
+
 def _connect(dsn: str, target: Target) -> pymysql.connections.Connection[Any]:
     hide = _secrets(dsn)
     try:
@@ -484,9 +489,9 @@ def _connect(dsn: str, target: Target) -> pymysql.connections.Connection[Any]:
     except pymysql.MySQLError as exc:
         if tls and exc.args and exc.args[0] == CR_SSL_CONNECTION_ERROR:
             raise TargetError(_NO_TLS.format(env=target.dsn_env)) from None
-        raise TargetError(f"cannot connect: {_one_line(exc, hide)}") from None
+        raise TargetError(f"cannot connect to {_where(args)}: {_one_line(exc, hide)}") from None
     except (ValueError, OSError) as exc:  # a driver's own check, a certificate refused
-        raise TargetError(f"cannot connect: {_one_line(exc, hide)}") from None
+        raise TargetError(f"cannot connect to {_where(args)}: {_one_line(exc, hide)}") from None
     with _driver_errors("preparing the session", hide), conn.cursor() as cur:
         # Known quoting rules and UTC for event times, whatever the server's defaults.
         cur.execute("SET SESSION sql_mode = %s, time_zone = '+00:00'", [SQL_MODE])

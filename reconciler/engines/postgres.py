@@ -756,8 +756,15 @@ def _connect(dsn: str, target: Target) -> psycopg.Connection[Any]:
         return psycopg.connect(dsn, autocommit=True, connect_timeout=10,
                                application_name="jitgrant", options="-c lock_timeout=10s")
     except psycopg.Error as exc:
-        raise TargetError(f"cannot connect{_tls_asked(dsn, target)}: "
+        raise TargetError(f"cannot connect to {_where(dsn)}{_tls_asked(dsn, target)}: "
                           f"{_one_line(exc, _secrets(dsn))}") from None
+
+
+def _where(dsn: str) -> str:
+    """The server, in jitgrant's words: libpq and psycopg name it, or not, by release."""
+    params = conninfo_to_dict(dsn)
+    host = str(params.get("host") or params.get("hostaddr") or "the local socket")
+    return f"{host}:{params.get('port') or 5432}"
 
 
 def _tls_asked(dsn: str, target: Target) -> str:
