@@ -377,9 +377,8 @@ def _disarm(index: int, login: str, databases: list[str],
     if not databases:
         return []
     out = []
-    if not actual.admin_is_superuser and actual.server_version >= 160000:
-        out.append(_stmt(index, "disarm", "GRANT " + ident(login) + " TO "
-                         + ident(actual.admin) + " WITH INHERIT TRUE, SET FALSE"))
+    if not actual.admin_is_superuser:
+        out.append(_stmt(index, "disarm", _self_grant(ident(login), actual)))
     return out + [_stmt(index, "disarm", disarm_sql(login),
                         database=None if database == actual.database else database)
                   for database in databases]
@@ -389,6 +388,14 @@ def disarm_sql(login: str) -> str:
     """The DO block that leaves `login`'s objects in this database usable by their owner only."""
     body = _NEUTRALIZE.format(login=lit(login), planted=_PLANTED.format(who="ARRAY[who]"))
     return "DO " + dollar_quote(body)
+
+
+def _self_grant(role: str, actual: ActualState) -> str:
+    """The reconciler made a member of the login. Before 16 a CREATEROLE role may grant
+    itself any non-superuser role, and a membership there always inherits (WITH INHERIT and
+    SET are 16+ syntax)."""
+    grant = "GRANT " + role + " TO " + ident(actual.admin)
+    return grant + " WITH INHERIT TRUE, SET FALSE" if actual.server_version >= 160000 else grant
 
 
 # -- the session (I/O) -----------------------------------------------------------------------
