@@ -99,6 +99,14 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.classid = %(high)s::oid AND l.objid = %(low)s::oid AND l.pid <> pg_backend_pid()
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
 _SUPERUSERS = "SELECT rolname FROM pg_roles WHERE rolsuper"
+# The server would log a failing statement (log_min_error_statement), every statement
+# (log_statement = all, or ddl: CREATE/ALTER ROLE ... PASSWORD) or a slow one in full.
+QUIET_LOG = MappingProxyType({
+    "log_statement": "SET log_statement = none",
+    "log_min_error_statement": "SET log_min_error_statement = panic",
+    "log_min_duration_statement": "SET log_min_duration_statement = -1"})
+_MAY_SET = """SELECT coalesce(array_agg(p), '{}') FROM unnest(%s::text[]) p
+WHERE has_parameter_privilege(p, 'SET')"""
 _DB_SETTINGS = """SELECT r.rolname, d.datname FROM pg_db_role_setting s
 JOIN pg_roles r ON r.oid = s.setrole JOIN pg_database d ON d.oid = s.setdatabase
 WHERE starts_with(r.rolname, %(prefix)s)"""
@@ -433,9 +441,27 @@ class PostgresSession:
             row = self.conn.execute(_INFO).fetchone()
         assert row is not None
         self.admin, self.database, self.superuser, self.version = row
+        self._quiet_log()
         self._kinds: dict[int, str] = {}
         self._logins: dict[int, str] = {}
         self._survivors: dict[int, list[int]] = {}  # action -> pids that did not end
+
+    def _quiet_log(self) -> None:
+        """Statements that carry verifiers stay out of the server log where this role may say
+        so: a superuser, or on 15+ one granted SET on these parameters. Otherwise the server
+        logs as it is set up to (no verifier shares a failing query string with another
+        login's statements, see query_strings)."""
+        allowed = list(QUIET_LOG)
+        try:
+            if not self.superuser:
+                if self.version < 150000:
+                    return
+                row = self.conn.execute(_MAY_SET, [list(QUIET_LOG)]).fetchone()
+                allowed = list(row[0]) if row else []
+            if allowed:
+                self.conn.execute(";".join(QUIET_LOG[name] for name in allowed).encode())
+        except psycopg.Error as exc:
+            self._alive(self.conn, exc)  # refused: the server's own logging stays
 
     def lock(self) -> str | None:
         key = lock_key(self.target)
@@ -767,9 +793,31 @@ def _planted_rows(conn: psycopg.Connection[Any], logins: list[str]) -> list[Any]
 
 
 def _send(conn: psycopg.Connection[Any], stmts: list[Statement]) -> None:
-    """The fast path: CHUNK statements per round trip."""
-    for start in range(0, len(stmts), CHUNK):
-        conn.execute(";\n".join(s.sql for s in stmts[start:start + CHUNK]).encode())
+    """The fast path: CHUNK statements per round trip; statements of actions that carry a
+    verifier one per query, pipelined (see query_strings)."""
+    for alone, part in query_strings(stmts):
+        if not alone:
+            conn.execute(";\n".join(s.sql for s in part).encode())
+            continue
+        with conn.pipeline():
+            for stmt in part:
+                conn.execute(stmt.sql.encode())
+
+
+def query_strings(stmts: list[Statement]) -> list[tuple[bool, list[Statement]]]:
+    """The statements in consecutive parts, in order: (False, part) is one query string of at
+    most CHUNK statements; (True, part) sends each statement as a query of its own. When a
+    statement in a query string fails, PostgreSQL logs the whole string
+    (log_min_error_statement): a verifier must never share one with another login's
+    statements, so an action with one has its statements sent alone."""
+    out: list[tuple[bool, list[Statement]]] = []
+    for group in _grouped(stmts):
+        alone = any(s.sql != s.shown for s in group)  # shown masks the verifier
+        if out and out[-1][0] == alone and (alone or len(out[-1][1]) + len(group) <= CHUNK):
+            out[-1][1].extend(group)
+        else:
+            out.append((alone, list(group)))
+    return out
 
 
 def _count(stmts: list[Statement], results: list[ActionResult]) -> None:
