@@ -214,6 +214,8 @@ def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) 
     if not any(t.executed for t in run.targets):
         return None
     repo = gitrepo.open_repo(repo_path)
+    if repeats_latest(Path(str(repo.working_tree_dir)), run):
+        return None
     content = to_json(record(run, gitrepo.identity(repo), actions=False),
                       {"actions": action_lines(run, endings_from(repo_path, run.snapshot))})
     rel = write(Path(str(repo.working_tree_dir)), run, content)
@@ -225,6 +227,48 @@ def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) 
             if push:
                 gitrepo.push(repo)
     return rel
+
+
+def repeats_latest(root: Path, run: Run) -> bool:
+    """True when every executed action failed, and exactly as the latest record says: a
+    target that fails the same way run after run (every few minutes from cron) then writes
+    one record per change of outcome, not one per run. Any action that succeeded, or ended a
+    session, is a change and is recorded."""
+    if any(r.status == "ok" for t in run.targets for r in t.results):
+        return False
+    latest = _latest_record(root / "audit")
+    if latest is None:
+        return False
+    try:
+        previous = _signature(json.loads(latest.read_bytes()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False  # an unreadable record is no reason to leave a run unrecorded
+    return previous == _signature(record(run, ""))
+
+
+def _signature(data: dict[str, Any]) -> list[list[Any]]:
+    """How a record's targets and actions went, without times, ids or statements."""
+    targets = [[t["target"], t["status"], t["error"], t["actions"]] for t in data["targets"]]
+    actions = [[a["target"], a["login"], a["action"], a["status"], a["error"],
+                a["sessions_ended"]] for a in data["actions"]]
+    return targets + actions
+
+
+def _latest_record(folder: Path) -> Path | None:
+    """The newest record under audit/YYYY/MM/DD/, found without listing every day's files."""
+    for year in _descending(folder):
+        for month in _descending(year):
+            for day in _descending(month):
+                records = sorted(day.glob("*.json"))
+                if records:
+                    return records[-1]
+    return None
+
+
+def _descending(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.is_dir()), reverse=True)
 
 
 @contextmanager

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -99,6 +99,14 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.classid = %(high)s::oid AND l.objid = %(low)s::oid AND l.pid <> pg_backend_pid()
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
 _SUPERUSERS = "SELECT rolname FROM pg_roles WHERE rolsuper"
+# The server would log a failing statement (log_min_error_statement), every statement
+# (log_statement = all, or ddl: CREATE/ALTER ROLE ... PASSWORD) or a slow one in full.
+QUIET_LOG = MappingProxyType({
+    "log_statement": "SET log_statement = none",
+    "log_min_error_statement": "SET log_min_error_statement = panic",
+    "log_min_duration_statement": "SET log_min_duration_statement = -1"})
+_MAY_SET = """SELECT coalesce(array_agg(p), '{}') FROM unnest(%s::text[]) p
+WHERE has_parameter_privilege(p, 'SET')"""
 _DB_SETTINGS = """SELECT r.rolname, d.datname FROM pg_db_role_setting s
 JOIN pg_roles r ON r.oid = s.setrole JOIN pg_database d ON d.oid = s.setdatabase
 WHERE starts_with(r.rolname, %(prefix)s)"""
@@ -377,9 +385,8 @@ def _disarm(index: int, login: str, databases: list[str],
     if not databases:
         return []
     out = []
-    if not actual.admin_is_superuser and actual.server_version >= 160000:
-        out.append(_stmt(index, "disarm", "GRANT " + ident(login) + " TO "
-                         + ident(actual.admin) + " WITH INHERIT TRUE, SET FALSE"))
+    if not actual.admin_is_superuser:
+        out.append(_stmt(index, "disarm", _self_grant(ident(login), actual)))
     return out + [_stmt(index, "disarm", disarm_sql(login),
                         database=None if database == actual.database else database)
                   for database in databases]
@@ -391,6 +398,14 @@ def disarm_sql(login: str) -> str:
     return "DO " + dollar_quote(body)
 
 
+def _self_grant(role: str, actual: ActualState) -> str:
+    """The reconciler made a member of the login. Before 16 a CREATEROLE role may grant
+    itself any non-superuser role, and a membership there always inherits (WITH INHERIT and
+    SET are 16+ syntax)."""
+    grant = "GRANT " + role + " TO " + ident(actual.admin)
+    return grant + " WITH INHERIT TRUE, SET FALSE" if actual.server_version >= 160000 else grant
+
+
 # -- the session (I/O) -----------------------------------------------------------------------
 
 CHUNK = 500  # statements per round trip on the fast path
@@ -399,6 +414,12 @@ CHUNK = 500  # statements per round trip on the fast path
 # workers), some 7,800 slots by default. One transaction of 12,700 new roles already exhausts
 # it ("out of shared memory"), so a target's changes commit in transactions of this many.
 TX_ACTIONS = 1000
+# A login's own session can hold its pg_authid row (ALTER ROLE CURRENT_USER PASSWORD in a
+# transaction left open), and the lock-out would wait on it until lock_timeout, run after run.
+# So the lock-out waits briefly, then ends the sessions of the logins it locks out and tries
+# again, a few times (a session may log in again before the lock-out commits).
+LOCKOUT_WAIT = b"SET LOCAL lock_timeout = '2s'"
+LOCKOUT_TRIES = 3
 
 
 @contextmanager
@@ -420,8 +441,27 @@ class PostgresSession:
             row = self.conn.execute(_INFO).fetchone()
         assert row is not None
         self.admin, self.database, self.superuser, self.version = row
+        self._quiet_log()
         self._kinds: dict[int, str] = {}
+        self._logins: dict[int, str] = {}
         self._survivors: dict[int, list[int]] = {}  # action -> pids that did not end
+
+    def _quiet_log(self) -> None:
+        """Statements that carry verifiers stay out of the server log where this role may say
+        so: a superuser, or on 15+ one granted SET on these parameters. Otherwise the server
+        logs as it is set up to (no verifier shares a failing query string with another
+        login's statements, see query_strings)."""
+        allowed = list(QUIET_LOG)
+        try:
+            if not self.superuser:
+                if self.version < 150000:
+                    return
+                row = self.conn.execute(_MAY_SET, [list(QUIET_LOG)]).fetchone()
+                allowed = list(row[0]) if row else []
+            if allowed:
+                self.conn.execute(";".join(QUIET_LOG[name] for name in allowed).encode())
+        except psycopg.Error as exc:
+            self._alive(self.conn, exc)  # refused: the server's own logging stays
 
     def lock(self) -> str | None:
         key = lock_key(self.target)
@@ -519,6 +559,7 @@ class PostgresSession:
                  actual: ActualState) -> list[ActionResult]:
         results = [ActionResult() for _ in plan.actions]
         self._kinds = {index: action.kind for index, action in enumerate(plan.actions)}
+        self._logins = {index: action.login for index, action in enumerate(plan.actions)}
         self._survivors = {}
         disarm_failed: list[ActionResult] = []
         for phase in PHASES:
@@ -528,6 +569,9 @@ class PostgresSession:
             elif phase == "disarm":
                 self._list_planted(plan, actual, results)
                 disarm_failed = self._disarm(batch, results)
+            elif phase == "lockout":
+                for part in _by_actions(batch):
+                    self._lock_out(part, results)
             else:
                 self._run_phase(batch, results)
             if phase == "strip":
@@ -613,6 +657,63 @@ class PostgresSession:
         for login, pid in rows:
             self._survivors.setdefault(index_of[login], []).append(int(pid))
 
+    def _lock_out(self, part: list[Statement], results: list[ActionResult]) -> None:
+        """The lock-out of a part in one transaction; when that fails, action by action, as
+        in other phases. Each way, a lock-out that waits on a lock ends the sessions of its
+        logins and tries again, so no login's session can keep it from being locked out."""
+        if self._retried(part, results, self._lock_out_together):
+            _count(part, results)
+            return
+        with self.conn.transaction():
+            self.conn.execute(LOCKOUT_WAIT)
+            for group in _grouped(part):
+                if self._retried(group, results, self._lock_out_savepoint):
+                    _count(group, results)
+
+    def _lock_out_together(self, stmts: list[Statement], results: list[ActionResult],
+                           attempt: int) -> None:
+        with self.conn.transaction():
+            self.conn.execute(LOCKOUT_WAIT)
+            if attempt:
+                self._end_sessions(stmts, results)
+            _send(self.conn, stmts)
+
+    def _lock_out_savepoint(self, stmts: list[Statement], results: list[ActionResult],
+                            attempt: int) -> None:
+        with self.conn.transaction():
+            if attempt:
+                self._end_sessions(stmts, results)
+            for stmt in stmts:
+                self.conn.execute(stmt.sql.encode())
+
+    def _retried(self, stmts: list[Statement], results: list[ActionResult],
+                 run: Callable[[list[Statement], list[ActionResult], int], None]) -> bool:
+        """`run` again after a lock wait timed out, up to LOCKOUT_TRIES times. False when it
+        failed; a single action's error is then recorded, a part's is left to the fallback."""
+        error: psycopg.Error | None = None
+        for attempt in range(LOCKOUT_TRIES):
+            try:
+                run(stmts, results, attempt)
+            except psycopg.errors.LockNotAvailable as exc:
+                self._alive(self.conn, exc)
+                error = exc
+                continue
+            except psycopg.Error as exc:
+                self._alive(self.conn, exc)
+                error = exc
+                break
+            return True
+        if error is not None and len({s.action for s in stmts}) == 1:
+            _fail(stmts, results, _one_line(error, self.hide))
+        return False
+
+    def _end_sessions(self, stmts: list[Statement], results: list[ActionResult]) -> None:
+        """The sessions of these statements' logins, ended now, before they are locked out:
+        they would be ended right after it anyway."""
+        index_of = {self._logins[s.action]: s.action for s in stmts}
+        for login, ended in self.conn.execute(_TERMINATE, [sorted(index_of)]).fetchall():
+            results[index_of[login]].sessions_ended += 1 if ended else 0
+
     def _run_phase(self, batch: list[Statement], results: list[ActionResult]) -> None:
         by_database: dict[str | None, list[Statement]] = {}
         for stmt in batch:
@@ -638,14 +739,12 @@ class PostgresSession:
         action is reported and the others still happen."""
         try:
             with conn.transaction():
-                for start in range(0, len(stmts), CHUNK):
-                    conn.execute(";\n".join(s.sql for s in stmts[start:start + CHUNK]).encode())
+                _send(conn, stmts)
         except psycopg.Error as exc:
             self._alive(conn, exc)
             self._per_action(conn, stmts, results)
             return
-        for stmt in stmts:
-            results[stmt.action].statements += 1
+        _count(stmts, results)
 
     def _per_action(self, conn: psycopg.Connection[Any], stmts: list[Statement],
                     results: list[ActionResult]) -> None:
@@ -693,12 +792,50 @@ def _planted_rows(conn: psycopg.Connection[Any], logins: list[str]) -> list[Any]
             for _, label, name, secdef, grantees, login in rows]
 
 
-def _by_actions(stmts: list[Statement]) -> Iterator[list[Statement]]:
-    """The statements in parts of at most TX_ACTIONS whole actions, in order."""
+def _send(conn: psycopg.Connection[Any], stmts: list[Statement]) -> None:
+    """The fast path: CHUNK statements per round trip; statements of actions that carry a
+    verifier one per query, pipelined (see query_strings)."""
+    for alone, part in query_strings(stmts):
+        if not alone:
+            conn.execute(";\n".join(s.sql for s in part).encode())
+            continue
+        with conn.pipeline():
+            for stmt in part:
+                conn.execute(stmt.sql.encode())
+
+
+def query_strings(stmts: list[Statement]) -> list[tuple[bool, list[Statement]]]:
+    """The statements in consecutive parts, in order: (False, part) is one query string of at
+    most CHUNK statements; (True, part) sends each statement as a query of its own. When a
+    statement in a query string fails, PostgreSQL logs the whole string
+    (log_min_error_statement): a verifier must never share one with another login's
+    statements, so an action with one has its statements sent alone."""
+    out: list[tuple[bool, list[Statement]]] = []
+    for group in _grouped(stmts):
+        alone = any(s.sql != s.shown for s in group)  # shown masks the verifier
+        if out and out[-1][0] == alone and (alone or len(out[-1][1]) + len(group) <= CHUNK):
+            out[-1][1].extend(group)
+        else:
+            out.append((alone, list(group)))
+    return out
+
+
+def _count(stmts: list[Statement], results: list[ActionResult]) -> None:
+    for stmt in stmts:
+        results[stmt.action].statements += 1
+
+
+def _grouped(stmts: list[Statement]) -> list[list[Statement]]:
+    """The statements of each action, in order."""
     groups: dict[int, list[Statement]] = {}
     for stmt in stmts:
         groups.setdefault(stmt.action, []).append(stmt)
-    ordered = list(groups.values())
+    return list(groups.values())
+
+
+def _by_actions(stmts: list[Statement]) -> Iterator[list[Statement]]:
+    """The statements in parts of at most TX_ACTIONS whole actions, in order."""
+    ordered = _grouped(stmts)
     for start in range(0, len(ordered), TX_ACTIONS):
         yield [stmt for group in ordered[start:start + TX_ACTIONS] for stmt in group]
 

@@ -1,8 +1,9 @@
-"""The reconciler as a non-superuser on PostgreSQL 16+, set up with the README's statements."""
+"""The reconciler as a non-superuser (CREATEROLE), set up with the README's statements."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -21,29 +22,51 @@ SETUP = [
     "GRANT {owner} TO {admin} WITH INHERIT TRUE",
     "GRANT pg_signal_backend TO {admin}",
 ]
+# And for PostgreSQL 15 and earlier, where CREATEROLE manages every non-superuser role.
+SETUP_15 = [
+    "CREATE ROLE {admin} LOGIN CREATEROLE PASSWORD {password}",
+    "GRANT {owner} TO {admin}",
+    "GRANT pg_signal_backend TO {admin}",
+]
+
+
+@contextmanager
+def least_privilege_world(server: PgServer, root: Path) -> Iterator[World]:
+    w = World(server, root)
+    # Named inside the namespace on purpose: the reconciler must never touch its own role.
+    admin = f"{w.prefix}reconciler"
+    password = new_password()
+    w.admin_dsn = server.login_dsn(admin, password)
+    names = {"admin": sql.Identifier(admin), "group": sql.Identifier(w.group),
+             "owner": sql.Identifier(w.owner), "password": sql.Literal(password)}
+    with server.conn() as c:
+        for statement in SETUP if server.version >= 160000 else SETUP_15:
+            c.execute(sql.SQL(statement).format(**names))
+    w.write_policy(reassign_owned_to=w.owner)
+    try:
+        yield w
+    finally:
+        w.cleanup()
+        with server.conn() as c:
+            c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(names["admin"]))
 
 
 @pytest.fixture
 def lp_world(pg18: PgServer, tmp_path: Path) -> Iterator[World]:
-    w = World(pg18, tmp_path / "repo")
-    # Named inside the namespace on purpose: the reconciler must never touch its own role.
-    admin = f"{w.prefix}reconciler"
-    password = new_password()
-    w.admin_dsn = pg18.login_dsn(admin, password)
-    names = {"admin": sql.Identifier(admin), "group": sql.Identifier(w.group),
-             "owner": sql.Identifier(w.owner), "password": sql.Literal(password)}
-    with pg18.conn() as c:
-        for statement in SETUP:
-            c.execute(sql.SQL(statement).format(**names))
-    w.write_policy(reassign_owned_to=w.owner)
-    yield w
-    w.cleanup()
-    with pg18.conn() as c:
-        c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(names["admin"]))
+    """PostgreSQL 18, for what only 16 and later refuse a CREATEROLE role."""
+    with least_privilege_world(pg18, tmp_path / "repo") as w:
+        yield w
 
 
-def test_life_cycle_without_superuser(lp_world: World) -> None:
-    w = lp_world
+@pytest.fixture
+def lp_any_world(pg: PgServer, tmp_path: Path) -> Iterator[World]:
+    """The machine's PostgreSQL 15 and the embedded PostgreSQL 18."""
+    with least_privilege_world(pg, tmp_path / "repo") as w:
+        yield w
+
+
+def test_life_cycle_without_superuser(lp_any_world: World) -> None:
+    w = lp_any_world
     with psycopg.connect(w.admin_dsn) as c:
         row = c.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
         assert row == (False,)
@@ -123,3 +146,38 @@ def test_a_refused_repair_does_not_undo_the_expiry_repair(lp_world: World) -> No
     assert "ADMIN" in (run.targets[0].results[0].error or "")
     role = w.role(w.login())
     assert role is not None and role["rolvaliduntil"] == expires and not role["infinite"]
+
+
+def _create_table(w: World, login: str, password: str, database: str, table: str) -> None:
+    with w.server.conn(database) as c:  # privileges go to the group role, as they should
+        c.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(w.group)))
+    with psycopg.connect(w.server.login_dsn(login, password, database), autocommit=True) as c:
+        c.execute(sql.SQL("CREATE TABLE {} (id int)").format(sql.Identifier(table)))
+
+
+def _table_owner(w: World, database: str, table: str) -> tuple[object, ...] | None:
+    with w.server.conn(database) as c:
+        return c.execute("SELECT tableowner FROM pg_tables WHERE tablename = %s",
+                         [table]).fetchone()
+
+
+def test_a_login_owning_tables_in_two_databases_is_revoked(lp_any_world: World) -> None:
+    """Regression (PostgreSQL 15): REASSIGN OWNED was refused on every run, since the
+    reconciler made itself a member of the login only on 16 and later."""
+    w = lp_any_world
+    password = new_password()
+    w.add_grant(verifier=scram_sha256_verifier(password))
+    assert not w.run().failed
+    login = w.login()
+    main, second = w.server.params.get("dbname", "postgres"), w.create_database()
+    table = f"{w.prefix}notes"
+    for database in (main, second):
+        _create_table(w, login, password, database, table)
+    w.repo.remove("grants/db1/alice.yaml")
+    w.repo.commit("done")
+    run = w.run()
+    assert not run.failed, (run.targets[0].error, run.targets[0].results)
+    assert w.role(login) is None
+    for database in (main, second):
+        assert _table_owner(w, database, table) == (w.owner,)
+    assert w.run().targets[0].plan.actions == ()  # type: ignore[union-attr]
