@@ -399,6 +399,7 @@ def extend(repo_path: Path, grant_arg: str, duration: timedelta, reason: str | N
                         f"it; ask again with a new one: {again}")
     expires = _end(old.expires, duration)
     starts = old.starts if old.starts and old.starts > now else None
+    _check_extension_fits(head.policy, old, starts or now, expires)
     fields = _grant_fields(old.grantee, old.target, old.access, starts, expires,
                            reason or old.reason, old.ticket, old.password_verifier)
     # Its own suffix: told apart from requests in the folder, and never the same name as a
@@ -414,6 +415,21 @@ def extend(repo_path: Path, grant_arg: str, duration: timedelta, reason: str | N
     lines = (f"{path}: {grant.access} on {grant.target} for {grant.grantee}, "
              f"{_window(grant, now)}, beside {old.path} (until {iso(old.expires)})",)
     return Made(branch, sha, title, body, lines, notes=_secret_note(head, old))
+
+
+def _check_extension_fits(policy: Policy, old: Grant, begin: datetime,
+                          expires: datetime) -> None:
+    """Over the level's limit: say the most that can still be added, in whole minutes."""
+    level = policy.access.get(old.access)
+    if level is None or expires - begin <= level.max_duration:
+        return  # within the limit, or validation explains what is wrong
+    room = int((begin + level.max_duration - old.expires).total_seconds()) // 60
+    most = (f"at most {format_duration(timedelta(minutes=room))} can be added "
+            f"(--for {room}m)" if room > 0 else
+            "nothing can be added: ask again when it is closer to its expiry")
+    raise UserError(f"the extension until {iso(expires)} would last "
+                    f"{format_duration(expires - begin)}, over the "
+                    f"{format_duration(level.max_duration)} allowed for {old.access!r}: {most}")
 
 
 def _secret_note(head: _Head, grant: Grant) -> tuple[str, ...]:
@@ -553,7 +569,7 @@ _PUSH = click.option("--push", is_flag=True, help="Push the new branch to origin
 @click.argument("target")
 @click.argument("access")
 @click.option("--for", "duration", required=True, metavar="DURATION",
-              help="How long: 30m, 2h, 1d or PT2H; at most the level's max_duration.")
+              help="How long: 30m, 2h, 1h30m, 1d or PT2H; at most the level's max_duration.")
 @click.option("--reason", required=True, help="Why: shown to the approvers, kept in git.")
 @click.option("--starts", metavar="TIME", help="Begin then (RFC 3339 with a zone), not now.")
 @click.option("--ticket", help="A ticket or incident id.")

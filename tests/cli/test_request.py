@@ -490,6 +490,22 @@ def test_extend_refusals_write_nothing(repo: AccessRepo, config: Path, arg: str,
     assert branches(repo) == ["main"] and objects(repo) == before
 
 
+def test_an_extension_over_the_limit_says_the_most_that_can_be_added(repo: AccessRepo,
+                                                                    config: Path) -> None:
+    """readonly allows 8h; a grant ending in 1h0m30s can take 6h59m30s more, not 8h."""
+    rel, _ = committed_grant(repo, config, expires=utc(hours=1, seconds=30))
+    result = extend(repo, rel, "--for", "8h")
+    assert_one_line_error(result, "over the 8h allowed for 'readonly'", "at most 6h59m can be "
+                          "added (--for 419m)")
+    assert branches(repo) == ["main"]
+    assert extend(repo, rel, "--for", "419m").exit_code == 0
+
+
+def test_an_extension_with_no_room_left_says_so(repo: AccessRepo, config: Path) -> None:
+    rel, _ = committed_grant(repo, config, expires=utc(hours=8))
+    assert_one_line_error(extend(repo, rel, "--for", "1h30m"), "nothing can be added")
+
+
 def test_extending_someone_elses_grant_needs_the_right(repo: AccessRepo, config: Path) -> None:
     repo.write("grants/db1/bob.yaml", grant("bob"))
     repo.commit("bob's grant")
