@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +13,9 @@ from . import __version__
 from .clicommon import EXIT_BUG, handled, repo_option
 from .errors import UserError
 from .timeutil import now_utc
+
+if TYPE_CHECKING:  # imported lazily below: the CLI starts fast
+    from .validate import Snapshot
 
 # Commands defined in their own modules, imported when run (or listed by --help): `validate`
 # need not import the database drivers and the requester's side (0.2 s of a 0.4 s start-up).
@@ -100,18 +103,36 @@ def validate(repo: Path, base: str | None, rev: str | None, fmt: str, pr_author:
     failed = any(p.severity == "error" for p in problems)
     if fmt == "text":
         active = sum(1 for g in snapshot.grants if g.is_current(now))
-        summary = (f"{len(snapshot.grants) + len(snapshot.inactive)} valid grant files "
-                   f"({active} active now), {len(snapshot.invalid_grants)} invalid, "
-                   f"{len(snapshot.policy.targets)} targets")
+        valid = len(snapshot.grants) + len(snapshot.inactive)
+        summary = (f"{_count(valid, 'valid grant file')} ({active} active now), "
+                   f"{len(snapshot.invalid_grants)} invalid, "
+                   f"{_count(len(snapshot.policy.targets), 'target')}")
         click.echo(f"invalid: {summary}" if failed else summary)
     if auto_approvable:
         reasons = not_auto_approvable(snapshot)
         for reason in reasons:
             click.echo(f"not auto-approvable: {reason}", err=True)
         if fmt == "text" and not reasons:
-            click.echo("auto-approvable: every change is a grant of an auto_approve level")
+            click.echo(f"auto-approvable: {_approvable_why(snapshot)}")
         failed = failed or bool(reasons)
     return 1 if failed else 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _approvable_why(snapshot: Snapshot) -> str:
+    """What made an auto-approvable change so, in its own words (deletions and additions)."""
+    changed = snapshot.changed or frozenset()
+    added = sum(1 for path in changed if snapshot.grant_at(path) is not None)
+    removed = len(changed) - added
+    if not changed:
+        return "nothing changes"
+    if not added:
+        return f"{_count(removed, 'grant file')} removed, which only takes access away"
+    grants = f"{_count(added, 'grant')} of auto_approve levels"
+    return grants if not removed else f"{grants}, and {_count(removed, 'grant file')} removed"
 
 
 @main.command()

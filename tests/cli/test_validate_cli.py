@@ -20,7 +20,7 @@ def test_valid_repository_exits_0_with_a_summary(repo: AccessRepo) -> None:
     result = jitgrant("validate", "--repo", str(repo.root))
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
-    assert result.stdout.strip() == "1 valid grant files (1 active now), 0 invalid, 1 targets"
+    assert result.stdout.strip() == "1 valid grant file (1 active now), 0 invalid, 1 target"
 
 
 def test_invalid_repository_exits_1_with_path_line_problems_on_stderr(repo: AccessRepo) -> None:
@@ -33,7 +33,7 @@ def test_invalid_repository_exits_1_with_path_line_problems_on_stderr(repo: Acce
     lines = result.stderr.splitlines()
     assert lines == ["grants/db1/bad.yaml:6: unknown key 'colour'"]
     assert all(PROBLEM_LINE.match(line) for line in lines)
-    assert result.stdout.startswith("invalid: 1 valid grant files")
+    assert result.stdout.startswith("invalid: 1 valid grant file (")
     assert "1 invalid" in result.stdout
 
 
