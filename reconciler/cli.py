@@ -62,7 +62,7 @@ class JitgrantGroup(click.Group):
             sys.exit(1)
 
 
-@click.group(cls=JitgrantGroup)
+@click.group(cls=JitgrantGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="jitgrant")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks.")
 def main(verbose: bool) -> None:

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 
 from tests.cli.conftest import jitgrant
 from tests.helpers import AccessRepo, git, grant, stamp, utc
@@ -191,3 +192,13 @@ def test_validate_as_a_real_process(repo: AccessRepo) -> None:
     assert proc.stderr.splitlines() == ["grants/db1/bad.yaml:3: access: unknown access level "
                                         "'nope'"]
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("args", [["-h"], ["validate", "-h"], ["request", "-h"],
+                                  ["extend", "-h"], ["standing", "-h"]])
+def test_dash_h_is_help(args: list[str]) -> None:
+    """Issue 12, finding 4: -h is --help, on the group and on every command."""
+    result = jitgrant(*args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("Usage: ") and result.stderr == ""
+    assert "-h, --help" in result.stdout
