@@ -214,7 +214,7 @@ def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) 
     if not any(t.executed for t in run.targets):
         return None
     repo = gitrepo.open_repo(repo_path)
-    content = to_json(record(run, gitrepo.identity(repo), actions=False),
+    content = to_json(record(run, gitrepo.committer(repo), actions=False),
                       {"actions": action_lines(run, endings_from(repo_path, run.snapshot))})
     rel = write(Path(str(repo.working_tree_dir)), run, content)
     if commit:

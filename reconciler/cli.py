@@ -218,7 +218,9 @@ def apply(repo: Path, rev: str, only: str | None, dry_run: bool, no_commit: bool
         return _exit_code(run, 2)
     rel = persist(repo, run, commit=not no_commit, push=push)
     if rel and fmt == "text":
-        click.echo(f"audit record: {rel}")
+        done = "written, not committed: --no-commit" if no_commit else \
+            "committed and pushed" if push else "committed, not pushed: no --push"
+        click.echo(f"audit record: {rel} ({done})")
     return _exit_code(run, 0)
 
 

@@ -510,6 +510,16 @@ def changed_since(repo: git.Repo, base: str, head: str | None) -> set[str]:
     return changed
 
 
+def committer(repo: git.Repo) -> str:
+    """Who commit_file commits as, 'name <email>': the environment's GIT_COMMITTER_*, else
+    git's config, else jitgrant's own name (never 'unknown': the audit names its actor)."""
+    env = {**_fallback_identity(repo), **os.environ}  # what commit_file gives git
+    reader = repo.config_reader()
+    name = env.get("GIT_COMMITTER_NAME") or str(reader.get_value("user", "name", ""))
+    email = env.get("GIT_COMMITTER_EMAIL") or str(reader.get_value("user", "email", ""))
+    return f"{name} <{email}>"
+
+
 def _fallback_identity(repo: git.Repo) -> dict[str, str]:
     """jitgrant's own name for commits, where neither git's config nor the environment gives
     one (a bare CI runner)."""
