@@ -178,7 +178,7 @@ def _exit_code(run: Any, changes_code: int) -> int:
 
 
 def _print_run(run: Any, fmt: str) -> None:
-    from .render import plan_json, plan_markdown, plan_text, problems_text
+    from .render import plan_json, plan_markdown, plan_text, run_problems_text
 
     if fmt == "json":
         click.echo(plan_json(run))
@@ -187,7 +187,7 @@ def _print_run(run: Any, fmt: str) -> None:
         click.echo(plan_markdown(run))
         return
     if run.problems:
-        click.echo(problems_text(run.problems), err=True)
+        click.echo(run_problems_text(run.problems), err=True)
     click.echo(plan_text(run))
 
 
