@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, gitrepo
 from .apply import Run, TargetRun
@@ -20,6 +20,9 @@ from .model import Grant, Provenance
 from .plan import Action
 from .timeutil import iso
 from .validate import Snapshot
+
+if TYPE_CHECKING:
+    from git import Repo
 
 SCHEMA_VERSION = 1
 
@@ -220,11 +223,30 @@ def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) 
     if commit:
         changed = sum(len(t.plan.actions) for t in run.targets if t.plan and t.executed)
         with _one_writer(Path(str(repo.git_dir))):
-            gitrepo.commit_file(repo, rel, content, f"audit: {changed} change(s) by jitgrant "
-                                                    f"apply {run.run_id} [skip ci]")
+            pending = gitrepo.fetch_pending(repo) if push else {}
+            carried = gitrepo.missing_records(repo, pending.values())
+            also = f", and {len(carried)} record(s) whose push was refused" if carried else ""
+            gitrepo.commit_files(repo, {**carried, rel: content},
+                                 f"audit: {changed} change(s) by jitgrant apply "
+                                 f"{run.run_id}{also} [skip ci]")
             if push:
-                gitrepo.push(repo)
+                _deliver(repo, run.run_id, rel, pending)
     return rel
+
+
+def _deliver(repo: Repo, run_id: str, rel: str, pending: dict[str, str]) -> None:
+    """Push the audit commit; when the branch refuses it, keep it on a pending branch of
+    origin for the next run, since a CI runner's local branch dies with the runner."""
+    try:
+        gitrepo.push(repo)
+    except UserError as exc:
+        kept = gitrepo.keep_pending(repo, run_id)
+        where = (f"the audit record {rel} is kept on origin's branch {kept}, and the next "
+                 "`apply --push` carries it" if kept else
+                 f"the audit record {rel} is committed only on this checkout's branch: keep "
+                 "it until it is pushed")
+        raise UserError(f"{exc}; {where}") from None
+    gitrepo.delete_pending(repo, pending)
 
 
 @contextmanager
