@@ -213,8 +213,11 @@ def write(root: Path, run: Run, content: bytes) -> str:
 
 
 def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) -> str | None:
-    """Write the run's audit record when anything was executed; commit (and push) it."""
+    """Write the run's audit record when anything was executed; commit (and push) it. A
+    pushing run that executed nothing still delivers the records whose push was refused."""
     if not any(t.executed for t in run.targets):
+        if commit and push:
+            _deliver_pending(gitrepo.open_repo(repo_path), run.run_id)
         return None
     repo = gitrepo.open_repo(repo_path)
     content = to_json(record(run, gitrepo.committer(repo), actions=False),
@@ -232,6 +235,19 @@ def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) 
             if push:
                 _deliver(repo, run.run_id, rel, pending)
     return rel
+
+
+def _deliver_pending(repo: Repo, run_id: str) -> None:
+    with _one_writer(Path(str(repo.git_dir))):
+        pending = gitrepo.fetch_pending(repo)
+        carried = gitrepo.missing_records(repo, pending.values())
+        if carried:
+            gitrepo.commit_files(repo, carried, f"audit: {len(carried)} record(s) whose push "
+                                                "was refused, by jitgrant apply "
+                                                f"{run_id} [skip ci]")
+            _deliver(repo, run_id, ", ".join(sorted(carried)), pending)
+        else:
+            gitrepo.delete_pending(repo, pending)  # delivered already
 
 
 def _deliver(repo: Repo, run_id: str, rel: str, pending: dict[str, str]) -> None:
