@@ -14,7 +14,7 @@ from datetime import datetime
 from types import MappingProxyType
 
 from .engines import ENGINES, ActionResult, Session, Statement
-from .errors import ForeignLock, Problem, UserError
+from .errors import ConnectionLost, ForeignLock, Problem, UserError
 from .model import ActualState, Policy, Target
 from .plan import TargetPlan, desired_state, diff
 from .prdiff import Review
@@ -296,6 +296,8 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
                 result.results = session.execute(result.plan, result.statements, actual)
         if lock.foreign:
             result.error = lock.foreign
+    except ConnectionLost as exc:
+        _failed(result, str(exc), unknown=True)
     except UserError as exc:
         _failed(result, redact(str(exc)))
     except Exception as exc:  # noqa: BLE001 - one target's bug must not stop the others
@@ -331,7 +333,12 @@ def _quietly(work: Callable[[TargetRun], None], result: TargetRun) -> None:
         result.prepared = None
 
 
-def _failed(result: TargetRun, error: str) -> None:
+def _failed(result: TargetRun, error: str, unknown: bool = False) -> None:
+    """After a lost connection no action is known to have failed (or been done): each says
+    unknown, and the next run reads what the server holds."""
     result.error = error
     if result.plan and result.executed and not result.results:
-        result.results = [ActionResult(error=error) for _ in result.plan.actions]
+        said = f"unknown: the connection was lost ({error}); the next run reads what the " \
+            "server holds and does what is left" if unknown else error
+        result.results = [ActionResult(error=said, unknown=unknown)
+                          for _ in result.plan.actions]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, gitrepo
 from .apply import Run, TargetRun
@@ -20,6 +20,9 @@ from .model import Grant, Provenance
 from .plan import Action
 from .timeutil import iso
 from .validate import Snapshot
+
+if TYPE_CHECKING:
+    from git import Repo
 
 SCHEMA_VERSION = 1
 
@@ -210,22 +213,31 @@ def write(root: Path, run: Run, content: bytes) -> str:
 
 
 def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) -> str | None:
-    """Write the run's audit record when anything was executed; commit (and push) it."""
+    """Write the run's audit record when anything was executed; commit (and push) it. A
+    pushing run that executed nothing still delivers the records whose push was refused."""
     if not any(t.executed for t in run.targets):
+        if commit and push:
+            _deliver_pending(gitrepo.open_repo(repo_path), run.run_id)
         return None
     repo = gitrepo.open_repo(repo_path)
     if repeats_latest(Path(str(repo.working_tree_dir)), run):
+        if commit and push:
+            _deliver_pending(repo, run.run_id)
         return None
-    content = to_json(record(run, gitrepo.identity(repo), actions=False),
+    content = to_json(record(run, gitrepo.committer(repo), actions=False),
                       {"actions": action_lines(run, endings_from(repo_path, run.snapshot))})
     rel = write(Path(str(repo.working_tree_dir)), run, content)
     if commit:
         changed = sum(len(t.plan.actions) for t in run.targets if t.plan and t.executed)
         with _one_writer(Path(str(repo.git_dir))):
-            gitrepo.commit_file(repo, rel, content, f"audit: {changed} change(s) by jitgrant "
-                                                    f"apply {run.run_id} [skip ci]")
+            pending = gitrepo.fetch_pending(repo) if push else {}
+            carried = gitrepo.missing_records(repo, pending.values())
+            also = f", and {len(carried)} record(s) whose push was refused" if carried else ""
+            gitrepo.commit_files(repo, {**carried, rel: content},
+                                 f"audit: {changed} change(s) by jitgrant apply "
+                                 f"{run.run_id}{also} [skip ci]")
             if push:
-                gitrepo.push(repo)
+                _deliver(repo, run.run_id, rel, pending)
     return rel
 
 
@@ -269,6 +281,34 @@ def _descending(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted((p for p in folder.iterdir() if p.is_dir()), reverse=True)
+
+
+def _deliver_pending(repo: Repo, run_id: str) -> None:
+    with _one_writer(Path(str(repo.git_dir))):
+        pending = gitrepo.fetch_pending(repo)
+        carried = gitrepo.missing_records(repo, pending.values())
+        if carried:
+            gitrepo.commit_files(repo, carried, f"audit: {len(carried)} record(s) whose push "
+                                                "was refused, by jitgrant apply "
+                                                f"{run_id} [skip ci]")
+            _deliver(repo, run_id, ", ".join(sorted(carried)), pending)
+        else:
+            gitrepo.delete_pending(repo, pending)  # delivered already
+
+
+def _deliver(repo: Repo, run_id: str, rel: str, pending: dict[str, str]) -> None:
+    """Push the audit commit; when the branch refuses it, keep it on a pending branch of
+    origin for the next run, since a CI runner's local branch dies with the runner."""
+    try:
+        gitrepo.push(repo)
+    except UserError as exc:
+        kept = gitrepo.keep_pending(repo, run_id)
+        where = (f"the audit record {rel} is kept on origin's branch {kept}, and the next "
+                 "`apply --push` carries it" if kept else
+                 f"the audit record {rel} is committed only on this checkout's branch: keep "
+                 "it until it is pushed")
+        raise UserError(f"{exc}; {where}") from None
+    gitrepo.delete_pending(repo, pending)
 
 
 @contextmanager

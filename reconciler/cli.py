@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +13,9 @@ from . import __version__
 from .clicommon import EXIT_BUG, handled, repo_option
 from .errors import UserError
 from .timeutil import now_utc
+
+if TYPE_CHECKING:  # imported lazily below: the CLI starts fast
+    from .validate import Snapshot
 
 # Commands defined in their own modules, imported when run (or listed by --help): `validate`
 # need not import the database drivers and the requester's side (0.2 s of a 0.4 s start-up).
@@ -59,7 +62,7 @@ class JitgrantGroup(click.Group):
             sys.exit(1)
 
 
-@click.group(cls=JitgrantGroup)
+@click.group(cls=JitgrantGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="jitgrant")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks.")
 def main(verbose: bool) -> None:
@@ -100,18 +103,36 @@ def validate(repo: Path, base: str | None, rev: str | None, fmt: str, pr_author:
     failed = any(p.severity == "error" for p in problems)
     if fmt == "text":
         active = sum(1 for g in snapshot.grants if g.is_current(now))
-        summary = (f"{len(snapshot.grants) + len(snapshot.inactive)} valid grant files "
-                   f"({active} active now), {len(snapshot.invalid_grants)} invalid, "
-                   f"{len(snapshot.policy.targets)} targets")
+        valid = len(snapshot.grants) + len(snapshot.inactive)
+        summary = (f"{_count(valid, 'valid grant file')} ({active} active now), "
+                   f"{len(snapshot.invalid_grants)} invalid, "
+                   f"{_count(len(snapshot.policy.targets), 'target')}")
         click.echo(f"invalid: {summary}" if failed else summary)
     if auto_approvable:
         reasons = not_auto_approvable(snapshot)
         for reason in reasons:
             click.echo(f"not auto-approvable: {reason}", err=True)
         if fmt == "text" and not reasons:
-            click.echo("auto-approvable: every change is a grant of an auto_approve level")
+            click.echo(f"auto-approvable: {_approvable_why(snapshot)}")
         failed = failed or bool(reasons)
     return 1 if failed else 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _approvable_why(snapshot: Snapshot) -> str:
+    """What made an auto-approvable change so, in its own words (deletions and additions)."""
+    changed = snapshot.changed or frozenset()
+    added = sum(1 for path in changed if snapshot.grant_at(path) is not None)
+    removed = len(changed) - added
+    if not changed:
+        return "nothing changes"
+    if not added:
+        return f"{_count(removed, 'grant file')} removed, which only takes access away"
+    grants = f"{_count(added, 'grant')} of auto_approve levels"
+    return grants if not removed else f"{grants}, and {_count(removed, 'grant file')} removed"
 
 
 @main.command()
@@ -157,7 +178,7 @@ def _exit_code(run: Any, changes_code: int) -> int:
 
 
 def _print_run(run: Any, fmt: str) -> None:
-    from .render import plan_json, plan_markdown, plan_text, problems_text
+    from .render import plan_json, plan_markdown, plan_text, run_problems_text
 
     if fmt == "json":
         click.echo(plan_json(run))
@@ -166,7 +187,7 @@ def _print_run(run: Any, fmt: str) -> None:
         click.echo(plan_markdown(run))
         return
     if run.problems:
-        click.echo(problems_text(run.problems), err=True)
+        click.echo(run_problems_text(run.problems), err=True)
     click.echo(plan_text(run))
 
 
@@ -197,7 +218,9 @@ def apply(repo: Path, rev: str, only: str | None, dry_run: bool, no_commit: bool
         return _exit_code(run, 2)
     rel = persist(repo, run, commit=not no_commit, push=push)
     if rel and fmt == "text":
-        click.echo(f"audit record: {rel}")
+        done = "written, not committed: --no-commit" if no_commit else \
+            "committed and pushed" if push else "committed, not pushed: no --push"
+        click.echo(f"audit record: {rel} ({done})")
     return _exit_code(run, 0)
 
 

@@ -45,6 +45,11 @@ class TargetError(UserError):
     """A target could not be reconciled (unreachable, locked, refused)."""
 
 
+class ConnectionLost(TargetError):
+    """The connection to a target dropped while executing: what the server did with the
+    statements in flight is unknown until the next run reads it."""
+
+
 class LockHeld(TargetError):
     """Another run holds the target's lock."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import posixpath
@@ -510,6 +512,16 @@ def changed_since(repo: git.Repo, base: str, head: str | None) -> set[str]:
     return changed
 
 
+def committer(repo: git.Repo) -> str:
+    """Who commit_file commits as, 'name <email>': the environment's GIT_COMMITTER_*, else
+    git's config, else jitgrant's own name (never 'unknown': the audit names its actor)."""
+    env = {**_fallback_identity(repo), **os.environ}  # what commit_file gives git
+    reader = repo.config_reader()
+    name = env.get("GIT_COMMITTER_NAME") or str(reader.get_value("user", "name", ""))
+    email = env.get("GIT_COMMITTER_EMAIL") or str(reader.get_value("user", "email", ""))
+    return f"{name} <{email}>"
+
+
 def _fallback_identity(repo: git.Repo) -> dict[str, str]:
     """jitgrant's own name for commits, where neither git's config nor the environment gives
     one (a bare CI runner)."""
@@ -520,16 +532,77 @@ def _fallback_identity(repo: git.Repo) -> dict[str, str]:
 
 def commit_file(repo: git.Repo, rel_path: str, content: bytes, message: str) -> str:
     """Write one file and commit only it on the current branch; return the new commit sha."""
-    target = Path(str(repo.working_tree_dir)) / rel_path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(content)
+    return commit_files(repo, {rel_path: content}, message)
+
+
+def commit_files(repo: git.Repo, files: dict[str, bytes], message: str) -> str:
+    """Write the files and commit only them on the current branch; return the new commit."""
+    for rel_path, content in files.items():
+        target = Path(str(repo.working_tree_dir)) / rel_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
     env = _fallback_identity(repo)
+    paths = sorted(files)
     try:
-        repo.git.add("--", rel_path)
-        repo.git.commit("--only", "--no-verify", "-q", "-m", message, "--", rel_path, env=env)
+        repo.git.add("--", *paths)
+        repo.git.commit("--only", "--no-verify", "-q", "-m", message, "--", *paths, env=env)
     except git.GitCommandError as exc:
-        raise UserError(f"could not commit {rel_path}: {_git_message(exc)}") from None
+        raise UserError(f"could not commit {', '.join(paths)}: {_git_message(exc)}") from None
     return str(repo.head.commit.hexsha)
+
+
+# -- audit commits whose push was refused -----------------------------------------------------
+# A CI runner is thrown away after the run, so an audit commit left on its local branch is
+# lost. When the push to the branch is refused (a protected main), the commit goes to a
+# branch of its own on origin, which the next run fetches: it carries the records it lacks
+# into its own audit commit, and deletes the pending branches once that commit is on origin.
+PENDING = "jitgrant/audit-pending"
+
+
+def keep_pending(repo: git.Repo, name: str) -> str | None:
+    """Push HEAD to origin's branch jitgrant/audit-pending/<name>; None when that fails too."""
+    branch = f"{PENDING}/{name}"
+    try:
+        repo.git.push("--quiet", "origin", f"HEAD:refs/heads/{branch}")
+    except git.GitCommandError:
+        return None
+    return branch
+
+
+def fetch_pending(repo: git.Repo) -> dict[str, str]:
+    """origin's pending audit branches, branch name -> commit (none when origin has none)."""
+    remote = f"refs/remotes/origin/{PENDING}/"
+    try:
+        repo.git.fetch("--quiet", "--no-tags", "--prune", "origin",
+                       f"+refs/heads/{PENDING}/*:{remote}*")
+    except git.GitCommandError:
+        return {}  # no origin to fetch from: the push that follows says what is wrong
+    out = repo.git.for_each_ref("--format=%(refname) %(objectname)", remote)
+    return {ref.removeprefix("refs/remotes/origin/"): sha
+            for ref, sha in (line.split() for line in out.splitlines())}
+
+
+def missing_records(repo: git.Repo, commits: Iterable[str]) -> dict[str, bytes]:
+    """The files under audit/ in these commits that HEAD does not have, with their bytes."""
+    have = set(repo.git.ls_tree("-r", "--name-only", "-z", "HEAD", "--", "audit/")
+               .split("\0"))
+    wanted: dict[str, str] = {}
+    for commit in commits:
+        for line in repo.git.ls_tree("-r", "-z", commit, "--", "audit/").split("\0"):
+            meta, _, path = line.partition("\t")
+            if path and path not in have and meta.split()[1] == "blob":
+                wanted.setdefault(path, meta.split()[2])
+    blobs = cat_blobs(repo, list(wanted.values()))
+    return {path: blobs[sha] for path, sha in wanted.items()}
+
+
+def delete_pending(repo: git.Repo, branches: Iterable[str]) -> None:
+    """Delete delivered pending branches on origin; a failure leaves them for the next run,
+    which finds their records already on the branch and only deletes them."""
+    names = sorted(branches)
+    if names:
+        with contextlib.suppress(git.GitCommandError):
+            repo.git.push("--quiet", "origin", "--delete", *names)
 
 
 def push(repo: git.Repo, attempts: int = 8) -> None:

@@ -22,6 +22,23 @@ def problems_text(problems: list[Problem]) -> str:
     return "\n".join(str(p) for p in problems)
 
 
+# validate's words for a grant whose grantee left: harmless, and true at every scheduled run
+# until someone deletes the file, so plan and apply count them instead of repeating each one.
+DELETABLE = "the file can be deleted"
+
+
+def run_problems_text(problems: list[Problem]) -> str:
+    """problems_text for plan and apply: the deletable grant files as one line with a count
+    (`jitgrant validate` lists them), every other problem as itself."""
+    stale = [p for p in problems if p.severity == "warning" and p.message.endswith(DELETABLE)]
+    lines = [str(p) for p in problems if p not in stale]
+    if stale:
+        files = "grant file is" if len(stale) == 1 else "grant files are"
+        lines.append(f"warning: {len(stale)} {files} inactive (the grantee left) and can be "
+                     "deleted: `jitgrant validate` lists them")
+    return "\n".join(lines)
+
+
 def problems_json(problems: list[Problem]) -> str:
     return json.dumps([p.as_dict() for p in problems], indent=2)
 

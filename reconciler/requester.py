@@ -385,13 +385,15 @@ def _window(grant: Grant, now: datetime) -> str:
 
 
 def extend(repo_path: Path, grant_arg: str, duration: timedelta, reason: str | None,
-           now: datetime) -> Made:
+           now: datetime, as_handle: str | None = None) -> Made:
     """A new grant for the same login, overlapping the old one, with the same verifier: the
     password and the open sessions carry on. It expires `duration` after the old expiry, and
     starts when the old one does if that is still to come. A grant that has expired is not
-    extended: its password died with it, and a new request makes a new one."""
+    extended: its password died with it, and a new request makes a new one. The verifier is
+    always the old grant's (the grantee's, or none), never one of whoever runs this."""
     head = _open_clean(repo_path)
     old = _read_grant(head, grant_path(repo_path, grant_arg), now)
+    _check_as(head.policy, as_handle, old.path, old.grantee)
     if old.expires <= now:
         again = shlex.join(["jitgrant", "request", old.target, old.access, "--for",
                             "DURATION", "--reason", "TEXT"])
@@ -399,6 +401,7 @@ def extend(repo_path: Path, grant_arg: str, duration: timedelta, reason: str | N
                         f"it; ask again with a new one: {again}")
     expires = _end(old.expires, duration)
     starts = old.starts if old.starts and old.starts > now else None
+    _check_extension_fits(head.policy, old, starts or now, expires)
     fields = _grant_fields(old.grantee, old.target, old.access, starts, expires,
                            reason or old.reason, old.ticket, old.password_verifier)
     # Its own suffix: told apart from requests in the folder, and never the same name as a
@@ -414,6 +417,33 @@ def extend(repo_path: Path, grant_arg: str, duration: timedelta, reason: str | N
     lines = (f"{path}: {grant.access} on {grant.target} for {grant.grantee}, "
              f"{_window(grant, now)}, beside {old.path} (until {iso(old.expires)})",)
     return Made(branch, sha, title, body, lines, notes=_secret_note(head, old))
+
+
+def _check_extension_fits(policy: Policy, old: Grant, begin: datetime,
+                          expires: datetime) -> None:
+    """Over the level's limit: say the most that can still be added, in whole minutes."""
+    level = policy.access.get(old.access)
+    if level is None or expires - begin <= level.max_duration:
+        return  # within the limit, or validation explains what is wrong
+    room = int((begin + level.max_duration - old.expires).total_seconds()) // 60
+    most = (f"at most {format_duration(timedelta(minutes=room))} can be added "
+            f"(--for {room}m)" if room > 0 else
+            "nothing can be added: ask again when it is closer to its expiry")
+    raise UserError(f"the extension until {iso(expires)} would last "
+                    f"{format_duration(expires - begin)}, over the "
+                    f"{format_duration(level.max_duration)} allowed for {old.access!r}: {most}")
+
+
+def _check_as(policy: Policy, as_handle: str | None, path: str, grantee: object) -> None:
+    """`--as` names the person the command is for, as on `request`: a person of policies/,
+    and here the grant's grantee, so that a wrong file is not extended or revoked. Whether
+    the runner may act for them is the command's own rule."""
+    if as_handle is None:
+        return
+    if as_handle not in policy.people:
+        raise UserError(f"--as {as_handle!r}: no such person in policies/ (people.<handle>)")
+    if as_handle != grantee:
+        raise UserError(f"--as {as_handle}: {path} is {grantee}'s grant, not {as_handle}'s")
 
 
 def _secret_note(head: _Head, grant: Grant) -> tuple[str, ...]:
@@ -459,7 +489,8 @@ def password(repo_path: Path, grant_arg: str, now: datetime) -> Made:
 # -- revoke ----------------------------------------------------------------------------------
 
 
-def revoke(repo_path: Path, grant_arg: str, reason: str | None, now: datetime) -> Made:
+def revoke(repo_path: Path, grant_arg: str, reason: str | None, now: datetime,
+           as_handle: str | None = None) -> Made:
     """A commit that deletes the grant file. Anyone may propose it: it only takes access
     away. The login goes at the first apply after the merge, unless another grant for the same
     (grantee, target, access) keeps it alive."""
@@ -470,6 +501,7 @@ def revoke(repo_path: Path, grant_arg: str, reason: str | None, now: datetime) -
         raise UserError(f"{rel}: no such grant file at HEAD")
     raw = check_grant(source, head.policy, Context(now=now, unknown_origin=frozenset({rel})),
                       [])[1]
+    _check_as(head.policy, as_handle, rel, raw.grantee)
     names = (raw.grantee, raw.target, raw.access)
     known = all(n is not None and _NAME.fullmatch(n) for n in names)
     who = f"{raw.access} on {raw.target} for {raw.grantee}" if known else rel
@@ -553,7 +585,7 @@ _PUSH = click.option("--push", is_flag=True, help="Push the new branch to origin
 @click.argument("target")
 @click.argument("access")
 @click.option("--for", "duration", required=True, metavar="DURATION",
-              help="How long: 30m, 2h, 1d or PT2H; at most the level's max_duration.")
+              help="How long: 30m, 2h, 1h30m, 1d or PT2H; at most the level's max_duration.")
 @click.option("--reason", required=True, help="Why: shown to the approvers, kept in git.")
 @click.option("--starts", metavar="TIME", help="Begin then (RFC 3339 with a zone), not now.")
 @click.option("--ticket", help="A ticket or incident id.")
@@ -576,13 +608,16 @@ def request_command(target: str, access: str, duration: str, reason: str, starts
 @click.option("--for", "duration", required=True, metavar="DURATION",
               help="How much longer, counted from the current expiry.")
 @click.option("--reason", help="Why (default: the grant's reason).")
+@click.option("--as", "as_handle", metavar="HANDLE",
+              help="For this person, the grant's grantee (needs requesters_for_others for "
+                   "someone else).")
 @_PUSH
 @repo_option
 @handled
-def extend_command(grant: str, duration: str, reason: str | None, push: bool,
-                   repo: Path) -> int:
+def extend_command(grant: str, duration: str, reason: str | None, as_handle: str | None,
+                   push: bool, repo: Path) -> int:
     """Extend a grant: an overlapping grant with the same password, on a new branch."""
-    _finish(repo, extend(repo, grant, _duration(duration), reason, _now()), push)
+    _finish(repo, extend(repo, grant, _duration(duration), reason, _now(), as_handle), push)
     return 0
 
 
@@ -601,10 +636,13 @@ def password_command(grant: str, push: bool, repo: Path) -> int:
 @click.command("revoke")
 @_GRANT_ARG
 @click.option("--reason", help="Why (goes into the commit message).")
+@click.option("--as", "as_handle", metavar="HANDLE",
+              help="For this person, the grant's grantee (anyone may revoke).")
 @_PUSH
 @repo_option
 @handled
-def revoke_command(grant: str, reason: str | None, push: bool, repo: Path) -> int:
+def revoke_command(grant: str, reason: str | None, as_handle: str | None, push: bool,
+                   repo: Path) -> int:
     """Give access back: a commit removing the grant file, on a new branch."""
-    _finish(repo, revoke(repo, grant, reason, _now()), push)
+    _finish(repo, revoke(repo, grant, reason, _now(), as_handle), push)
     return 0

@@ -44,9 +44,9 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """1 when a target could not be read (the others are still reported), else 2 when
-        anything was found, else 0."""
-        if self.errors:
+        """1 when a target could not be read, its DSN unset included (the others are still
+        reported), else 2 when anything was found, else 0."""
+        if self.errors or self.skipped:
             return 1
         return EXIT_FOUND if self.found else 0
 
@@ -124,7 +124,7 @@ def standing_command(repo: Path, only: str | None, fmt: str) -> int:
         click.echo("standing access unknown: no target could be read")
     if fmt == "table":
         for name in report.skipped:
-            click.echo(f"note: {name}: skipped, its DSN environment variable is not set",
+            click.echo(f"note: {name}: not read, its DSN environment variable is not set",
                        err=True)
     for name, error in report.errors.items():
         click.echo(f"jitgrant: error: {name}: {error}", err=True)

@@ -9,10 +9,11 @@ _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?$")
 # How jitgrant writes a timestamp: UTC, to the second (YAML resolves it to a timestamp too).
 UTC_SECONDS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
-_SHORT = re.compile(r"^(\d{1,6})([smhdw])$")
+# Go, Vault and Teleport style: one or more number-unit pairs, largest unit first (1h30m).
+_SHORT = re.compile(
+    r"^(?=\d)(?:(\d{1,6})w)?(?:(\d{1,6})d)?(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,6})s)?$")
 _ISO = re.compile(
     r"^P(?:(\d{1,6})W)?(?:(\d{1,6})D)?(?:T(?:(\d{1,6})H)?(?:(\d{1,6})M)?(?:(\d{1,6})S)?)?$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # PostgreSQL's 'infinity' and '-infinity' timestamps, as read from the catalog.
 INFINITY = datetime.max.replace(tzinfo=timezone.utc)
 NEG_INFINITY = datetime.min.replace(tzinfo=timezone.utc)
@@ -45,15 +46,16 @@ def parse_timestamp(text: str) -> datetime:
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse 30m, 8h, 2d, 1w or ISO-8601 (PT8H, P1DT2H); must be positive."""
+    """Parse 30m, 8h, 1h30m, 2d, 1w or ISO-8601 (PT8H, P1DT2H), any case; must be positive."""
     text = text.strip()
-    m = _SHORT.match(text)
+    m = _SHORT.match(text.lower())
     if m:
-        value = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        w, d, h, mi, s = (int(g) if g else 0 for g in m.groups())
+        value = timedelta(weeks=w, days=d, hours=h, minutes=mi, seconds=s)
     else:
         iso = _ISO.match(text.upper())
         if not iso or text.upper() in ("P", "PT") or text.upper().endswith("T"):
-            raise ValueError("must be a duration like 30m, 8h, 2d or PT8H")
+            raise ValueError("must be a duration like 30m, 8h, 1h30m, 2d or PT8H")
         w, d, h, mi, s = (int(g) if g else 0 for g in iso.groups())
         value = timedelta(weeks=w, days=d, hours=h, minutes=mi, seconds=s)
     if value <= timedelta(0):

@@ -42,10 +42,11 @@ class ActionResult:
     # database -> the objects the revoked login owned there, as the audit lists them
     planted: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
+    unknown: bool = False  # the connection was lost: whether it was done is not known
 
     @property
     def status(self) -> str:
-        return "failed" if self.error else "ok"
+        return "unknown" if self.unknown else "failed" if self.error else "ok"
 
 
 class Session(Protocol):

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pymysql
 from pymysql.converters import escape_string
 
-from ..errors import ConfigError, TargetError, one_line
+from ..errors import ConfigError, ConnectionLost, TargetError, one_line
 from ..model import ActualRole, ActualState, Target
 from ..plan import Action, TargetPlan, wants_backstop
 from .base import (PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrubbed_line,
@@ -633,7 +633,7 @@ class MysqlSession:
                 cur.execute(stmt.sql)
         except pymysql.MySQLError as exc:
             if not self.conn.open:
-                raise TargetError(f"connection lost: {_one_line(exc, self.hide)}") from None
+                raise ConnectionLost(f"connection lost: {_one_line(exc, self.hide)}") from None
             if exc.args and exc.args[0] == ER_NO_SUCH_THREAD:
                 return  # a connection to kill ended by itself meanwhile
             result.error = _one_line(exc, self.hide)
@@ -665,7 +665,7 @@ class MysqlSession:
                 cur.execute("KILL CONNECTION %s", [pid])
         except pymysql.MySQLError as exc:
             if not self.conn.open:
-                raise TargetError(f"connection lost: {_one_line(exc, self.hide)}") from None
+                raise ConnectionLost(f"connection lost: {_one_line(exc, self.hide)}") from None
             if exc.args and exc.args[0] == ER_NO_SUCH_THREAD:
                 return  # it ended by itself meanwhile
             result.error = _one_line(exc, self.hide)

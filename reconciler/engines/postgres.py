@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ..errors import TargetError
+from ..errors import ConnectionLost, TargetError
 from ..model import SERVER_POWER_ROLES, ActualRole, ActualState, DesiredLogin, Target
 from ..plan import Action, TargetPlan, marker_comment, owned_object_databases, reassign_target
 from ..planted import describe, dollar_quote
@@ -777,7 +777,7 @@ class PostgresSession:
 
     def _alive(self, conn: psycopg.Connection[Any], exc: psycopg.Error) -> None:
         if conn.closed or conn.broken:
-            raise TargetError(f"connection lost: {_one_line(exc, self.hide)}") from None
+            raise ConnectionLost(f"connection lost: {_one_line(exc, self.hide)}") from None
 
     def close(self) -> None:
         self.conn.close()

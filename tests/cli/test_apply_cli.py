@@ -58,7 +58,7 @@ def test_apply_creates_the_login_and_commits_one_audit_record(pg_repo: AccessRep
     m = AUDIT_PATH.match(rel)
     assert m, rel
     assert m.group(1, 2, 3) == m.group(4, 5, 6)
-    assert f"audit record: {rel}" in proc.stdout
+    assert f"audit record: {rel} (committed, not pushed: no --push)" in proc.stdout
     assert git(pg_repo.root, "status", "--porcelain") == ""
 
     text = (pg_repo.root / rel).read_text()
@@ -116,6 +116,7 @@ def test_no_commit_writes_the_record_but_does_not_commit_it(pg_repo: AccessRepo,
     [untracked] = git(pg_repo.root, "status", "--porcelain", "-uall").splitlines()
     assert untracked.startswith("?? audit/")
     newest = untracked[3:]
+    assert f"audit record: {newest} (written, not committed: --no-commit)" in result.stdout
     assert AUDIT_PATH.match(newest) and len(audit_files(pg_repo)) == 2
     record = json.loads((pg_repo.root / newest).read_text())
     assert [(a["action"], a["cause"]) for a in record["actions"]] == [("revoke", "removed")]
@@ -189,3 +190,22 @@ def test_apply_on_a_folder_that_is_not_a_repository(tmp_path: Path) -> None:
     result = jitgrant("apply", "--repo", str(tmp_path))
     assert result.exit_code == 1
     assert result.stderr == f"jitgrant: error: {tmp_path}: not a git repository (use --repo)\n"
+
+
+def test_the_audit_names_who_commits_it_never_unknown(pg_repo: AccessRepo, namespace: Namespace,
+                                                      tmp_path: Path) -> None:
+    """Issue 12, finding 4: with no git identity anywhere (a bare runner, the demo), the
+    record is committed as jitgrant, and its actor says so instead of 'unknown'."""
+    secret_grant(pg_repo)
+    git(pg_repo.root, "config", "--unset", "user.name")
+    git(pg_repo.root, "config", "--unset", "user.email")
+    bare = {k: None for k in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
+                              "GIT_COMMITTER_EMAIL", "GITHUB_ACTOR", "EMAIL")}
+    env = {**namespace.env, **bare, "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1",
+           "XDG_CONFIG_HOME": str(tmp_path)}
+    result = jitgrant("apply", "--repo", str(pg_repo.root), env=env)  # type: ignore[arg-type]
+    assert result.exit_code == 0, result.output
+    [rel] = audit_files(pg_repo)
+    record = json.loads((pg_repo.root / rel).read_text())
+    assert record["actor"] == "jitgrant <jitgrant@localhost>"
+    assert git(pg_repo.root, "log", "-1", "--format=%cn <%ce>") == record["actor"]

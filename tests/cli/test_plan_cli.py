@@ -201,3 +201,20 @@ def test_unknown_option_is_a_one_line_user_error(repo: AccessRepo) -> None:
     result = jitgrant("plan", "--offline", "--repo", str(repo.root), "--fromat", "json")
     assert result.exit_code == 1
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_the_grant_files_of_people_who_left_are_one_line_with_a_count(repo: AccessRepo) -> None:
+    """Issue 12, finding 4: after an offboarding, every scheduled run would repeat one
+    warning per file; plan and apply say it once, with a count (validate lists them)."""
+    for name in ("carol-1", "carol-2", "carol-3"):
+        repo.write(f"grants/db1/{name}.yaml", grant(grantee="carol"))
+    repo.write("grants/db1/bad.yaml", grant(access="nope"))
+    repo.commit("carol's grants, and a bad one")
+    result = offline(repo)
+    assert result.stderr.splitlines() == [
+        "grants/db1/bad.yaml:3: access: unknown access level 'nope'",
+        "warning: 3 grant files are inactive (the grantee left) and can be deleted: "
+        "`jitgrant validate` lists them",
+    ]
+    listed = jitgrant("validate", "--repo", str(repo.root))
+    assert listed.stderr.count("the file can be deleted") == 3

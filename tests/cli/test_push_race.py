@@ -221,7 +221,8 @@ def test_apply_push_on_a_real_server_while_main_moves(tmp_path: Path,
         theirs = push_unrelated(dev, f"during-{step}")
         result = jitgrant("apply", "--repo", str(ci), "--push", env=namespace.env)
         assert result.exit_code == 0, result.output
-        rel = result.stdout.rsplit("audit record: ", 1)[1].strip()
+        rel = result.stdout.rsplit("audit record: ", 1)[1].split()[0]
+        assert result.stdout.rstrip().endswith(f"audit record: {rel} (committed and pushed)")
         assert on_origin(bare, "rev-parse", "main~1") == theirs
         record = json.loads(on_origin(bare, "show", f"main:{rel}"))
         assert [a["action"] for a in record["actions"]] == [step]

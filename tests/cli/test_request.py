@@ -490,12 +490,84 @@ def test_extend_refusals_write_nothing(repo: AccessRepo, config: Path, arg: str,
     assert branches(repo) == ["main"] and objects(repo) == before
 
 
+def test_an_extension_over_the_limit_says_the_most_that_can_be_added(repo: AccessRepo,
+                                                                    config: Path) -> None:
+    """readonly allows 8h; a grant ending in 1h0m30s can take 6h59m30s more, not 8h."""
+    rel, _ = committed_grant(repo, config, expires=utc(hours=1, seconds=30))
+    result = extend(repo, rel, "--for", "8h")
+    assert_one_line_error(result, "over the 8h allowed for 'readonly'", "at most 6h59m can be "
+                          "added (--for 419m)")
+    assert branches(repo) == ["main"]
+    assert extend(repo, rel, "--for", "419m").exit_code == 0
+
+
+def test_an_extension_with_no_room_left_says_so(repo: AccessRepo, config: Path) -> None:
+    rel, _ = committed_grant(repo, config, expires=utc(hours=8))
+    assert_one_line_error(extend(repo, rel, "--for", "1h30m"), "nothing can be added")
+
+
 def test_extending_someone_elses_grant_needs_the_right(repo: AccessRepo, config: Path) -> None:
     repo.write("grants/db1/bob.yaml", grant("bob"))
     repo.commit("bob's grant")
     assert_one_line_error(extend(repo, "grants/db1/bob.yaml", "--for", "1h"),
                           "alice may not ask for bob")
     assert branches(repo) == ["main"]
+
+
+@pytest.mark.parametrize("bob_has_a_password", [True, False])
+def test_extend_as_someone_else_keeps_their_verifier_never_mine(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: Path,
+        bob_has_a_password: bool) -> None:
+    """Issue 12, finding 8: `extend --as` copies the grantee's grant's verifier (or none), so
+    alice never holds the password of bob's login."""
+    repo = make_repo(tmp_path / "r", monkeypatch, requesters_for_others=["@alice-gh"])
+    mine = scram_sha256_verifier(new_password())
+    bobs = scram_sha256_verifier(new_password()) if bob_has_a_password else None
+    repo.write("grants/db1/alice.yaml", grant("alice", verifier=mine))
+    repo.write("grants/db1/bob.yaml", grant("bob", verifier=bobs))
+    repo.commit("grants")
+    result = extend(repo, "grants/db1/bob.yaml", "--for", "1h", "--as", "bob")
+    assert result.exit_code == 0, result.stderr
+    branch = new_branch(repo)
+    _, data = branch_file(repo, branch)
+    assert data["grantee"] == "bob" and data.get("password_verifier") == bobs
+    assert not (config / "secrets").exists()
+    checked = jitgrant("validate", "--repo", str(repo.root), "--rev", branch, "--base", "main",
+                       "--pr-author", "alice-gh")
+    assert checked.exit_code == 0, checked.stderr
+
+
+@pytest.mark.parametrize(("command", "handle", "fragment"), [
+    ("extend", "alice", "grants/db1/bob.yaml is bob's grant, not alice's"),
+    ("revoke", "alice", "grants/db1/bob.yaml is bob's grant, not alice's"),
+    ("extend", "nobody", "--as 'nobody': no such person"),
+    ("revoke", "nobody", "--as 'nobody': no such person"),
+])
+def test_extend_and_revoke_as_must_name_the_grantee(repo: AccessRepo, config: Path,
+                                                    command: str, handle: str,
+                                                    fragment: str) -> None:
+    repo.write("grants/db1/bob.yaml", grant("bob"))
+    repo.commit("bob's grant")
+    extra = ["--for", "1h"] if command == "extend" else []
+    result = jitgrant(command, "grants/db1/bob.yaml", *extra, "--as", handle,
+                      "--repo", str(repo.root))
+    assert_one_line_error(result, fragment)
+    assert branches(repo) == ["main"]
+
+
+def test_extend_as_someone_else_needs_the_right(repo: AccessRepo, config: Path) -> None:
+    repo.write("grants/db1/bob.yaml", grant("bob"))
+    repo.commit("bob's grant")
+    assert_one_line_error(extend(repo, "grants/db1/bob.yaml", "--for", "1h", "--as", "bob"),
+                          "alice may not ask for bob")
+
+
+def test_revoke_as_the_grantee(repo: AccessRepo, config: Path) -> None:
+    repo.write("grants/db1/bob.yaml", grant("bob"))
+    repo.commit("bob's grant")
+    result = jitgrant("revoke", "grants/db1/bob.yaml", "--as", "bob", "--repo", str(repo.root))
+    assert result.exit_code == 0, result.stderr
+    assert new_branch(repo).startswith("access/bob/db1-readonly-")
 
 
 # -- revoke ----------------------------------------------------------------------------------

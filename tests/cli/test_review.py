@@ -98,7 +98,19 @@ def test_deleting_a_grant_is_auto_approvable(repo: AccessRepo) -> None:
     git(repo.root, "checkout", "-q", "-b", "end-early")
     repo.remove("grants/db1/bob.yaml")
     repo.commit("end bob's access early")
-    assert validate(repo, "--auto-approvable").exit_code == 0
+    result = validate(repo, "--auto-approvable")
+    assert result.exit_code == 0
+    # Issue 12, finding 4: say what it is, not "every change is a grant".
+    assert result.stdout.splitlines()[-1] == \
+        "auto-approvable: 1 grant file removed, which only takes access away"
+
+
+def test_an_auto_approvable_grant_says_so(repo: AccessRepo) -> None:
+    repo.write("grants/db1/alice.yaml", grant("alice"))
+    repo.write("grants/db1/alice2.yaml", grant("alice"))
+    repo.commit("alice asks")
+    result = validate(repo, "--auto-approvable")
+    assert result.stdout.splitlines()[-1] == "auto-approvable: 2 grants of auto_approve levels"
 
 
 def test_the_reviewer_summary(repo: AccessRepo) -> None:

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 
 from tests.cli.conftest import jitgrant
 from tests.helpers import AccessRepo, git, grant, stamp, utc
@@ -20,7 +21,7 @@ def test_valid_repository_exits_0_with_a_summary(repo: AccessRepo) -> None:
     result = jitgrant("validate", "--repo", str(repo.root))
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
-    assert result.stdout.strip() == "1 valid grant files (1 active now), 0 invalid, 1 targets"
+    assert result.stdout.strip() == "1 valid grant file (1 active now), 0 invalid, 1 target"
 
 
 def test_invalid_repository_exits_1_with_path_line_problems_on_stderr(repo: AccessRepo) -> None:
@@ -33,7 +34,7 @@ def test_invalid_repository_exits_1_with_path_line_problems_on_stderr(repo: Acce
     lines = result.stderr.splitlines()
     assert lines == ["grants/db1/bad.yaml:6: unknown key 'colour'"]
     assert all(PROBLEM_LINE.match(line) for line in lines)
-    assert result.stdout.startswith("invalid: 1 valid grant files")
+    assert result.stdout.startswith("invalid: 1 valid grant file (")
     assert "1 invalid" in result.stdout
 
 
@@ -191,3 +192,13 @@ def test_validate_as_a_real_process(repo: AccessRepo) -> None:
     assert proc.stderr.splitlines() == ["grants/db1/bad.yaml:3: access: unknown access level "
                                         "'nope'"]
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("args", [["-h"], ["validate", "-h"], ["request", "-h"],
+                                  ["extend", "-h"], ["standing", "-h"]])
+def test_dash_h_is_help(args: list[str]) -> None:
+    """Issue 12, finding 4: -h is --help, on the group and on every command."""
+    result = jitgrant(*args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("Usage: ") and result.stderr == ""
+    assert "-h, --help" in result.stdout

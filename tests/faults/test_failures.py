@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from reconciler.model import Target
 from reconciler.schemas import validator
 from tests.cli.conftest import JITGRANT_BIN, PG_DSN, Namespace, namespace  # noqa: F401
 from tests.conftest import MysqlServer, PgServer
-from tests.helpers import AccessRepo, git, grant
+from tests.helpers import AccessRepo, git, grant, utc
 
 # A name that never resolves (RFC 6761) and a port nothing listens on.
 NOWHERE = "jitgrant-test.invalid"
@@ -202,6 +203,7 @@ def test_a_rejected_push(namespace: Namespace, tmp_path: Path) -> None:  # noqa:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("jitgrant: error: git push failed: "), lines
     assert "main is protected" in lines[0] and "pre-receive hook declined" in lines[0]
+    assert "is committed only on this checkout's branch" in lines[0]  # no pending branch
     _other_target_proceeded(result, t)
     assert _one_line_about(result, "db2") == "target db2 (postgres): in sync"
     assert git(origin, "rev-parse", "main") == before
@@ -210,6 +212,55 @@ def test_a_rejected_push(namespace: Namespace, tmp_path: Path) -> None:  # noqa:
     hook.unlink()
     git(ci, "push", "-q", "origin", "main")
     assert git(origin, "rev-parse", "main") == git(ci, "rev-parse", "HEAD")
+
+
+PROTECTED_MAIN = """#!/bin/sh
+while read old new ref; do
+  if [ "$ref" = refs/heads/main ]; then echo 'main is protected' >&2; exit 1; fi
+done
+"""
+
+
+@pytest.mark.parametrize("next_run_changes", [True, False])
+def test_a_record_whose_push_main_refused_is_delivered_by_the_next_run(
+        namespace: Namespace, tmp_path: Path, next_run_changes: bool) -> None:  # noqa: F811
+    """Issue 12, finding 10: a CI runner is thrown away after the run, so a record whose push
+    main refused must not stay only on its local branch. It goes to origin's branch
+    jitgrant/audit-pending/<run id>; the next run, on a fresh clone, carries it into its own
+    audit commit and deletes the pending branch once main has both."""
+    t = TwoTargets(namespace, tmp_path / "seed", "postgres", PG_DSN)
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
+    git(t.repo.root, "push", "-q", str(origin), "main")
+    hook = origin / "hooks/pre-receive"
+    hook.write_text(PROTECTED_MAIN)
+    hook.chmod(0o755)
+    subprocess.run(["git", "clone", "-q", str(origin), str(tmp_path / "ci1")], check=True)
+    first = jitgrant_apply(tmp_path / "ci1", t.env, "--push")
+    assert first.code == 1, (first.stdout, first.stderr)
+    [line] = first.stderr.splitlines()
+    assert "main is protected" in line
+    rel = line.split("the audit record ", 1)[1].split()[0]
+    [pending] = git(origin, "for-each-ref", "--format=%(refname)",
+                    "refs/heads/jitgrant/audit-pending/").splitlines()
+    assert pending.startswith("refs/heads/jitgrant/audit-pending/")
+    assert f"kept on origin's branch {pending.removeprefix('refs/heads/')}" in first.stderr
+    git(origin, "cat-file", "-e", f"{pending}:{rel}")
+    shutil.rmtree(tmp_path / "ci1")  # the runner is gone
+
+    hook.unlink()  # e.g. the bot was allowed to push again; main moves meanwhile
+    if next_run_changes:
+        t.repo.write("grants/db1/alice.yaml", grant(reason="INC-2", expires=utc(hours=3)))
+        t.repo.commit("alice's grant changes")
+        git(t.repo.root, "push", "-q", str(origin), "main")
+    subprocess.run(["git", "clone", "-q", str(origin), str(tmp_path / "ci2")], check=True)
+    second = jitgrant_apply(tmp_path / "ci2", t.env, "--push")
+    assert second.code == 0, (second.stdout, second.stderr)
+    delivered = git(origin, "show", "--name-only", "--format=%s", "main").splitlines()
+    assert ("and 1 record(s) whose push was refused" if next_run_changes else
+            "audit: 1 record(s) whose push was refused") in delivered[0]
+    assert rel in delivered
+    assert git(origin, "for-each-ref", "refs/heads/jitgrant/") == ""
 
 
 def test_an_audit_folder_that_cannot_be_written(namespace: Namespace,  # noqa: F811

@@ -145,6 +145,13 @@ def test_an_unreadable_target_is_exit_1_and_the_others_still_report(
     unset = standing(world.repo, world.env, "--target", "down")
     assert unset.exit_code == 1
     assert "down: environment variable JG_DOWN_DSN is not set" in unset.stderr
+    # Issue 12, finding 4: a target skipped for its unset DSN was not read either.
+    skipped = standing(world.repo, world.env, "--format", "json")
+    assert skipped.exit_code == 1 and forever in found(skipped)
+    assert json.loads(skipped.stdout)["skipped"] == ["down"]
+    table = standing(world.repo, world.env)
+    assert table.exit_code == 1
+    assert "note: down: not read, its DSN environment variable is not set" in table.stderr
 
 
 def test_no_dsn_at_all_is_one_line(world: World) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconciler.schemas import schema_dir
 from reconciler.timeutil import format_duration, iso, parse_duration, parse_timestamp
 
 UTC = timezone.utc
@@ -77,6 +81,12 @@ def test_parse_timestamp_out_of_range_is_a_value_error(text: str) -> None:
     ("P1W", timedelta(weeks=1)),
     ("P1D", timedelta(days=1)),
     ("PT30S", timedelta(seconds=30)),
+    ("1h30m", timedelta(hours=1, minutes=30)),
+    ("2h45m30s", timedelta(hours=2, minutes=45, seconds=30)),
+    ("90m", timedelta(minutes=90)),
+    ("2H", timedelta(hours=2)),
+    ("1D12H", timedelta(days=1, hours=12)),
+    ("1w2d", timedelta(weeks=1, days=2)),
 ])
 def test_parse_duration_accepts_short_and_iso_forms(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
@@ -90,10 +100,10 @@ def test_parse_duration_rejects_zero(text: str) -> None:
 
 @pytest.mark.parametrize("text", [
     "-1h", "-PT1H", "garbage", "", "8", "h", "8x", "1.5h", "8 h", "8hours", "P", "PT", "P1DT",
-    "PT1H1", "P1M", "P1Y", "T8H", "1h30m", "1234567h",
+    "PT1H1", "P1M", "P1Y", "T8H", "1234567h", "30m1h", "1h1h", "1h 30m", "1h30", "h30m",
 ])
 def test_parse_duration_rejects_negative_and_garbage(text: str) -> None:
-    with pytest.raises(ValueError, match="must be a duration like 30m, 8h, 2d or PT8H"):
+    with pytest.raises(ValueError, match="must be a duration like 30m, 8h, 1h30m, 2d or PT8H"):
         parse_duration(text)
 
 
@@ -145,3 +155,14 @@ def test_any_formatted_timestamp_parses_back(value: datetime, offset_minutes: in
 def test_any_short_duration_parses(number: int, unit: str) -> None:
     names = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
     assert parse_duration(f"{number}{unit}") == timedelta(**{names[unit]: number})
+
+
+def test_schema_and_parser_agree_on_durations() -> None:
+    """The policy schema's duration pattern accepts exactly what parse_duration reads."""
+    schema = json.loads((schema_dir() / "policy.schema.json").read_text())
+    pattern = schema["$defs"]["duration"]["pattern"]
+    for text in ("1h30m", "2h45m30s", "90m", "2H", "1w2d", "8h", "PT8H", "pt8h"):
+        assert re.search(pattern, text), text
+        parse_duration(text)
+    for text in ("30m1h", "1h1h", "h30m", "1h30", "8 h", "1.5h", ""):
+        assert not re.search(pattern, text), text

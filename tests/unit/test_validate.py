@@ -440,7 +440,7 @@ def test_invalid_max_duration() -> None:
     snap = snapshot(policies={POLICY: data})
     found = only_problem(snap)
     assert found.message == ("access.readonly.max_duration: must be a duration like 30m, 8h, "
-                             "2d or PT8H")
+                             "1h30m, 2d or PT8H")
     assert "readonly" not in snap.policy.access and not snap.policy.valid
 
 
