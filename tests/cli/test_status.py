@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from reconciler import secretstore
-from reconciler.credentials import new_password
+from reconciler.credentials import new_password, scram_sha256_verifier
 from reconciler.load import MAX_FILE_BYTES
 from tests.cli.conftest import Namespace, jitgrant
 from tests.helpers import AccessRepo, git, grant, policy, stamp, utc
@@ -54,7 +54,8 @@ def repo(tmp_path: Path) -> AccessRepo:
     past_commit(r, utc(hours=-30), "policy")
     r.write("grants/db1/old.yaml", grant(expires=utc(hours=-1), starts=utc(hours=-5)))
     past_commit(r, utc(hours=-6), "an old grant")
-    r.write("grants/db1/active.yaml", grant(expires=utc(hours=3)))
+    r.write("grants/db1/active.yaml", grant(expires=utc(hours=3),
+                                            verifier=scram_sha256_verifier(new_password())))
     r.write("grants/db1/soon.yaml", grant(grantee="bob", expires=utc(minutes=20)))
     r.write("grants/db1/later.yaml", grant(grantee="bob", starts=utc(hours=1),
                                            expires=utc(hours=3)))

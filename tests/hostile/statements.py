@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from reconciler.engines.base import Statement
 from reconciler.engines.mysql import EVENT_PREFIX, account_key
+from reconciler.engines.postgres import disarm_sql
 from reconciler.model import ActualState, Target
 from reconciler.plan import Action, TargetPlan
 
@@ -154,7 +155,15 @@ def check_action(target: Target, action: Action, actual: ActualState, sacred: Sa
 
 
 def _check_pg(stmt: Statement, action: Action, actual: ActualState) -> None:
+    if stmt.sql.startswith("DO "):
+        # The disarm block is fixed text but for the login's literal: it must be exactly the
+        # block for this action's login (test_planted_objects runs it on real servers).
+        assert action.kind == "revoke" and stmt.sql == disarm_sql(action.login), stmt
+        return
     shape, found = _parse(stmt, PG)
+    if shape == "grant" and action.kind == "revoke":
+        # Before PostgreSQL 16 the reconciler's membership in the login has no options.
+        shape, found = "inherit", {"login": found["groups"], "admin": found["login"]}
     want, have, login = action.desired, action.actual, action.login
     if shape in PG_REVOKE_ONLY:
         assert action.kind == "revoke", stmt
