@@ -101,12 +101,16 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 _SUPERUSERS = "SELECT rolname FROM pg_roles WHERE rolsuper"
 # The server would log a failing statement (log_min_error_statement), every statement
 # (log_statement = all, or ddl: CREATE/ALTER ROLE ... PASSWORD) or a slow one in full.
-QUIET_LOG = MappingProxyType({
-    "log_statement": "SET log_statement = none",
-    "log_min_error_statement": "SET log_min_error_statement = panic",
-    "log_min_duration_statement": "SET log_min_duration_statement = -1"})
-_MAY_SET = """SELECT coalesce(array_agg(p), '{}') FROM unnest(%s::text[]) p
-WHERE has_parameter_privilege(p, 'SET')"""
+# The session's set-up, in one round trip: catalog names resolved (and printed) against
+# pg_catalog only, and the three parameters quieted where this role may set them.
+_SETUP = "SELECT set_config('search_path', 'pg_catalog, pg_temp', false)"
+_SETUP_SUPERUSER = _SETUP + """, set_config('log_statement', 'none', false),
+  set_config('log_min_error_statement', 'panic', false),
+  set_config('log_min_duration_statement', '-1', false)"""
+_SETUP_GRANTED = """SELECT set_config('search_path', 'pg_catalog, pg_temp', false),
+  (SELECT count(set_config(p, v, false)) FROM (VALUES ('log_statement', 'none'),
+    ('log_min_error_statement', 'panic'), ('log_min_duration_statement', '-1')) AS q(p, v)
+   WHERE has_parameter_privilege(p, 'SET'))"""
 _DB_SETTINGS = """SELECT r.rolname, d.datname FROM pg_db_role_setting s
 JOIN pg_roles r ON r.oid = s.setrole JOIN pg_database d ON d.oid = s.setdatabase
 WHERE starts_with(r.rolname, %(prefix)s)"""
@@ -451,17 +455,10 @@ class PostgresSession:
         so: a superuser, or on 15+ one granted SET on these parameters. Otherwise the server
         logs as it is set up to (no verifier shares a failing query string with another
         login's statements, see query_strings)."""
-        allowed = list(QUIET_LOG)
-        try:
-            if not self.superuser:
-                if self.version < 150000:
-                    return
-                row = self.conn.execute(_MAY_SET, [list(QUIET_LOG)]).fetchone()
-                allowed = list(row[0]) if row else []
-            if allowed:
-                self.conn.execute(";".join(QUIET_LOG[name] for name in allowed).encode())
-        except psycopg.Error as exc:
-            self._alive(self.conn, exc)  # refused: the server's own logging stays
+        setup = (_SETUP_SUPERUSER if self.superuser
+                 else _SETUP_GRANTED if self.version >= 150000 else _SETUP)
+        with _driver_errors("preparing the session", self.hide):
+            self.conn.execute(setup)
 
     def lock(self) -> str | None:
         key = lock_key(self.target)
@@ -500,26 +497,14 @@ class PostgresSession:
              prefix),  # constants only
             (_MEMBERS, prefix), (_GROUPS, {"groups": sorted(groups), "power": POWER_ROLES}),
             (_DEPENDS, prefix),
-            (_OWNERS, None), (_SESSIONS, prefix), (_SUPERUSERS, None), (_DB_SETTINGS, prefix)]
+            (_OWNERS, None), (_SESSIONS, prefix), (_SUPERUSERS, None), (_DB_SETTINGS, prefix),
+            (_GRANT_OPTIONS, {"groups": sorted(groups)})]
         with self.conn.pipeline():
             cursors = [self.conn.cursor() for _ in queries]
             for cur, (query, params) in zip(cursors, queries, strict=True):
                 cur.execute(query, params)
-        state = self._state(*(c.fetchall() for c in cursors))
-        return replace(state, grant_options=self._grant_options(groups))
-
-    def _grant_options(self, groups: frozenset[str]) -> Mapping[str, tuple[str, ...]]:
-        """What the access levels' group roles hold a GRANT OPTION on, in this database (and
-        on databases): other databases' catalogs are not read."""
-        if not groups:
-            return MappingProxyType({})
-        with self.conn.transaction():
-            self.conn.execute("SET LOCAL search_path = pg_catalog, pg_temp")
-            rows = self.conn.execute(_GRANT_OPTIONS, {"groups": sorted(groups)}).fetchall()
-        found: dict[str, list[str]] = {}
-        for role, what in rows:
-            found.setdefault(role, []).append(what)
-        return MappingProxyType({role: tuple(items) for role, items in found.items()})
+        *rows, grant_options = (c.fetchall() for c in cursors)
+        return replace(self._state(*rows), grant_options=_grant_options(grant_options))
 
     def _state(self, roles: list[Any], members: list[Any], groups: list[Any], depends: list[Any],
                owners: list[Any], sessions: list[Any], supers: list[Any],
@@ -831,6 +816,16 @@ def _grouped(stmts: list[Statement]) -> list[list[Statement]]:
     for stmt in stmts:
         groups.setdefault(stmt.action, []).append(stmt)
     return list(groups.values())
+
+
+def _grant_options(rows: list[Any]) -> Mapping[str, tuple[str, ...]]:
+    """What the access levels' group roles hold a GRANT OPTION on, in this database (and on
+    databases): other databases' catalogs are not read. Names are printed against the
+    session's search_path, pg_catalog only (see _SETUP), so schema-qualified."""
+    found: dict[str, list[str]] = {}
+    for role, what in rows:
+        found.setdefault(role, []).append(what)
+    return MappingProxyType({role: tuple(items) for role, items in found.items()})
 
 
 def _by_actions(stmts: list[Statement]) -> Iterator[list[Statement]]:

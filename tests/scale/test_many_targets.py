@@ -90,5 +90,9 @@ def test_ten_thousand_grants_over_twenty_targets(tmp_path: Path, roles: Roles,
     # 500 creations per target cost one batch of statements more than one creation did.
     assert noop_trips == small_noop_trips
     assert noop_trips <= 5 * TARGETS, noop_trips
-    assert first_trips - small_first_trips <= batches(first) - batches(small_first), (
+    # Statements that carry verifiers are pipelined one query each (none shares a query string
+    # with another login's, see postgres.query_strings): one exchange more per target, still
+    # whatever the number of logins.
+    assert first_trips - small_first_trips <= (batches(first) - batches(small_first)
+                                               + TARGETS), (
         first_trips, small_first_trips, batches(first), batches(small_first))
