@@ -38,6 +38,17 @@ def _git_identity() -> Iterator[None]:
             os.environ[key] = value
 
 
+@pytest.fixture(autouse=True)
+def _forget_dsns() -> Iterator[None]:
+    """redact() masks the secrets of every DSN the process has read, as a command should: in
+    one test session that would carry one test's short passwords into the next test's
+    messages."""
+    yield
+    from reconciler import redact
+    with redact._known_lock:
+        redact._known.clear()
+
+
 @dataclass
 class PgServer:
     label: str

@@ -27,6 +27,7 @@ def test_demo_tells_the_whole_story() -> None:
                  "bob, open session: ended", "cause=expired status=ok sessions_ended=1"):
         assert line in out, line
     assert "PASSWORD '********'" in out and "SCRAM-SHA-256$" not in out
+    assert "(the server) and " in out and "both removed at the end" in out  # what it made
 
 
 def _modes(root: Path) -> dict[str, int]:
