@@ -14,6 +14,8 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.cli.conftest import namespace  # noqa: F401 - a namespace on the machine's PostgreSQL
+
 SCALE = float(os.environ.get("JITGRANT_HOSTILE_SCALE", "1"))
 # A test still running after this long is hung (in C code, where no deadline can interrupt
 # it): dump every thread's stack and end the session rather than wait for CI's timeout.

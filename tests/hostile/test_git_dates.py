@@ -3,31 +3,16 @@ finding 4). A real git repository, the real commands, the machine's PostgreSQL."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from tests.cli.conftest import PG_DSN, Namespace, jitgrant
+from tests.cli.conftest import Namespace, jitgrant
 from tests.helpers import AccessRepo, git, grant, stamp, utc
 
 ALICE = "grants/db1/alice.yaml"
 FUTURE = "2031-01-01T00:00:00Z"
 FORGED = {"GIT_COMMITTER_DATE": FUTURE, "GIT_AUTHOR_DATE": FUTURE}
-
-
-@pytest.fixture
-def namespace() -> Iterator[Namespace]:
-    try:
-        psycopg.connect(PG_DSN, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
-    ns = Namespace()
-    try:
-        yield ns
-    finally:
-        ns.cleanup()
 
 
 @pytest.fixture
