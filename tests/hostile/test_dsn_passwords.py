@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reconciler.cli import main
+from reconciler.engines.mysql import account, literal
 from reconciler.redact import MASKED, WITHHELD, dsn_secrets, scrub, scrubbed_line
 from tests.conftest import MysqlServer, PgServer
 from tests.helpers import grant
@@ -97,8 +98,8 @@ def test_a_postgres_password_that_is_not_utf8_never_shows(
 def test_a_non_ascii_mysql_password_logs_in(world: World, mysql: MysqlServer) -> None:
     """The password goes to the server as UTF-8, as the mysql client sends it."""
     user, password = f"jg_{secrets.token_hex(4)}", f"Adm1n\u20ac{secrets.token_hex(6)}"
-    mysql.sql(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'",
-              f"GRANT SELECT ON mysql.* TO '{user}'@'%'")
+    mysql.sql(f"CREATE USER {account(user)} IDENTIFIED BY {literal(password)}",
+              f"GRANT SELECT ON mysql.* TO {account(user)}")
     try:
         encoded = password.replace("\u20ac", "%E2%82%AC")
         env = _with_bad_target(world, "mysql", f"mysql://{user}:{encoded}@{_my_host(mysql)}/")
@@ -106,7 +107,7 @@ def test_a_non_ascii_mysql_password_logs_in(world: World, mysql: MysqlServer) ->
         assert result.exit_code in (0, 2), result.stderr
         assert "cannot connect" not in result.stderr
     finally:
-        mysql.sql(f"DROP USER '{user}'@'%'")
+        mysql.sql(f"DROP USER {account(user)}")
 
 
 # -- masking a short password ------------------------------------------------------------------
