@@ -20,7 +20,7 @@ import yaml
 
 from reconciler.citemplates import render_ci
 from tests.cli.conftest import JITGRANT_BIN, PG_DSN, Namespace
-from tests.helpers import AccessRepo, git, grant
+from tests.helpers import AccessRepo, git, grant, policy
 
 BIN = str(Path(JITGRANT_BIN).parent)
 
@@ -175,3 +175,33 @@ def test_the_kubernetes_cronjob_script_reconciles_and_pushes(tmp_path: Path,
 def test_the_gitlab_reconcile_job_reconciles_and_pushes_from_a_detached_checkout(
         tmp_path: Path, namespace: Namespace) -> None:
     check_runs("gitlab", tmp_path, namespace)
+
+
+def test_the_gitlab_validate_job_fetches_the_target_branch_and_writes_the_plan(
+        tmp_path: Path) -> None:
+    """A merge-request pipeline: the runner fetched the merge request's branch only, detached,
+    and the job has no DSN; the plan artifact names the requested grant."""
+    seed = AccessRepo(tmp_path / "seed")
+    seed.write("policies/main.yaml", policy())
+    seed.commit("policy")
+    bare = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    git(seed.root, "push", "-q", str(bare), "main")
+    git(seed.root, "checkout", "-q", "-b", "alice/grant")
+    seed.write("grants/db1/alice.yaml", grant())
+    seed.commit("alice asks")
+    git(seed.root, "push", "-q", str(bare), "alice/grant")
+    checkout = tmp_path / "build"
+    subprocess.run(["git", "clone", "-q", "--single-branch", "--branch", "alice/grant",
+                    str(bare), str(checkout)], check=True)
+    git(checkout, "checkout", "-q", "--detach")
+    pipeline = yaml.safe_load(render_ci("gitlab", {"version": "0.1.0", "targets": []})[
+        ".gitlab-ci.yml"])
+    job = pipeline["validate"]
+    env = {**base_env(tmp_path), "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
+           "BASE_REF": job["variables"]["BASE_REF"].replace(
+               "$CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "main")}
+    proc = sh("set -e\n" + "\n".join(job["script"]), env, checkout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    plan = (checkout / job["artifacts"]["paths"][0]).read_text()
+    assert "alice" in plan and "db1" in plan
