@@ -114,3 +114,25 @@ def test_an_honest_checkout_and_uncommitted_edits_are_read_as_before(tmp_path: P
     (work / GRANT).write_text((work / GRANT).read_text().replace("bob", "alice"))
     code, output = validate_pr(work)
     assert code == 1 and "'alice' is not the pull request's author" in output, output
+
+
+def test_a_filter_attribute_aimed_at_grants_is_caught_too(tmp_path: Path) -> None:
+    """A smudge filter rewrites the checkout and its clean filter undoes it, so git reports the
+    file unchanged: the committed bytes (alice's readwrite) are judged, not bob's readonly."""
+    repo = base_repo(tmp_path)
+    repo.write(GRANT, {"grantee": "alice", "target": "db1", "access": "readwrite",
+                       "expires": stamp(utc(hours=1)), "reason": "INC-1 r"})
+    repo.write(".gitattributes", "grants/** filter=twist\n")
+    repo.commit("grant")
+    work = tmp_path / "ci"
+    git(tmp_path, "clone", "-q", "-b", "pr",
+        "-c", "filter.twist.smudge=sed -e s/alice/bob/ -e s/readwrite/readonly/",
+        "-c", "filter.twist.clean=sed -e s/bob/alice/ -e s/readonly/readwrite/",
+        str(repo.root), str(work))
+    git(work, "branch", "-q", "main", "origin/main")
+    assert b"grantee: bob" in (work / GRANT).read_bytes()  # the trick works on this git
+    assert git(work, "status", "--porcelain") == ""
+    code, output = validate_pr(work)
+    assert code == 1, output
+    assert f"{GRANT}:1: the checked-out file differs from the committed one" in output
+    assert "'alice' is not the pull request's author" in output
