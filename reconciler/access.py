@@ -24,6 +24,7 @@ import click
 
 from . import gitrepo, requester, secretstore
 from .clicommon import handled, repo_option
+from .completion import complete_access, complete_targets
 from .engines import ENGINES
 from .errors import ConfigError, UserError, one_line
 from .load import SourceFile
@@ -663,8 +664,8 @@ class _ClientArgs(click.Command):
 @click.command("connect", cls=_ClientArgs)
 @repo_option
 @_MAINLINE
-@click.argument("target")
-@click.argument("access", required=False)
+@click.argument("target", shell_complete=complete_targets)
+@click.argument("access", required=False, shell_complete=complete_access)
 @click.option("--client", type=click.Choice(sorted(CLIENTS)),
               help="Default: psql for postgres, mariadb (or mysql) for mysql.")
 @click.option("--as", "as_handle", metavar="HANDLE",

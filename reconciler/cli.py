@@ -11,6 +11,7 @@ import click
 
 from . import __version__
 from .clicommon import EXIT_BUG, handled, repo_option
+from .completion import target_option
 from .errors import UserError
 from .timeutil import now_utc
 
@@ -28,6 +29,7 @@ LAZY_COMMANDS = {
     "revoke": ("requester", "revoke_command"),
     "password": ("requester", "password_command"),
     "standing": ("standing", "standing_command"),
+    "targets": ("targets", "targets_command"),
 }
 
 
@@ -138,12 +140,12 @@ def _approvable_why(snapshot: Snapshot) -> str:
 @main.command()
 @repo_option
 @click.option("--rev", default="HEAD", show_default=True, help="The commit to plan from.")
-@click.option("--target", "only", help="Only this target.")
+@target_option()
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text")
 @click.option("--offline", is_flag=True, help="Need no database: plan from the grants alone.")
 @click.option("--base", help="Also summarise the grants changed against this ref (for a PR).")
 @handled
-def plan(repo: Path, rev: str, only: str | None, fmt: str, offline: bool,
+def plan(repo: Path, rev: str, only: tuple[str, ...], fmt: str, offline: bool,
          base: str | None) -> int:
     """Show what apply would do (exit 0 in sync, 2 changes, 1 error)."""
     from .apply import Prefetch, reconcile
@@ -194,13 +196,13 @@ def _print_run(run: Any, fmt: str) -> None:
 @main.command()
 @repo_option
 @click.option("--rev", default="HEAD", show_default=True, help="The commit to reconcile.")
-@click.option("--target", "only", help="Only this target.")
+@target_option()
 @click.option("--dry-run", is_flag=True, help="Plan only: the same output as `plan`.")
 @click.option("--no-commit", is_flag=True, help="Write the audit record but do not commit it.")
 @click.option("--push", is_flag=True, help="Push the audit commit (rebasing when main moved).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @handled
-def apply(repo: Path, rev: str, only: str | None, dry_run: bool, no_commit: bool, push: bool,
+def apply(repo: Path, rev: str, only: tuple[str, ...], dry_run: bool, no_commit: bool, push: bool,
           fmt: str) -> int:
     """Reconcile the databases with the grants at a commit, then audit and commit."""
     from .apply import Prefetch, reconcile

@@ -22,6 +22,7 @@ import yaml
 
 from . import credentials, gitrepo, secretstore
 from .clicommon import handled, repo_option
+from .completion import complete_access, complete_grants, complete_people, complete_targets
 from .errors import Problem, UserError, one_line
 from .load import YAML_SUFFIXES, SourceFile, parse_flat
 from .model import Grant, Policy, login_name
@@ -577,19 +578,19 @@ def _finish(repo_path: Path, made: Made, push: bool) -> None:
         click.echo("      " + shlex.join(args))
 
 
-_GRANT_ARG = click.argument("grant", metavar="GRANT")
+_GRANT_ARG = click.argument("grant", metavar="GRANT", shell_complete=complete_grants)
 _PUSH = click.option("--push", is_flag=True, help="Push the new branch to origin.")
 
 
 @click.command("request")
-@click.argument("target")
-@click.argument("access")
+@click.argument("target", shell_complete=complete_targets)
+@click.argument("access", shell_complete=complete_access)
 @click.option("--for", "duration", required=True, metavar="DURATION",
               help="How long: 30m, 2h, 1h30m, 1d or PT2H; at most the level's max_duration.")
 @click.option("--reason", required=True, help="Why: shown to the approvers, kept in git.")
 @click.option("--starts", metavar="TIME", help="Begin then (RFC 3339 with a zone), not now.")
 @click.option("--ticket", help="A ticket or incident id.")
-@click.option("--as", "as_handle", metavar="HANDLE",
+@click.option("--as", "as_handle", metavar="HANDLE", shell_complete=complete_people,
               help="Ask for this person (needs requesters_for_others for someone else).")
 @_PUSH
 @repo_option
