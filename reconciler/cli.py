@@ -229,10 +229,12 @@ def apply(repo: Path, rev: str, only: tuple[str, ...], dry_run: bool, no_commit:
 @main.command()
 @repo_option
 @click.option("--check", is_flag=True, help="Exit 1 when .github/CODEOWNERS is stale.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="json: the rules, and whether the file is up to date.")
 @handled
-def codeowners(repo: Path, check: bool) -> int:
+def codeowners(repo: Path, check: bool, fmt: str) -> int:
     """Render .github/CODEOWNERS from the targets' approvers and the policy owners."""
-    from .codeowners import PATH, render
+    from .codeowners import PATH, render, to_json
     from .render import problems_text
     from .snapshot import read_snapshot
 
@@ -244,17 +246,19 @@ def codeowners(repo: Path, check: bool) -> int:
     wanted = render(snapshot.policy)
     path = repo / PATH
     current = path.read_text() if path.exists() else None
-    if check:
-        if current != wanted:
-            click.echo(f"{PATH} is stale: run `jitgrant codeowners` and commit it", err=True)
-            return 1
-        click.echo(f"{PATH} is up to date")
-        return 0
-    if current != wanted:
+    write = not check and current != wanted
+    if write:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(wanted)
+    if fmt == "json":
+        click.echo(to_json(snapshot.policy, stale=current != wanted, written=write))
+    elif check and current != wanted:
+        click.echo(f"{PATH} is stale: run `jitgrant codeowners` and commit it", err=True)
+    elif check:
+        click.echo(f"{PATH} is up to date")
+    elif write:
         click.echo(f"wrote {PATH}")
-    return 0
+    return 1 if check and current != wanted else 0
 
 
 @main.command()
