@@ -647,7 +647,7 @@ def request_command(target: str, access: str, duration: str, reason: str, starts
 @click.option("--for", "duration", required=True, metavar="DURATION",
               help="How much longer, counted from the current expiry.")
 @click.option("--reason", help="Why (default: the grant's reason).")
-@click.option("--as", "as_handle", metavar="HANDLE",
+@click.option("--as", "as_handle", metavar="HANDLE", shell_complete=complete_people,
               help="For this person, the grant's grantee (needs requesters_for_others for "
                    "someone else).")
 @_PUSH
@@ -678,7 +678,7 @@ def password_command(grant: str, push: bool, fmt: str, repo: Path) -> int:
 @click.command("revoke")
 @_GRANT_ARG
 @click.option("--reason", help="Why (goes into the commit message).")
-@click.option("--as", "as_handle", metavar="HANDLE",
+@click.option("--as", "as_handle", metavar="HANDLE", shell_complete=complete_people,
               help="For this person, the grant's grantee (anyone may revoke).")
 @_PUSH
 @_FORMAT
