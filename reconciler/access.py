@@ -24,6 +24,7 @@ import click
 
 from . import gitrepo, requester, secretstore
 from .clicommon import handled, repo_option
+from .completion import complete_access, complete_people, complete_targets
 from .engines import ENGINES
 from .errors import ConfigError, UserError, one_line
 from .load import SourceFile
@@ -458,7 +459,8 @@ _MAINLINE = click.option("--mainline", "mainline_ref", metavar="REF",
 @repo_option
 @_MAINLINE
 @click.option("--me", is_flag=True, help="Only my grants (your git author email in people).")
-@click.option("--as", "as_handle", metavar="HANDLE", help="Only the grants of this person.")
+@click.option("--as", "as_handle", metavar="HANDLE", shell_complete=complete_people,
+              help="Only the grants of this person.")
 @click.option("--all", "show_all", is_flag=True,
               help="Also grants that ended more than 7 days ago.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
@@ -663,11 +665,11 @@ class _ClientArgs(click.Command):
 @click.command("connect", cls=_ClientArgs)
 @repo_option
 @_MAINLINE
-@click.argument("target")
-@click.argument("access", required=False)
+@click.argument("target", shell_complete=complete_targets)
+@click.argument("access", required=False, shell_complete=complete_access)
 @click.option("--client", type=click.Choice(sorted(CLIENTS)),
               help="Default: psql for postgres, mariadb (or mysql) for mysql.")
-@click.option("--as", "as_handle", metavar="HANDLE",
+@click.option("--as", "as_handle", metavar="HANDLE", shell_complete=complete_people,
               help="Connect as this person's grant (default: your git author email).")
 @click.option("--host", help="Instead of the target's connect.host (a tunnel, say).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Instead of connect.port.")

@@ -7,7 +7,7 @@ import threading
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -20,6 +20,7 @@ from .plan import TargetPlan, desired_state, diff
 from .prdiff import Review
 from .redact import dsn_secrets, redact
 from .snapshot import no_gc_pauses
+from .targets import select
 from .validate import Snapshot
 
 
@@ -83,18 +84,13 @@ class Run:
         return any(t.changes for t in self.targets)
 
 
-def select_targets(snapshot: Snapshot, only: str | None) -> list[Target]:
+def select_targets(snapshot: Snapshot, only: Sequence[str] = ()) -> list[Target]:
     return _select(snapshot.policy, only)
 
 
-def _select(policy: Policy, only: str | None) -> list[Target]:
-    targets = sorted(policy.targets.values(), key=lambda t: t.name)
-    if only is None:
-        return targets
-    chosen = [t for t in targets if t.name == only]
-    if not chosen:
-        raise UserError(f"unknown target {only!r}")
-    return chosen
+def _select(policy: Policy, only: Sequence[str]) -> list[Target]:
+    """The targets `only`'s names or globs match (all when it is empty), by name."""
+    return [policy.targets[name] for name in select(policy.targets, only)]
 
 
 def group_roles(snapshot: Snapshot) -> frozenset[str]:
@@ -148,7 +144,7 @@ class Prefetch:
     `reconcile`, and close it when done (a context manager)."""
 
     def __init__(self, execute: bool, env: Mapping[str, str] | None = None,
-                 only: str | None = None) -> None:
+                 only: Sequence[str] = ()) -> None:
         self.execute, self.only = execute, only
         self.env = os.environ if env is None else env
         self.fetches: dict[str, _Fetch] = {}
@@ -233,7 +229,7 @@ def offline_state(snapshot: Snapshot, target: Target) -> ActualState:
                        event_schema=OFFLINE_EVENT_SCHEMA if events else None)
 
 
-def reconcile(snapshot: Snapshot, now: datetime, *, only: str | None = None,
+def reconcile(snapshot: Snapshot, now: datetime, *, only: Sequence[str] = (),
               execute: bool = False, offline: bool = False,
               env: Mapping[str, str] | None = None,
               while_executing: Callable[[TargetRun], None] | None = None,

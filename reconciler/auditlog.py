@@ -22,6 +22,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from .clicommon import handled, repo_option
+from .completion import target_option
 from .errors import ConfigError, Problem, one_line
 from .timeutil import iso
 
@@ -293,12 +295,13 @@ class Query:
     since: datetime | None = None
     until: datetime | None = None
     grantee: str | None = None
-    target: str | None = None
+    targets: tuple[str, ...] = ()  # names or shell globs; none: every target
     after_hours: bool = False
     zone: tzinfo = timezone.utc
 
     def wants(self, who: str | None, where: str) -> bool:
-        return self.grantee in (None, who) and self.target in (None, where)
+        return self.grantee in (None, who) and (
+            not self.targets or any(fnmatchcase(where, p) for p in self.targets))
 
     def in_window(self, at: datetime) -> bool:
         return (self.since is None or at >= self.since) and (self.until is None or at < self.until)
@@ -318,13 +321,13 @@ class Query:
 
 
 def build_query(since: str | None, until: str | None, grantee: str | None,
-                target: str | None, after: bool, zone_name: str) -> Query:
+                targets: tuple[str, ...], after: bool, zone_name: str) -> Query:
     zone = parse_zone(zone_name)
     start = parse_when(since, zone, "--since") if since else None
     end = parse_when(until, zone, "--until", end_of_day=True) if until else None
     if start and end and start >= end:
         raise ConfigError(f"--since {since} is not before --until {until}")
-    return Query(start, end, grantee, target, after, zone)
+    return Query(start, end, grantee, targets, after, zone)
 
 
 def parse_zone(name: str) -> tzinfo:
@@ -493,7 +496,9 @@ def query_rows(log: AuditLog, query: Query, view: str) -> list[Row]:
                               "2026-11-16T08:00:00Z); without an offset, in --timezone.")
 @click.option("--until", help="Before this date and time; a date includes that whole day.")
 @click.option("--grantee", help="Only this person.")
-@click.option("--target", help="Only this target.")
+# A target that matches no record is an empty answer, not an error: the trail keeps targets
+# the policies have since removed.
+@target_option("Only this target, removed ones too")
 @click.option("--after-hours", is_flag=True,
               help="Only actions outside 08:00-18:00 or on a weekend in --timezone (access "
                    "view: periods granted or changed then).")
@@ -505,10 +510,10 @@ def query_rows(log: AuditLog, query: Query, view: str) -> list[Row]:
               show_default=True, help="csv and json times are UTC.")
 @handled
 def audit_command(repo: Path, since: str | None, until: str | None, grantee: str | None,
-                  target: str | None, after_hours: bool, zone_name: str, view: str,
+                  only: tuple[str, ...], after_hours: bool, zone_name: str, view: str,
                   fmt: str) -> int:
     """Query the audit trail: who had access to what, when, approved where, how it ended."""
-    query = build_query(since, until, grantee, target, after_hours, zone_name)
+    query = build_query(since, until, grantee, only, after_hours, zone_name)
     if not repo.is_dir():
         raise ConfigError(f"{repo}: no such directory (use --repo)")
     log = load(repo)

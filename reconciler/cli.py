@@ -11,6 +11,7 @@ import click
 
 from . import __version__
 from .clicommon import EXIT_BUG, handled, repo_option
+from .completion import target_option
 from .errors import UserError
 from .timeutil import now_utc
 
@@ -28,6 +29,7 @@ LAZY_COMMANDS = {
     "revoke": ("requester", "revoke_command"),
     "password": ("requester", "password_command"),
     "standing": ("standing", "standing_command"),
+    "targets": ("targets", "targets_command"),
 }
 
 
@@ -138,12 +140,12 @@ def _approvable_why(snapshot: Snapshot) -> str:
 @main.command()
 @repo_option
 @click.option("--rev", default="HEAD", show_default=True, help="The commit to plan from.")
-@click.option("--target", "only", help="Only this target.")
+@target_option()
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text")
 @click.option("--offline", is_flag=True, help="Need no database: plan from the grants alone.")
 @click.option("--base", help="Also summarise the grants changed against this ref (for a PR).")
 @handled
-def plan(repo: Path, rev: str, only: str | None, fmt: str, offline: bool,
+def plan(repo: Path, rev: str, only: tuple[str, ...], fmt: str, offline: bool,
          base: str | None) -> int:
     """Show what apply would do (exit 0 in sync, 2 changes, 1 error)."""
     from .apply import Prefetch, reconcile
@@ -194,13 +196,13 @@ def _print_run(run: Any, fmt: str) -> None:
 @main.command()
 @repo_option
 @click.option("--rev", default="HEAD", show_default=True, help="The commit to reconcile.")
-@click.option("--target", "only", help="Only this target.")
+@target_option()
 @click.option("--dry-run", is_flag=True, help="Plan only: the same output as `plan`.")
 @click.option("--no-commit", is_flag=True, help="Write the audit record but do not commit it.")
 @click.option("--push", is_flag=True, help="Push the audit commit (rebasing when main moved).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @handled
-def apply(repo: Path, rev: str, only: str | None, dry_run: bool, no_commit: bool, push: bool,
+def apply(repo: Path, rev: str, only: tuple[str, ...], dry_run: bool, no_commit: bool, push: bool,
           fmt: str) -> int:
     """Reconcile the databases with the grants at a commit, then audit and commit."""
     from .apply import Prefetch, reconcile
@@ -227,10 +229,12 @@ def apply(repo: Path, rev: str, only: str | None, dry_run: bool, no_commit: bool
 @main.command()
 @repo_option
 @click.option("--check", is_flag=True, help="Exit 1 when .github/CODEOWNERS is stale.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="json: the rules, and whether the file is up to date.")
 @handled
-def codeowners(repo: Path, check: bool) -> int:
+def codeowners(repo: Path, check: bool, fmt: str) -> int:
     """Render .github/CODEOWNERS from the targets' approvers and the policy owners."""
-    from .codeowners import PATH, render
+    from .codeowners import PATH, render, to_json
     from .render import problems_text
     from .snapshot import read_snapshot
 
@@ -242,17 +246,19 @@ def codeowners(repo: Path, check: bool) -> int:
     wanted = render(snapshot.policy)
     path = repo / PATH
     current = path.read_text() if path.exists() else None
-    if check:
-        if current != wanted:
-            click.echo(f"{PATH} is stale: run `jitgrant codeowners` and commit it", err=True)
-            return 1
-        click.echo(f"{PATH} is up to date")
-        return 0
-    if current != wanted:
+    write = not check and current != wanted
+    if write:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(wanted)
+    if fmt == "json":
+        click.echo(to_json(snapshot.policy, stale=current != wanted, written=write))
+    elif check and current != wanted:
+        click.echo(f"{PATH} is stale: run `jitgrant codeowners` and commit it", err=True)
+    elif check:
+        click.echo(f"{PATH} is up to date")
+    elif write:
         click.echo(f"wrote {PATH}")
-    return 0
+    return 1 if check and current != wanted else 0
 
 
 @main.command()

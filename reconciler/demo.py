@@ -19,7 +19,7 @@ from . import gitrepo
 from .apply import Run, reconcile
 from .audit import persist
 from .credentials import new_password, scram_sha256_verifier
-from .embedded import EmbeddedPostgres
+from .embedded import EmbeddedPostgres, require
 from .render import plan_text, problems_text
 from .schemas import example_dir
 from .snapshot import read_snapshot
@@ -35,6 +35,7 @@ def step(title: str) -> None:
 
 
 def run_demo(keep: bool = False) -> int:
+    require()  # before anything is printed: without the extra, one line says what to install
     began = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="jitgrant-demo-"))
     step("Starting an embedded PostgreSQL with scram-sha-256 password authentication")

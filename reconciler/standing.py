@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from .clicommon import handled, repo_option
+from .completion import target_option
 from .engines import mysql, postgres
 from .errors import UserError, one_line
 from .model import Target
@@ -96,11 +97,11 @@ def to_json(report: Report, now: datetime) -> str:
 
 @click.command("standing")
 @repo_option
-@click.option("--target", "only", help="Only this target.")
+@target_option()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @handled
-def standing_command(repo: Path, only: str | None, fmt: str) -> int:
+def standing_command(repo: Path, only: tuple[str, ...], fmt: str) -> int:
     """Logins that do not expire within a year: outside the namespace, and inside it those
     jitgrant leaves alone (exit 0 none, 2 found, 1 a target could not be read)."""
     from .apply import select_targets
@@ -110,7 +111,7 @@ def standing_command(repo: Path, only: str | None, fmt: str) -> int:
     targets = select_targets(read_snapshot(repo, "HEAD", now), only)
     if not targets:
         raise UserError("the policies define no target")
-    report = survey(targets, os.environ, explicit=only is not None)
+    report = survey(targets, os.environ, explicit=bool(only))
     if not report.read and not report.errors:
         raise UserError("no target has its DSN environment variable set: "
                         + ", ".join(f"{t.name} ({t.dsn_env})" for t in targets))

@@ -146,7 +146,7 @@ def test_target_option(repo: AccessRepo) -> None:
     assert offline(repo, "--target", "db1").exit_code == 2
     result = offline(repo, "--target", "db9")
     assert result.exit_code == 1
-    assert result.stderr == "jitgrant: error: unknown target 'db9'\n"
+    assert result.stderr == "jitgrant: error: unknown target 'db9' (targets: db1)\n"
     assert result.stdout == ""
 
 
