@@ -74,9 +74,11 @@ def main(verbose: bool) -> None:
 @click.option("--base", help="Mark grants new or changed against this ref (the PR's base).")
 @click.option("--rev", help="Validate this commit instead of the working tree.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text")
-@click.option("--pr-author", help="Fail when a changed grant is for someone else (needs --base).")
-@click.option("--author-team", "teams", multiple=True,
-              help="A team the PR author belongs to, for requesters_for_others (repeatable).")
+@click.option("--pr-author", envvar="JITGRANT_PR_AUTHOR", show_envvar=True,
+              help="Fail when a changed grant is for someone else (needs --base).")
+@click.option("--author-team", "teams", multiple=True, envvar="JITGRANT_AUTHOR_TEAMS",
+              show_envvar=True, help="A team the PR author belongs to, for "
+              "requesters_for_others (repeatable; the variable: space-separated).")
 @click.option("--auto-approvable", is_flag=True,
               help="Exit 0 only if the change is grants of auto_approve levels (needs --base).")
 @handled
@@ -239,7 +241,7 @@ def codeowners(repo: Path, check: bool) -> int:
         click.echo(problems_text([p for p in snapshot.problems if p.path.startswith("policies")]),
                    err=True)
         raise UserError("the policies are invalid; CODEOWNERS was not rendered")
-    wanted = render(snapshot.policy)
+    wanted = render(snapshot.policy, lambda rel: (repo / rel).exists())
     path = repo / PATH
     current = path.read_text() if path.exists() else None
     if check:
@@ -252,6 +254,33 @@ def codeowners(repo: Path, check: bool) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(wanted)
         click.echo(f"wrote {PATH}")
+    return 0
+
+
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--ci", "ci", type=click.Choice(["github"]), default="github", show_default=True,
+              help="The CI system the workflows are written for.")
+@click.option("--action", metavar="OWNER/REPO@REF",
+              help=f"The jitgrant GitHub Action the workflows use (default: "
+                   f"jitgrant/jitgrant@v{__version__}; a commit SHA pins it).")
+@click.option("--force", is_flag=True, help="Overwrite the files that exist already.")
+@handled
+def init(directory: Path, ci: str, action: str | None, force: bool) -> int:
+    """Write a ready access repository: policies, schemas, workflows, CODEOWNERS."""
+    from . import scaffold
+
+    built = scaffold.build(ci, action)
+    existing = scaffold.conflicts(directory, built.files)
+    if existing and not force:
+        for rel in existing:
+            click.echo(f"{directory / rel}: exists already (--force overwrites it)", err=True)
+        return 1
+    scaffold.write(directory, built)
+    for rel in sorted(built.files):
+        click.echo(f"wrote {directory / rel}")
+    click.echo("")
+    click.echo(built.next_steps, nl=False)
     return 0
 
 
