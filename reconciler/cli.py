@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # imported lazily below: the CLI starts fast
 # need not import the database drivers and the requester's side (0.2 s of a 0.4 s start-up).
 LAZY_COMMANDS = {
     "audit": ("auditlog", "audit_command"),
+    "auto-approve": ("approve", "auto_approve_command"),
     "request": ("requester", "request_command"),
     "status": ("access", "status_command"),
     "connect": ("access", "connect_command"),
