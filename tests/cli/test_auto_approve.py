@@ -23,8 +23,8 @@ with open(os.environ["GH_LOG"], "a") as log:
     log.write(json.dumps(args) + "\\n")
 if args[:2] == ["pr", "view"]:
     print(os.environ["GH_PR_JSON"])
-elif args[:2] == ["api", "graphql"]:
-    print(os.environ["GH_TEAMS_JSON"])
+elif args[:2] == ["api", "graphql"]:  # with --jq (the workflow's shell step): one per line
+    print(os.environ["GH_TEAMS_LINES" if "--jq" in args else "GH_TEAMS_JSON"])
 sys.exit(int(os.environ.get("GH_EXIT", "0")))
 """
 
@@ -47,6 +47,7 @@ class Gh:
         self.monkeypatch.setenv("GH_PR_JSON", json.dumps(
             {"author": {"login": author}, "headRefOid": head, "state": state}))
         nodes = [{"combinedSlug": t} for t in teams]
+        self.monkeypatch.setenv("GH_TEAMS_LINES", "\n".join(teams))
         self.monkeypatch.setenv("GH_TEAMS_JSON", json.dumps(
             {"data": {"organization": {"teams": {"nodes": nodes}}}}))
 

@@ -176,7 +176,7 @@ def test_least_privilege_timeouts_and_credentials(written: Path) -> None:
         for job_name, job in data["jobs"].items():
             assert job["permissions"] == {"contents": "read"}, (name, job_name)
             assert 0 < job["timeout-minutes"] <= 30, (name, job_name)
-    for name, job_name, step in steps(written):
+    for name, _job, step in steps(written):
         if step.get("uses", "").startswith("actions/checkout@"):
             # Only the reconcile job pushes (the audit commit, with the App's token).
             assert step["with"]["persist-credentials"] is (name == "reconcile.yml"), name
