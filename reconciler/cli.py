@@ -260,8 +260,8 @@ def codeowners(repo: Path, check: bool) -> int:
 
 @main.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--ci", "ci", type=click.Choice(["github"]), default="github", show_default=True,
-              help="The CI system the workflows are written for.")
+@click.option("--ci", "ci", default="github", show_default=True,
+              help="The CI system the workflows are written for (github).")
 @click.option("--action", metavar="OWNER/REPO@REF",
               help=f"The jitgrant GitHub Action the workflows use (default: "
                    f"jitgrant/jitgrant@v{__version__}; a commit SHA pins it).")

@@ -73,7 +73,9 @@ def action_reference(spec: str | None) -> tuple[str, str]:
 
 def build(kind_name: str, action: str | None) -> Scaffold:
     """Everything `init` writes, in memory: nothing touches the disk before it is all known."""
-    kind = CI_KINDS[kind_name]
+    kind = CI_KINDS.get(kind_name)
+    if kind is None:
+        raise UserError(f"--ci {kind_name!r}: one of {', '.join(sorted(CI_KINDS))}")
     uses, action_repo = action_reference(action)
     ref = uses.split("@", 1)[1].split(" ", 1)[0]
     context: dict[str, Any] = {

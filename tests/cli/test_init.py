@@ -229,3 +229,16 @@ def test_zizmor_on_the_default_tag_flags_only_that_tag(tmp_path: Path) -> None:
     found = {(f["ident"], f["determinations"]["severity"]) for f in zizmor(tmp_path / "a")
              if f["determinations"]["severity"] in ("Medium", "High")}
     assert found == {("unpinned-uses", "High")}
+
+
+def test_an_unknown_ci_kind_is_one_line(tmp_path: Path) -> None:
+    result = init(tmp_path / "a", "--ci", "jenkins")
+    assert result.exit_code == 1
+    assert result.stderr == "jitgrant: error: --ci 'jenkins': one of github\n"
+    assert not (tmp_path / "a").exists()
+
+
+def test_the_current_folder_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert jitgrant("init").exit_code == 0
+    assert (tmp_path / "policies/targets.yaml").is_file() and (tmp_path / ".git").is_dir()
