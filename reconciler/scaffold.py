@@ -18,7 +18,7 @@ import jinja2
 
 from . import __version__, gitrepo
 from .codeowners import render as render_codeowners
-from .errors import UserError
+from .errors import Problem, UserError
 from .load import SourceFile
 from .schemas import schema_dir
 from .validate import load_policy
@@ -34,7 +34,8 @@ PINNED = {
     "app_token": "actions/create-github-app-token@a8d616148505b5069dccd32f177bb87d7f39123b"
                  " # v2.1.1",
 }
-_ACTION = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)@(?P<ref>[A-Za-z0-9_./-]+)$")
+_ACTION = re.compile(r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9_][A-Za-z0-9_.-]*)"
+                     r"@(?P<ref>[A-Za-z0-9_][A-Za-z0-9_./-]*)$")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -123,7 +124,7 @@ def _render_folder(env: jinja2.Environment, folder: Path,
 
 def _codeowners(files: dict[str, bytes]) -> str:
     """CODEOWNERS from the policies just rendered, naming only the folders init writes."""
-    problems: list[Any] = []
+    problems: list[Problem] = []
     sources = [SourceFile(path, data) for path, data in sorted(files.items())
                if path.startswith("policies/")]
     policy = load_policy(sources, problems)

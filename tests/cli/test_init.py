@@ -137,7 +137,8 @@ def test_the_next_steps_name_the_secrets_rules_and_tokens(tmp_path: Path) -> Non
     assert "git ls-remote" not in init(tmp_path / "b", "--action", PINNED_ACTION).stdout
 
 
-@pytest.mark.parametrize("spec", ["jitgrant", "a/b", "a/b@", "a b/c@v1", "a/b@v1;rm"])
+@pytest.mark.parametrize("spec", ["jitgrant", "a/b", "a/b@", "a b/c@v1", "a/b@v1;rm",
+                                  "../..@v1", "a/b@-x"])
 def test_a_malformed_action_is_one_line(tmp_path: Path, spec: str) -> None:
     result = init(tmp_path / "a", "--action", spec)
     assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
