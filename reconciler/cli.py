@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # imported lazily below: the CLI starts fast
 # need not import the database drivers and the requester's side (0.2 s of a 0.4 s start-up).
 LAZY_COMMANDS = {
     "audit": ("auditlog", "audit_command"),
+    "auto-approve": ("approve", "auto_approve_command"),
     "request": ("requester", "request_command"),
     "status": ("access", "status_command"),
     "connect": ("access", "connect_command"),
@@ -76,9 +77,11 @@ def main(verbose: bool) -> None:
 @click.option("--base", help="Mark grants new or changed against this ref (the PR's base).")
 @click.option("--rev", help="Validate this commit instead of the working tree.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text")
-@click.option("--pr-author", help="Fail when a changed grant is for someone else (needs --base).")
-@click.option("--author-team", "teams", multiple=True,
-              help="A team the PR author belongs to, for requesters_for_others (repeatable).")
+@click.option("--pr-author", envvar="JITGRANT_PR_AUTHOR", show_envvar=True,
+              help="Fail when a changed grant is for someone else (needs --base).")
+@click.option("--author-team", "teams", multiple=True, envvar="JITGRANT_AUTHOR_TEAMS",
+              show_envvar=True, help="A team the PR author belongs to, for "
+              "requesters_for_others (repeatable; the variable: space-separated).")
 @click.option("--auto-approvable", is_flag=True,
               help="Exit 0 only if the change is grants of auto_approve levels (needs --base).")
 @handled
@@ -243,7 +246,10 @@ def codeowners(repo: Path, check: bool, fmt: str) -> int:
         click.echo(problems_text([p for p in snapshot.problems if p.path.startswith("policies")]),
                    err=True)
         raise UserError("the policies are invalid; CODEOWNERS was not rendered")
-    wanted = render(snapshot.policy)
+    def exists(rel: str) -> bool:
+        return (repo / rel).exists()
+
+    wanted = render(snapshot.policy, exists)
     path = repo / PATH
     current = path.read_text() if path.exists() else None
     write = not check and current != wanted
@@ -251,7 +257,7 @@ def codeowners(repo: Path, check: bool, fmt: str) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(wanted)
     if fmt == "json":
-        click.echo(to_json(snapshot.policy, stale=current != wanted, written=write))
+        click.echo(to_json(snapshot.policy, exists, stale=current != wanted, written=write))
     elif check and current != wanted:
         click.echo(f"{PATH} is stale: run `jitgrant codeowners` and commit it", err=True)
     elif check:
@@ -259,6 +265,33 @@ def codeowners(repo: Path, check: bool, fmt: str) -> int:
     elif write:
         click.echo(f"wrote {PATH}")
     return 1 if check and current != wanted else 0
+
+
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--ci", "ci", default="github", show_default=True,
+              help="The CI system the workflows are written for (github).")
+@click.option("--action", metavar="OWNER/REPO@REF",
+              help=f"The jitgrant GitHub Action the workflows use (default: "
+                   f"jitgrant/jitgrant@v{__version__}; a commit SHA pins it).")
+@click.option("--force", is_flag=True, help="Overwrite the files that exist already.")
+@handled
+def init(directory: Path, ci: str, action: str | None, force: bool) -> int:
+    """Write a ready access repository: policies, schemas, workflows, CODEOWNERS."""
+    from . import scaffold
+
+    built = scaffold.build(ci, action)
+    existing = scaffold.conflicts(directory, built.files)
+    if existing and not force:
+        for rel in existing:
+            click.echo(f"{directory / rel}: exists already (--force overwrites it)", err=True)
+        return 1
+    scaffold.write(directory, built)
+    for rel in sorted(built.files):
+        click.echo(f"wrote {directory / rel}")
+    click.echo("")
+    click.echo(built.next_steps, nl=False)
+    return 0
 
 
 @main.command()

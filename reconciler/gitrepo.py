@@ -701,6 +701,15 @@ def init_repo(path: Path) -> git.Repo:
     return repo
 
 
+def is_repository(path: Path) -> bool:
+    """Whether `path` is the top of a git checkout (not merely inside one)."""
+    try:
+        git.Repo(path, search_parent_directories=False)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return False
+    return True
+
+
 def commit_all(repo: git.Repo, message: str, author: str, email: str) -> str:
     """Stage everything and commit as `author` (the demo's and tests' stand-in for a merge)."""
     env = {"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": email,

@@ -1,0 +1,171 @@
+"""`jitgrant init`: write a ready access repository from the templates in templates/.
+
+templates/init/ holds what every access repository has (policies, README, pre-commit); each
+CI kind adds its own folder templates/ci/<kind>/ (workflows and the next steps to print). A
+path segment `dot-x` is written as `.x`, so the templates carry no hidden files; `.j2` files
+are rendered with jinja2 (`[[ var ]]`, `[% block %]`: GitHub's `${{ }}` stays as it is).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import __version__, gitrepo
+from .codeowners import render as render_codeowners
+from .errors import Problem, UserError
+from .load import SourceFile
+from .schemas import schema_dir
+from .validate import load_policy
+
+TEMPLATES = Path(__file__).parent / "templates"
+DEFAULT_ACTION_REPO = "jitgrant/jitgrant"
+EXAMPLE_TARGET = "example-db"
+EXAMPLE_DSN_ENV = "EXAMPLE_DB_DSN"
+# The third-party actions the workflows use, pinned by commit; Dependabot keeps them current.
+PINNED = {
+    "checkout": "actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8 # v5.0.0",
+    "cache": "actions/cache@5a3ec84eff668545956fd18022155c47e93e2684 # v4.2.3",
+    "app_token": "actions/create-github-app-token@a8d616148505b5069dccd32f177bb87d7f39123b"
+                 " # v2.1.1",
+}
+_ACTION = re.compile(r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9_][A-Za-z0-9_.-]*)"
+                     r"@(?P<ref>[A-Za-z0-9_][A-Za-z0-9_./-]*)$")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class CiKind:
+    """A CI system: its templates' folder under templates/ci/ and where CODEOWNERS goes."""
+
+    folder: str
+    codeowners: str | None
+    merge_method: str = "squash"
+
+
+# More kinds (gitlab, kubernetes, systemd) add a folder under templates/ci/ and a line here.
+CI_KINDS: dict[str, CiKind] = {
+    "github": CiKind("github", ".github/CODEOWNERS"),
+}
+
+
+@dataclass(frozen=True)
+class Scaffold:
+    files: dict[str, bytes]  # repository-relative path -> content
+    next_steps: str
+
+
+def action_reference(spec: str | None) -> tuple[str, str]:
+    """`uses:` of the jitgrant action and the repository it comes from. A commit SHA keeps
+    the version it was written by as its comment, as Dependabot expects."""
+    spec = spec or f"{DEFAULT_ACTION_REPO}@v{__version__}"
+    m = _ACTION.match(spec)
+    if m is None:
+        raise UserError(f"--action {spec!r}: expected OWNER/REPO@REF, e.g. "
+                        f"{DEFAULT_ACTION_REPO}@v{__version__}")
+    uses = f"{spec} # v{__version__}" if _SHA.match(m["ref"]) else spec
+    return uses, m["repo"]
+
+
+def build(kind_name: str, action: str | None) -> Scaffold:
+    """Everything `init` writes, in memory: nothing touches the disk before it is all known."""
+    kind = CI_KINDS.get(kind_name)
+    if kind is None:
+        raise UserError(f"--ci {kind_name!r}: one of {', '.join(sorted(CI_KINDS))}")
+    uses, action_repo = action_reference(action)
+    ref = uses.split("@", 1)[1].split(" ", 1)[0]
+    context: dict[str, Any] = {
+        **PINNED, "action": uses, "action_repo": action_repo, "action_ref": ref,
+        "pinned": bool(_SHA.match(ref)), "action_url": f"https://github.com/{action_repo}",
+        "precommit_rev": f"v{__version__}", "version": __version__,
+        "target": EXAMPLE_TARGET, "dsn_env": EXAMPLE_DSN_ENV, "dsn_envs": [EXAMPLE_DSN_ENV],
+        "merge_method": kind.merge_method,
+    }
+    env = _environment()
+    files = _render_folder(env, TEMPLATES / "init", context)
+    files |= _render_folder(env, TEMPLATES / "ci" / kind.folder, context)
+    files |= {f"schema/{p.name}": p.read_bytes()
+              for p in sorted(schema_dir().glob("*.schema.json"))}
+    if kind.codeowners:
+        files[kind.codeowners] = _codeowners(files).encode()
+    steps = env.get_template(f"ci/{kind.folder}/next-steps.txt.j2").render(context)
+    return Scaffold(files, steps)
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True, autoescape=False,  # noqa: S701 - YAML and text, not HTML
+        variable_start_string="[[", variable_end_string="]]",
+        block_start_string="[%", block_end_string="%]")
+
+
+def _render_folder(env: jinja2.Environment, folder: Path,
+                   context: dict[str, Any]) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder)
+        if rel.name == "next-steps.txt.j2" or "__pycache__" in rel.parts:
+            continue
+        target = "/".join("." + part[4:] if part.startswith("dot-") else part
+                          for part in rel.parts)
+        if target.endswith(".j2"):
+            name = path.relative_to(TEMPLATES).as_posix()
+            files[target[:-3]] = env.get_template(name).render(context).encode()
+        else:
+            files[target] = path.read_bytes()
+    return files
+
+
+def _codeowners(files: dict[str, bytes]) -> str:
+    """CODEOWNERS from the policies just rendered, naming only the folders init writes."""
+    problems: list[Problem] = []
+    sources = [SourceFile(path, data) for path, data in sorted(files.items())
+               if path.startswith("policies/")]
+    policy = load_policy(sources, problems)
+    if problems:  # the templates are ours: a problem here is a bug, not the user's error
+        raise AssertionError(f"the policy templates are invalid: {problems}")
+    tops = {path.split("/", 1)[0] for path in files}
+    return render_codeowners(policy, lambda rel: rel in tops)
+
+
+def conflicts(root: Path, files: dict[str, bytes]) -> list[str]:
+    """The paths that exist already (or whose folder is a file), repository-relative."""
+    return [rel for rel in sorted(files) if _taken(root, rel)]
+
+
+def _taken(root: Path, rel: str) -> bool:
+    path = root / rel
+    folders = [root / parent for parent in Path(rel).parents if parent != Path(".")]
+    return path.exists() or path.is_symlink() or any(
+        folder.is_symlink() or (folder.exists() and not folder.is_dir()) for folder in folders)
+
+
+def write(root: Path, scaffold: Scaffold) -> None:
+    """Write the access repository, replacing what is in the way (the caller asked `conflicts`
+    first); `git init` first when `root` is not a git checkout."""
+    root.mkdir(parents=True, exist_ok=True)
+    if not gitrepo.is_repository(root):
+        gitrepo.init_repo(root)
+    for rel, data in sorted(scaffold.files.items()):
+        _clear(root, rel)
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def _clear(root: Path, rel: str) -> None:
+    """Remove a file, link or folder where `rel` or one of its folders goes (--force)."""
+    for parent in [*reversed(Path(rel).parents), Path(rel)]:
+        path = root / parent
+        if parent == Path(".") or not (path.exists() or path.is_symlink()):
+            continue
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        elif parent == Path(rel):
+            shutil.rmtree(path)
