@@ -9,6 +9,7 @@ Where the index cannot be reached they skip, saying so."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -120,3 +121,16 @@ def test_the_wheel_without_extras_validates_plans_and_applies(
     assert demo.stdout == ""
     [line] = demo.stderr.splitlines()
     assert "pip install 'jitgrant[demo]'" in line
+
+
+def test_the_package_description_links_the_repository_not_relative_paths(
+        dist: dict[str, Path]) -> None:
+    """PyPI shows the README without the repository: each relative link becomes absolute."""
+    with zipfile.ZipFile(dist["wheel"]) as whl:
+        metadata = next(whl.read(n).decode() for n in whl.namelist()
+                        if n.endswith("dist-info/METADATA"))
+    description = metadata.split("\n\n", 1)[1]
+    assert "Description-Content-Type: text/markdown" in metadata
+    assert "](https://github.com/jitgrant/jitgrant/blob/main/docs/" in description
+    relative = re.findall(r"\]\((?!https?://|mailto:|#)[^)]+\)", description)
+    assert relative == []
