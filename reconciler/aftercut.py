@@ -69,16 +69,41 @@ Earlier = Callable[[str], list[CutAction]]
 
 def reader(root: Path, targets: list[str]) -> Earlier:
     """The cut actions of each target's newest record, found in one pass over the records,
-    newest first, read only as far back as needed (and at most LOOK_BACK of them)."""
+    newest first, read only as far back as needed (and at most LOOK_BACK of them). Records
+    of one second sort by run id, not by time: within a second, a cut record that another
+    names in its follow_ups is taken as followed up."""
     found: dict[str, list[CutAction]] = {}
     wanted = set(targets)
-    for rel, data in _records(root):
-        for name in sorted(wanted & _touched(data)):
-            found[name] = _cut_actions(rel, data, name)
-            wanted.discard(name)
+    followed: set[tuple[Any, Any]] = set()  # (target, record) pairs said already
+    for second in _seconds(root):
+        for _, data in second:
+            followed |= {(f.get("target"), f.get("record"))
+                         for f in _dicts(data.get("follow_ups"))}
+        for name in sorted(wanted):
+            touching = [(rel, data) for rel, data in second if name in _touched(data)]
+            if touching:
+                found[name] = [cut for rel, data in touching if (name, rel) not in followed
+                               for cut in _cut_actions(rel, data, name)]
+                wanted.discard(name)
         if not wanted:
             break
     return lambda name: found.get(name, [])
+
+
+def _seconds(root: Path) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """The records, newest second first, those of one second together."""
+    group: list[tuple[str, dict[str, Any]]] = []
+    for rel, data in _records(root):
+        if group and _second(group[0][0]) != _second(rel):
+            yield group
+            group = []
+        group.append((rel, data))
+    if group:
+        yield group
+
+
+def _second(rel: str) -> str:
+    return rel.rsplit("/", 1)[-1].split("-", 1)[0]  # <yyyymmddTHHMMSSZ>-<run id>.json
 
 
 def _records(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
