@@ -107,8 +107,9 @@ def _second(rel: str) -> str:
 
 
 def _records(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(path, content) of the newest LOOK_BACK records under audit/YYYY/MM/DD/; an unreadable
-    one is skipped (no reason to stop a run)."""
+    """(path, content) of the newest LOOK_BACK records under audit/YYYY/MM/DD/, each read
+    only up to its actions unless a target of it was cut; an unreadable one is skipped (no
+    reason to stop a run)."""
     seen = 0
     for year in _descending(root / "audit"):
         for month in _descending(year):
@@ -118,11 +119,40 @@ def _records(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                         return
                     seen += 1
                     try:
-                        data = json.loads(path.read_bytes())
+                        data = _load(path)
                     except (OSError, ValueError):
                         continue
                     if isinstance(data, dict):
                         yield path.relative_to(root).as_posix(), data
+
+
+# Where audit.to_json starts a record's actions: everything the reader needs comes before.
+_ACTIONS = b'\n  "actions": ['
+
+
+def _load(path: Path) -> Any:
+    """A record with its actions only when a target of it was cut: the head (times, targets,
+    follow-ups) of a record of 10,000 actions is a few lines, its actions megabytes."""
+    head = b""
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 16):
+            head += chunk
+            if _ACTIONS in head[-len(chunk) - len(_ACTIONS):]:
+                break
+    at = head.find(_ACTIONS)
+    if at != -1:
+        data = json.loads(head[:at] + b'\n  "actions": []\n}')
+        if not any(_was_cut(t) for t in _dicts(data.get("targets"))):
+            return data
+    return json.loads(path.read_bytes())
+
+
+def _was_cut(target: dict[str, Any]) -> bool:
+    """Its actions say how the cut left them; a record from before the count was kept says
+    a lost connection in the target's error."""
+    error = target.get("error")
+    return bool(target.get("cut")) or (isinstance(error, str)
+                                       and error.startswith("connection lost"))
 
 
 def _descending(folder: Path) -> list[Path]:

@@ -65,9 +65,7 @@ def record(run: Run, actor: str, actions: bool = True,
         "jitgrant_version": __version__,
         "commit": run.snapshot.commit,
         "actor": os.environ.get("GITHUB_ACTOR") or actor,
-        "targets": [{"target": t.target.name, "engine": t.target.engine, "status": t.status,
-                     "error": t.error, "actions": len(t.plan.actions) if t.plan else 0}
-                    for t in run.targets],
+        "targets": [_target(t) for t in run.targets],
     }
     follow_ups = [f.as_dict() for t in run.targets for f in t.follow_ups]
     if follow_ups:  # what this run found of actions an earlier run's lost connection left
@@ -77,6 +75,15 @@ def record(run: Run, actor: str, actions: bool = True,
                        for shown, ended in [(t.shown_by_action(), ends(t))]
                        for i, a in enumerate(t.plan.actions)]
     return data
+
+
+def _target(t: TargetRun) -> dict[str, Any]:
+    entry = {"target": t.target.name, "engine": t.target.engine, "status": t.status,
+             "error": t.error, "actions": len(t.plan.actions) if t.plan else 0}
+    cut = sum(1 for r in t.results if r.cut)
+    if cut:  # the next run reads this line, and the actions only when it is there
+        entry["cut"] = cut
+    return entry
 
 
 def _grants(snapshot: Snapshot) -> dict[str, Grant]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -20,7 +20,7 @@ from reconciler.engines.base import Progress, Statement
 from reconciler.model import ActualRole, ActualState, Target
 from reconciler.plan import Action, TargetPlan
 from reconciler.schemas import validator
-from tests.audit_runs import Step, make_run, revoke
+from tests.audit_runs import Step, make_run, revoke, write_record
 
 TARGET = Target("db1", "postgres", "JG_DSN")
 LOST = "connection lost: server closed the connection unexpectedly"
@@ -210,3 +210,21 @@ def test_a_record_with_a_cut_action_and_follow_ups_validates() -> None:
     assert record["actions"][0]["cut"] == "rolled_back"
     assert record["follow_ups"][0]["found"] == "had taken effect"
     assert [e.message for e in validator("audit").iter_errors(record)] == []
+
+
+def test_records_as_apply_writes_them_are_read_up_to_their_actions_unless_cut(
+        tmp_path: Path) -> None:
+    started = datetime(2026, 12, 5, 10, tzinfo=timezone.utc)
+    cut = make_run(started, [Step(revoke("orders-prod", "jit_a", "removed"), error="lost")], [])
+    cut.targets[0].results[0].cut = "rolled_back"
+    rel = write_record(tmp_path, cut)
+    assert json.loads((tmp_path / rel).read_text())["targets"][0]["cut"] == 1
+    [found] = reader(tmp_path, ["orders-prod"])("orders-prod")
+    assert (found.login, found.cut, found.record) == ("jit_a", "rolled_back", rel)
+    clean = make_run(started + timedelta(minutes=5),
+                     [Step(revoke("orders-prod", "jit_b", "removed"))], [])
+    path = tmp_path / write_record(tmp_path, clean)
+    text = path.read_text()
+    at = text.index('\n  "actions": [')
+    path.write_text(text[:at + 20] + "not JSON: never read")  # a clean record's actions
+    assert reader(tmp_path, ["orders-prod"])("orders-prod") == []
