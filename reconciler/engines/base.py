@@ -98,23 +98,23 @@ class Progress:
 
     def _said(self, index: int, error: str) -> tuple[str, str, bool]:
         done, total = self.done[index], self.total[index]
-        before = f"{done} of its {total} statements had committed; " if done else ""
         sent = self.flight.get(index, 0)
+        left = total - done - sent
+        before = f"{done} of its {total} statements had committed; " if done else ""
+        after = f"; the other {left} never ran" if left > 0 and sent else ""
+        lost = f"the connection was lost ({error})"
+        if sent and self.committing and not left:
+            return (f"unknown: {before}{lost} {self.lost_in} its {'last ' if done else ''}"
+                    f"{sent} statement(s): whether they took effect is not known; the next "
+                    "run reads what the server holds and says", "in_doubt", True)
         if sent and self.committing:
-            if done + sent >= total:
-                return (f"unknown: the connection was lost ({error}) {self.lost_in} its "
-                        f"{'last ' if done else ''}{sent} statement(s): whether they took "
-                        "effect is not known; the next run reads what the server holds and "
-                        "says", "in_doubt", True)
-            return (f"not done: {before}the connection was lost ({error}) {self.lost_in} "
-                    f"{sent} more (whether they took effect is not known) and the other "
-                    f"{total - done - sent} never ran", "in_doubt", False)
+            return (f"not done: {before}{lost} {self.lost_in} {sent} of its statements, "
+                    f"whether they took effect is not known{after}", "in_doubt", False)
         if sent:
-            return (f"not done: {before}the connection was lost ({error}) before the COMMIT of "
-                    f"{'the rest' if done else 'its statements'}: the server rolled "
-                    f"{'them' if sent > 1 else 'it'} back", "rolled_back", False)
-        return (f"not done: {before}the connection was lost ({error}) before "
-                f"{'the rest' if done else 'any of its statements'} ran", "not_run", False)
+            return (f"not done: {before}{lost} before the COMMIT of {sent} of its "
+                    f"statements, which the server rolled back{after}", "rolled_back", False)
+        rest = "the rest" if done else "any of its statements"
+        return f"not done: {before}{lost} before {rest} ran", "not_run", False
 
 
 class Session(Protocol):
