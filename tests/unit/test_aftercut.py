@@ -19,6 +19,7 @@ from reconciler.aftercut import CutAction, FollowUp, compare, reader
 from reconciler.engines.base import Progress, Statement
 from reconciler.model import ActualRole, ActualState, Target
 from reconciler.plan import Action, TargetPlan
+from reconciler.render import plan_data, plan_text
 from reconciler.schemas import validator
 from tests.audit_runs import Step, make_run, revoke, write_record
 
@@ -230,3 +231,17 @@ def test_records_as_apply_writes_them_are_read_up_to_their_actions_unless_cut(
     at = text.index('\n  "actions": [')
     path.write_text(text[:at + 20] + "not JSON: never read")  # a clean record's actions
     assert reader(tmp_path, ["orders-prod"])("orders-prod") == []
+
+
+def test_apply_says_what_it_found_in_text_and_json() -> None:
+    run = make_run(datetime(2026, 12, 5, 10, tzinfo=timezone.utc),
+                   [Step(revoke("orders-prod", "jit_b", "removed"))], [])
+    follow = FollowUp(_cut("revoke", "jit_b"), False, "revoke")
+    run.targets[0].follow_ups = [follow]
+    said = ("after the cut of run r1 (audit/2026/12/05/x.json): revoke of jit_b had not "
+            "taken effect: revoking now")
+    lines = plan_text(run).splitlines()
+    assert lines[0].startswith("target orders-prod (postgres): 1 change")
+    assert lines[1] == f"  {said}"
+    [data] = plan_data(run)["targets"]
+    assert data["follow_ups"] == [{**follow.as_dict(), "said": said}]
