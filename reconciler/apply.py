@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 
+from .aftercut import Earlier, FollowUp, compare
 from .engines import ENGINES, ActionResult, Session, Statement
 from .errors import ConnectionLost, ForeignLock, Problem, UserError
 from .model import ActualState, Policy, Target
@@ -34,6 +35,8 @@ class TargetRun:
     executed: bool = False
     bug: str | None = None  # the traceback of an unexpected error, for -v
     prepared: list[str] | None = None  # the audit record's heads of actions (audit.preparer)
+    # what the server showed of the actions an earlier run's lost connection left not done
+    follow_ups: list[FollowUp] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -233,17 +236,18 @@ def reconcile(snapshot: Snapshot, now: datetime, *, only: Sequence[str] = (),
               execute: bool = False, offline: bool = False,
               env: Mapping[str, str] | None = None,
               while_executing: Callable[[TargetRun], None] | None = None,
-              prefetch: Prefetch | None = None) -> Run:
+              prefetch: Prefetch | None = None, earlier: Earlier | None = None) -> Run:
     """Plan (and with `execute`, apply) every selected target; a failing target never stops
     the others. `while_executing(target_run)` runs in a thread while a target's statements
     execute (the audit prepares its record there). `prefetch` holds the targets' sessions and
-    catalogs read while the snapshot was read (made with the same `execute` and `env`)."""
+    catalogs read while the snapshot was read (made with the same `execute` and `env`).
+    `earlier(target name)`: the actions an earlier run left cut, compared with the server."""
     env = os.environ if env is None else env
     run = Run(snapshot, now, [], offline=offline)
     with no_gc_pauses():
         for target in select_targets(snapshot, only):
             run.targets.append(_one_target(snapshot, target, now, execute, offline, env,
-                                           while_executing, prefetch))
+                                           while_executing, prefetch, earlier))
     run.finished = datetime.now(now.tzinfo)
     return run
 
@@ -251,7 +255,8 @@ def reconcile(snapshot: Snapshot, now: datetime, *, only: Sequence[str] = (),
 def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool,
                 offline: bool, env: Mapping[str, str],
                 while_executing: Callable[[TargetRun], None] | None = None,
-                prefetch: Prefetch | None = None) -> TargetRun:
+                prefetch: Prefetch | None = None,
+                earlier: Earlier | None = None) -> TargetRun:
     engine = ENGINES.get(target.engine)
     result = TargetRun(target)
     if engine is None:
@@ -286,6 +291,8 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
         if lock.revocations_only:
             result.plan = only_revocations(result.plan)
         result.statements = engine.render(result.plan, actual)
+        if execute and earlier is not None:
+            result.follow_ups = compare(earlier(target.name), actual, result.plan)
         if execute and result.plan.actions:
             result.executed = True
             with _alongside(while_executing, result):
@@ -293,7 +300,7 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
         if lock.foreign:
             result.error = lock.foreign
     except ConnectionLost as exc:
-        _failed(result, str(exc), unknown=True)
+        _failed(result, str(exc), unknown=True, known=exc.results)
     except UserError as exc:
         _failed(result, redact(str(exc)))
     except Exception as exc:  # noqa: BLE001 - one target's bug must not stop the others
@@ -329,12 +336,18 @@ def _quietly(work: Callable[[TargetRun], None], result: TargetRun) -> None:
         result.prepared = None
 
 
-def _failed(result: TargetRun, error: str, unknown: bool = False) -> None:
-    """After a lost connection no action is known to have failed (or been done): each says
-    unknown, and the next run reads what the server holds."""
+def _failed(result: TargetRun, error: str, unknown: bool = False,
+            known: list[ActionResult] | None = None) -> None:
+    """After a lost connection, each action as the engine knew it (done, rolled back, not
+    run, in doubt); without the engine's word, none is known to have failed (or been done):
+    each says unknown, and the next run reads what the server holds."""
     result.error = error
-    if result.plan and result.executed and not result.results:
+    if result.plan and result.executed and known is not None \
+            and len(known) == len(result.plan.actions):
+        result.results = known
+    elif result.plan and result.executed and not result.results:
         said = f"unknown: the connection was lost ({error}); the next run reads what the " \
             "server holds and does what is left" if unknown else error
-        result.results = [ActionResult(error=said, unknown=unknown)
+        result.results = [ActionResult(error=said, unknown=unknown,
+                                       cut="in_doubt" if unknown else None)
                           for _ in result.plan.actions]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -56,7 +57,7 @@ def record(run: Run, actor: str, actions: bool = True,
     """The record as data; `actions=False` leaves the actions out (to_json then takes them
     already encoded, see action_lines)."""
     grants = _grants(run.snapshot)
-    return {
+    data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run.run_id,
         "started": iso(run.started),
@@ -64,14 +65,25 @@ def record(run: Run, actor: str, actions: bool = True,
         "jitgrant_version": __version__,
         "commit": run.snapshot.commit,
         "actor": os.environ.get("GITHUB_ACTOR") or actor,
-        "targets": [{"target": t.target.name, "engine": t.target.engine, "status": t.status,
-                     "error": t.error, "actions": len(t.plan.actions) if t.plan else 0}
-                    for t in run.targets],
-        "actions": [{**_static(a, shown[i], grants, ended.get(a.login)), **_outcome(t, i)}
-                    for t in run.targets if actions and t.plan
-                    for shown, ended in [(t.shown_by_action(), ends(t))]
-                    for i, a in enumerate(t.plan.actions)],
+        "targets": [_target(t) for t in run.targets],
     }
+    follow_ups = [f.as_dict() for t in run.targets for f in t.follow_ups]
+    if follow_ups:  # what this run found of actions an earlier run's lost connection left
+        data["follow_ups"] = follow_ups
+    data["actions"] = [{**_static(a, shown[i], grants, ended.get(a.login)), **_outcome(t, i)}
+                       for t in run.targets if actions and t.plan
+                       for shown, ended in [(t.shown_by_action(), ends(t))]
+                       for i, a in enumerate(t.plan.actions)]
+    return data
+
+
+def _target(t: TargetRun) -> dict[str, Any]:
+    entry = {"target": t.target.name, "engine": t.target.engine, "status": t.status,
+             "error": t.error, "actions": len(t.plan.actions) if t.plan else 0}
+    cut = sum(1 for r in t.results if r.cut)
+    if cut:  # the next run reads this line, and the actions only when it is there
+        entry["cut"] = cut
+    return entry
 
 
 def _grants(snapshot: Snapshot) -> dict[str, Grant]:
@@ -147,7 +159,7 @@ def _ended_by(ended: Ending | None) -> dict[str, Any] | None:
 def _outcome(run: TargetRun, index: int) -> dict[str, Any]:
     result = run.results[index] if index < len(run.results) else None
     status = result.status if result else ("failed" if run.error else "planned")
-    return {
+    outcome = {
         "statements": result.statements if result else 0,
         "sessions_ended": result.sessions_ended if result else 0,
         "owned_objects": _owned(result),
@@ -155,6 +167,9 @@ def _outcome(run: TargetRun, index: int) -> dict[str, Any]:
         "error": (result.error if result else None) or (run.error if status == "failed"
                                                          else None),
     }
+    if result is not None and result.cut:
+        outcome["cut"] = result.cut  # the next run compares it with the server (aftercut)
+    return outcome
 
 
 def _owned(result: ActionResult | None) -> list[dict[str, Any]]:
@@ -213,9 +228,10 @@ def write(root: Path, run: Run, content: bytes) -> str:
 
 
 def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) -> str | None:
-    """Write the run's audit record when anything was executed; commit (and push) it. A
-    pushing run that executed nothing still delivers the records whose push was refused."""
-    if not any(t.executed for t in run.targets):
+    """Write the run's audit record when anything was executed, or an earlier cut followed
+    up; commit (and push) it. A pushing run that executed nothing still delivers the records
+    whose push was refused."""
+    if not any(t.executed or t.follow_ups for t in run.targets):
         if commit and push:
             _deliver_pending(gitrepo.open_repo(repo_path), run.run_id)
         return None
@@ -237,7 +253,7 @@ def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) 
                                  f"audit: {changed} change(s) by jitgrant apply "
                                  f"{run.run_id}{also} [skip ci]")
             if push:
-                _deliver(repo, run.run_id, rel, pending)
+                _deliver(repo, run.run_id, rel, pending, content)
     return rel
 
 
@@ -246,7 +262,8 @@ def repeats_latest(root: Path, run: Run) -> bool:
     target that fails the same way run after run (every few minutes from cron) then writes
     one record per change of outcome, not one per run. Any action that succeeded, or ended a
     session, is a change and is recorded."""
-    if any(r.status == "ok" for t in run.targets for r in t.results):
+    if any(r.status == "ok" for t in run.targets for r in t.results) \
+            or any(t.follow_ups for t in run.targets):
         return False
     latest = _latest_record(root / "audit")
     if latest is None:
@@ -296,19 +313,42 @@ def _deliver_pending(repo: Repo, run_id: str) -> None:
             gitrepo.delete_pending(repo, pending)  # delivered already
 
 
-def _deliver(repo: Repo, run_id: str, rel: str, pending: dict[str, str]) -> None:
+def _deliver(repo: Repo, run_id: str, rel: str, pending: dict[str, str],
+             content: bytes | None = None) -> None:
     """Push the audit commit; when the branch refuses it, keep it on a pending branch of
-    origin for the next run, since a CI runner's local branch dies with the runner."""
+    origin for the next run, since a CI runner's local branch dies with the runner. When
+    that fails too, the record (`content`, this run's own) is printed: the runner's checkout
+    may be all that holds it, and the job's log outlives it. Records carried from pending
+    branches are still on those branches."""
     try:
         gitrepo.push(repo)
     except UserError as exc:
         kept = gitrepo.keep_pending(repo, run_id)
+        if not kept and content is not None:
+            _print_record(rel, content)
         where = (f"the audit record {rel} is kept on origin's branch {kept}, and the next "
                  "`apply --push` carries it" if kept else
-                 f"the audit record {rel} is committed only on this checkout's branch: keep "
-                 "it until it is pushed")
+                 f"the audit record {rel} is committed only on this checkout's branch"
+                 f"{' and printed above' if content is not None else ''}: keep it until it "
+                 "is pushed")
         raise UserError(f"{exc}; {where}") from None
     gitrepo.delete_pending(repo, pending)
+
+
+def _print_record(rel: str, content: bytes) -> None:
+    """The record on stderr, as JSON (the bytes of the file, UTF-8) between two lines that
+    name it; stdout keeps the run's output alone."""
+    err = sys.stderr
+    err.write(f"jitgrant: no push took the audit record {rel}: it follows, as JSON; keep it\n")
+    err.flush()
+    buffer = getattr(err, "buffer", None)
+    if buffer is not None:
+        buffer.write(content)
+        buffer.flush()
+    else:
+        err.write(content.decode())
+    err.write(f"jitgrant: end of the audit record {rel}\n")
+    err.flush()
 
 
 @contextmanager

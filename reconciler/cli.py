@@ -208,6 +208,7 @@ def _print_run(run: Any, fmt: str) -> None:
 def apply(repo: Path, rev: str, only: tuple[str, ...], dry_run: bool, no_commit: bool, push: bool,
           fmt: str) -> int:
     """Reconcile the databases with the grants at a commit, then audit and commit."""
+    from .aftercut import reader
     from .apply import Prefetch, reconcile
     from .audit import endings_from, persist, preparer
     from .snapshot import read_snapshot
@@ -215,9 +216,10 @@ def apply(repo: Path, rev: str, only: tuple[str, ...], dry_run: bool, no_commit:
     started = now_utc()
     with Prefetch(execute=not dry_run, only=only) as prefetch:
         snapshot = read_snapshot(repo, rev, started, on_policy=prefetch.start)
+        earlier = None if dry_run else reader(repo, sorted(snapshot.policy.targets))
         run = reconcile(snapshot, started, only=only, execute=not dry_run,
                         while_executing=preparer(snapshot, endings_from(repo, snapshot)),
-                        prefetch=prefetch)
+                        prefetch=prefetch, earlier=earlier)
     _print_run(run, fmt)
     if dry_run:
         return _exit_code(run, 2)

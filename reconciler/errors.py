@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 def one_line(text: str) -> str:
@@ -46,8 +47,13 @@ class TargetError(UserError):
 
 
 class ConnectionLost(TargetError):
-    """The connection to a target dropped while executing: what the server did with the
-    statements in flight is unknown until the next run reads it."""
+    """The connection to a target dropped while executing. `results` (the engine's
+    ActionResults, when it kept track) say action by action what was committed before, what
+    the server rolled back and what is in doubt until the next run reads the server."""
+
+    def __init__(self, message: str, results: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.results = results
 
 
 class LockHeld(TargetError):

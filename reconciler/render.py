@@ -94,6 +94,7 @@ def plan_text(run: Run, show_sql: bool = True) -> str:
         return "\n".join(out)  # against an empty server every grant is new: not a summary
     for t in run.targets:
         out.append(_target_header(t))
+        out.extend(f"  {f.line()}" for f in t.follow_ups)
         if not t.plan:
             continue
         shown = t.shown_by_action()
@@ -174,8 +175,11 @@ def _target_data(t: TargetRun) -> dict[str, Any]:
             "status": result.status if result else "planned",
             "error": result.error if result else None,
         })
-    return {"target": t.target.name, "engine": t.target.engine, "status": t.status,
+    data = {"target": t.target.name, "engine": t.target.engine, "status": t.status,
             "error": t.error, "actions": actions}
+    if t.follow_ups:  # apply after a cut: what the server showed of the earlier actions
+        data["follow_ups"] = [{**f.as_dict(), "said": f.line()} for f in t.follow_ups]
+    return data
 
 
 def plan_json(run: Run) -> str:

@@ -43,10 +43,78 @@ class ActionResult:
     planted: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
     unknown: bool = False  # the connection was lost: whether it was done is not known
+    # The connection was lost before the action was done: what became of the rest of its
+    # statements (one of CUTS); None when it was done, or failed for another reason.
+    cut: str | None = None
 
     @property
     def status(self) -> str:
         return "unknown" if self.unknown else "failed" if self.error else "ok"
+
+
+# not_run: the statements left had not been sent; rolled_back: those in flight were lost before
+# their COMMIT, so the server rolled them back; in_doubt: the connection was lost during their
+# COMMIT (PostgreSQL) or while the statement ran (MySQL, where each commits alone): whether they
+# took effect is not known.
+CUTS = ("not_run", "rolled_back", "in_doubt")
+
+
+class Progress:
+    """What of a plan is committed, kept while it executes, so that a lost connection is
+    recorded action by action: done, rolled back, not run, or in doubt."""
+
+    def __init__(self, plan: TargetPlan, statements: Sequence[Statement],
+                 autocommit: bool = False) -> None:
+        # where a statement is in doubt: in its transaction's COMMIT, or (each statement
+        # committing alone) while it ran
+        self.lost_in = "while running" if autocommit else "during the COMMIT of"
+        self.results = [ActionResult() for _ in plan.actions]
+        self.total = [0] * len(plan.actions)
+        for stmt in statements:
+            self.total[stmt.action] += 1
+        self.done = [0] * len(plan.actions)  # statements committed
+        self.flight: dict[int, int] = {}  # action -> its statements in the open transaction
+        self.committing = False  # the flight's statements ran: only the COMMIT was left
+
+    def begin(self, stmts: Sequence[Statement], committing: bool = False) -> None:
+        self.flight = {}
+        for stmt in stmts:
+            self.flight[stmt.action] = self.flight.get(stmt.action, 0) + 1
+        self.committing = committing
+
+    def committed(self) -> None:
+        for action, count in self.flight.items():
+            self.done[action] += count
+        self.flight = {}
+
+    def at_cut(self, error: str) -> list[ActionResult]:
+        """The results, each action not done saying what became of it."""
+        for index, result in enumerate(self.results):
+            if (result.error and result.cut is None) or self.done[index] >= self.total[index]:
+                continue  # failed for a reason of its own before, or done
+            result.statements = self.done[index]
+            result.error, result.cut, result.unknown = self._said(index, error)
+        return self.results
+
+    def _said(self, index: int, error: str) -> tuple[str, str, bool]:
+        done, total = self.done[index], self.total[index]
+        sent = self.flight.get(index, 0)
+        left = total - done - sent
+        before = f"{done} of its {total} statements had committed; " if done else ""
+        after = f"; the other {left} never ran" if left > 0 and sent else ""
+        lost = f"the connection was lost ({error})"
+        if sent and self.committing and not left:
+            return (f"unknown: {before}{lost} {self.lost_in} its {'last ' if done else ''}"
+                    f"{sent} statement(s): whether they took effect is not known; the next "
+                    "run reads what the server holds and says", "in_doubt", True)
+        if sent and self.committing:
+            return (f"not done: {before}{lost} {self.lost_in} {sent} of its statements, "
+                    f"whether they took effect is not known{after}", "in_doubt", False)
+        if sent:
+            return (f"not done: {before}{lost} before the COMMIT of {sent} of its "
+                    f"statements, which the server rolled back{after}", "rolled_back", False)
+        rest = "the rest" if done else "any of its statements"
+        return f"not done: {before}{lost} before {rest} ran", "not_run", False
 
 
 class Session(Protocol):

@@ -23,8 +23,8 @@ from pymysql.converters import escape_string
 from ..errors import ConfigError, ConnectionLost, TargetError, one_line
 from ..model import ActualRole, ActualState, Target
 from ..plan import Action, TargetPlan, wants_backstop
-from .base import (PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrubbed_line,
-                   take_lock)
+from .base import (PHASES, ActionResult, Progress, Statement, dsn_secrets, render_plan,
+                   scrubbed_line, take_lock)
 
 MASK = "'********'"
 EVENT_PREFIX = "jitgrant_expire_"
@@ -617,15 +617,32 @@ class MysqlSession:
                 actual: ActualState) -> list[ActionResult]:
         """In phase order, each statement committing on its own. A failed statement ends its
         action: later steps would assume it had worked."""
-        results = [ActionResult() for _ in plan.actions]
+        progress = Progress(plan, statements, autocommit=True)
+        try:
+            self._execute(plan, statements, progress)
+        except ConnectionLost as exc:
+            raise ConnectionLost(str(exc), progress.at_cut(str(exc))) from None
+        except TargetError as exc:
+            if self.conn.open:
+                raise
+            raise ConnectionLost(str(exc), progress.at_cut(str(exc))) from None
+        return progress.results
+
+    def _execute(self, plan: TargetPlan, statements: Sequence[Statement],
+                 progress: Progress) -> None:
+        results = progress.results
         for phase in PHASES:
-            if phase == "sessions":
+            if phase == "sessions":  # looked up again now: in doubt from the first KILL
+                progress.begin([s for s in statements
+                                if s.phase == phase and not results[s.action].error], True)
                 self._end_sessions(plan, results)
+                progress.committed()
                 continue
             for stmt in statements:
                 if stmt.phase == phase and not results[stmt.action].error:
+                    progress.begin([stmt], committing=True)  # each commits as it runs
                     self._run(stmt, results[stmt.action])
-        return results
+                    progress.committed()
 
     def _run(self, stmt: Statement, result: ActionResult) -> None:
         try:

@@ -20,8 +20,8 @@ from ..model import SERVER_POWER_ROLES, ActualRole, ActualState, DesiredLogin, T
 from ..plan import Action, TargetPlan, marker_comment, owned_object_databases, reassign_target
 from ..planted import describe, dollar_quote
 from ..timeutil import INFINITY, NEG_INFINITY
-from .base import (PHASES, ActionResult, Statement, dsn_secrets, render_plan, scrubbed_line,
-                   take_lock)
+from .base import (PHASES, ActionResult, Progress, Statement, dsn_secrets, render_plan,
+                   scrubbed_line, take_lock)
 
 ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
 MASK = "'********'"
@@ -449,6 +449,7 @@ class PostgresSession:
         self._kinds: dict[int, str] = {}
         self._logins: dict[int, str] = {}
         self._survivors: dict[int, list[int]] = {}  # action -> pids that did not end
+        self._progress: Progress  # set by execute
 
     def _quiet_log(self) -> None:
         """Statements that carry verifiers stay out of the server log where this role may say
@@ -537,12 +538,35 @@ class PostgresSession:
 
     def execute(self, plan: TargetPlan, statements: Sequence[Statement],
                 actual: ActualState) -> list[ActionResult]:
+        self._progress = Progress(plan, statements)
         with _driver_errors("applying", self.hide):
-            return self._execute(plan, statements, actual)
+            try:
+                return self._execute(plan, statements, actual)
+            except ConnectionLost as exc:
+                raise ConnectionLost(str(exc), self._progress.at_cut(str(exc))) from None
+            except psycopg.Error as exc:
+                if not (self.conn.closed or self.conn.broken):
+                    raise
+                lost = f"connection lost: {_one_line(exc, self.hide)}"
+                raise ConnectionLost(lost, self._progress.at_cut(lost)) from None
+
+    @contextmanager
+    def _tx(self, conn: psycopg.Connection[Any], stmts: list[Statement]) -> Iterator[None]:
+        """The outermost transaction of these statements, kept track of: a connection lost
+        before the block ends rolls them back; one lost in the COMMIT leaves them in doubt."""
+        self._progress.begin(stmts)
+        try:
+            with conn.transaction():
+                yield
+                self._progress.committing = True
+        except psycopg.Error as exc:
+            self._alive(conn, exc)
+            raise
+        self._progress.committed()
 
     def _execute(self, plan: TargetPlan, statements: Sequence[Statement],
                  actual: ActualState) -> list[ActionResult]:
-        results = [ActionResult() for _ in plan.actions]
+        results = self._progress.results
         self._kinds = {index: action.kind for index, action in enumerate(plan.actions)}
         self._logins = {index: action.login for index, action in enumerate(plan.actions)}
         self._survivors = {}
@@ -620,12 +644,14 @@ class PostgresSession:
         if not batch:
             return
         index_of = {plan.actions[s.action].login: s.action for s in batch}
+        self._progress.begin(batch, committing=True)  # no transaction: in doubt once sent
         try:
             rows = self.conn.execute(_TERMINATE, [sorted(index_of)]).fetchall()
         except psycopg.Error as exc:
             self._alive(self.conn, exc)
             _fail(batch, results, _one_line(exc, self.hide))
             return
+        self._progress.committed()
         for stmt in batch:
             results[stmt.action].statements += 1
         for login, ended in rows:
@@ -649,7 +675,7 @@ class PostgresSession:
         if self._retried(part, results, self._lock_out_together):
             _count(part, results)
             return
-        with self.conn.transaction():
+        with self._tx(self.conn, part):
             self.conn.execute(LOCKOUT_WAIT)
             for group in _grouped(part):
                 if self._retried(group, results, self._lock_out_savepoint):
@@ -657,7 +683,7 @@ class PostgresSession:
 
     def _lock_out_together(self, stmts: list[Statement], results: list[ActionResult],
                            attempt: int) -> None:
-        with self.conn.transaction():
+        with self._tx(self.conn, stmts):
             self.conn.execute(LOCKOUT_WAIT)
             if attempt:
                 self._end_sessions(stmts, results)
@@ -723,7 +749,7 @@ class PostgresSession:
         When that fails, the same transaction again with a savepoint per action, so one bad
         action is reported and the others still happen."""
         try:
-            with conn.transaction():
+            with self._tx(conn, stmts):
                 _send(conn, stmts)
         except psycopg.Error as exc:
             self._alive(conn, exc)
@@ -740,7 +766,7 @@ class PostgresSession:
         groups: dict[int, list[Statement]] = {}
         for stmt in stmts:
             groups.setdefault(stmt.action, []).append(stmt)
-        with conn.transaction():
+        with self._tx(conn, stmts):
             for index, group in groups.items():
                 if self._kinds.get(index) == "update":
                     for stmt in group:

@@ -185,9 +185,10 @@ def test_a_lock_held_by_another_run(lock_holder: Any, namespace: Namespace,  # n
 
 
 def test_a_rejected_push(namespace: Namespace, tmp_path: Path) -> None:  # noqa: F811
-    """Both targets are reconciled; the push is refused (a pre-receive hook on the origin):
-    exit 1 with git's reason in one line, origin untouched, and locally one whole audit
-    commit, which the next push carries."""
+    """Both targets are reconciled; every push is refused (a pre-receive hook on the origin),
+    the pending branch's too: exit 1 with git's reason in one line, origin untouched, locally
+    one whole audit commit, which the next push carries, and the record printed on stderr as
+    JSON (issue 12, finding 10: a CI runner's checkout dies with it, its log does not)."""
     t = TwoTargets(namespace, tmp_path / "seed", "postgres", PG_DSN)
     origin = tmp_path / "origin.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
@@ -200,10 +201,16 @@ def test_a_rejected_push(namespace: Namespace, tmp_path: Path) -> None:  # noqa:
     before = git(origin, "rev-parse", "main")
     result = jitgrant_apply(ci, t.env, "--push")
     assert result.code == 1, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("jitgrant: error: git push failed: "), lines
-    assert "main is protected" in lines[0] and "pre-receive hook declined" in lines[0]
-    assert "is committed only on this checkout's branch" in lines[0]  # no pending branch
+    *printed, line = result.stderr.strip().splitlines()
+    assert line.startswith("jitgrant: error: git push failed: "), line
+    assert "main is protected" in line and "pre-receive hook declined" in line
+    assert "is committed only on this checkout's branch and printed above" in line
+    rel = line.split("the audit record ", 1)[1].split()[0]
+    assert printed[0] == f"jitgrant: no push took the audit record {rel}: it follows, as " \
+        "JSON; keep it"
+    assert printed[-1] == f"jitgrant: end of the audit record {rel}"
+    assert "\n".join(printed[1:-1]) + "\n" == (ci / rel).read_text()
+    assert git(ci, "show", f"HEAD:{rel}") + "\n" == (ci / rel).read_text()
     _other_target_proceeded(result, t)
     assert _one_line_about(result, "db2") == "target db2 (postgres): in sync"
     assert git(origin, "rev-parse", "main") == before
