@@ -273,14 +273,16 @@ def codeowners(repo: Path, check: bool, fmt: str) -> int:
 @main.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--ci", "ci", default="github", show_default=True,
-              help="The CI system the workflows are written for (github).")
+              help="Where the checks and the reconcile job run: github, gitlab, or a "
+                   "reconcile runner, kubernetes or systemd, with GitHub's pull-request "
+                   "workflows.")
 @click.option("--action", metavar="OWNER/REPO@REF",
               help=f"The jitgrant GitHub Action the workflows use (default: "
                    f"jitgrant/jitgrant@v{__version__}; a commit SHA pins it).")
 @click.option("--force", is_flag=True, help="Overwrite the files that exist already.")
 @handled
 def init(directory: Path, ci: str, action: str | None, force: bool) -> int:
-    """Write a ready access repository: policies, schemas, workflows, CODEOWNERS."""
+    """Write a ready access repository: policies, schemas, CI files, CODEOWNERS."""
     from . import scaffold
 
     built = scaffold.build(ci, action)

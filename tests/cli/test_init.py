@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from reconciler import __version__
+from reconciler.scaffold import CI_KINDS
 from reconciler.schemas import schema_dir
 from tests.cli.conftest import jitgrant
 from tests.helpers import AccessRepo, git
@@ -251,7 +252,7 @@ def test_the_current_folder_by_default(tmp_path: Path, monkeypatch: pytest.Monke
 
 GITHUB_PR = (".github/CODEOWNERS", ".github/dependabot.yml", ".github/workflows/validate.yml",
              ".github/workflows/auto-approve.yml")
-KIND_FILES = {
+KIND_FILES = {  # one entry per kind of scaffold.CI_KINDS (checked below)
     "github": (*GITHUB_PR, ".github/workflows/reconcile.yml"),
     "gitlab": (".gitlab/CODEOWNERS", ".gitlab-ci.yml"),
     # A runner reconciles; GitHub checks the pull requests, and its reconcile workflow would race.
@@ -260,6 +261,7 @@ KIND_FILES = {
     "systemd": (*GITHUB_PR, "deploy/systemd/jitgrant-reconcile.service",
                 "deploy/systemd/jitgrant-reconcile.timer"),
 }
+assert sorted(KIND_FILES) == sorted(CI_KINDS)
 CI_FILES = {path for paths in KIND_FILES.values() for path in paths}
 # What each kind's next steps must name: the secrets, where they go, how to start the job.
 KIND_STEPS = {
@@ -315,6 +317,12 @@ def test_each_kind_prints_its_next_steps(tmp_path: Path, kind: str) -> None:
         assert words in out, words
     if kind != "github":  # the runner holds the secrets; GitHub's reconcile is not written
         assert "JITGRANT_APP_PRIVATE_KEY" not in out
+
+
+def test_the_help_names_every_kind() -> None:
+    """The kinds are listed once, in scaffold.CI_KINDS; the help text must keep up with it."""
+    words = " ".join(jitgrant("init", "--help").stdout.split())
+    assert all(kind in words for kind in CI_KINDS), words
 
 
 def test_the_runner_files_name_the_targets_of_the_policies_written(tmp_path: Path) -> None:
