@@ -1,5 +1,6 @@
-"""Reconcile-job files for runners other than GitHub Actions: a GitLab pipeline, a Kubernetes
-CronJob, a systemd service and timer. `jitgrant init --ci KIND` writes what render_ci returns.
+"""The renderer of the CI files other than GitHub's workflows: a GitLab pipeline, a Kubernetes
+CronJob, a systemd service and timer. Which kind writes which files is scaffold.CI_KINDS, the
+one list of CI kinds; `jitgrant init --ci KIND` writes what render returns.
 
 Each kind is a folder of jinja2 templates under templates/ci/<kind>/. The context carries at
 least `version` (the jitgrant version to pin) and `targets` (each with `name` and `dsn_env`);
@@ -16,20 +17,8 @@ import jinja2
 
 from .errors import UserError
 
-# kind -> (template under templates/ci/<kind>/, path written relative to the repository).
-# Explicit rather than derived from file names: `.gitlab-ci.yml` is a dot-file, which packaging
-# tools may leave out of a wheel, so the template is stored without the dot.
-KINDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "gitlab": (("gitlab-ci.yml.j2", ".gitlab-ci.yml"),),
-    "kubernetes": (
-        ("cronjob.yaml.j2", "deploy/kubernetes/jitgrant-reconcile.yaml"),
-        ("secret.example.yaml.j2", "deploy/kubernetes/jitgrant-secrets.example.yaml"),
-    ),
-    "systemd": (
-        ("jitgrant-reconcile.service.j2", "deploy/systemd/jitgrant-reconcile.service"),
-        ("jitgrant-reconcile.timer.j2", "deploy/systemd/jitgrant-reconcile.timer"),
-    ),
-}
+# (template under templates/ci/<kind>/, path written relative to the repository).
+Files = tuple[tuple[str, str], ...]
 
 # Placeholders a user edits after `init`; each is marked as such where it is used.
 DEFAULTS: dict[str, Any] = {
@@ -49,16 +38,14 @@ _ENV = jinja2.Environment(loader=jinja2.PackageLoader("reconciler", "templates/c
                           keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 
 
-def render_ci(kind: str, context: Mapping[str, Any]) -> dict[str, str]:
-    """The files of one CI kind, relative path -> text."""
-    if kind not in KINDS:
-        raise UserError(f"unknown CI kind {kind!r}: choose one of {', '.join(sorted(KINDS))}")
+def render(kind: str, files: Files, context: Mapping[str, Any]) -> dict[str, str]:
+    """The `files` of one CI kind, relative path -> text."""
     values = {**DEFAULTS, **context}
     values["targets"] = [_target(t) for t in context["targets"]]
     if kind == "kubernetes" and not values["image"]:
         values["image"] = f"registry.example.com/jitgrant:{values['version']}"
     return {out: _ENV.get_template(f"{kind}/{name}").render(values)
-            for name, out in KINDS[kind]}
+            for name, out in files}
 
 
 def _target(target: Any) -> dict[str, str]:

@@ -233,13 +233,14 @@ def apply(repo: Path, rev: str, only: tuple[str, ...], dry_run: bool, no_commit:
 
 @main.command()
 @repo_option
-@click.option("--check", is_flag=True, help="Exit 1 when .github/CODEOWNERS is stale.")
+@click.option("--check", is_flag=True, help="Exit 1 when CODEOWNERS is stale.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="json: the rules, and whether the file is up to date.")
 @handled
 def codeowners(repo: Path, check: bool, fmt: str) -> int:
-    """Render .github/CODEOWNERS from the targets' approvers and the policy owners."""
-    from .codeowners import PATH, render, to_json
+    """Render CODEOWNERS from the targets' approvers and the policy owners: the file that
+    exists (.github/, .gitlab/, docs/ or the root), else .github/CODEOWNERS."""
+    from .codeowners import locate, render, to_json
     from .render import problems_text
     from .snapshot import read_snapshot
 
@@ -251,35 +252,39 @@ def codeowners(repo: Path, check: bool, fmt: str) -> int:
     def exists(rel: str) -> bool:
         return (repo / rel).exists()
 
-    wanted = render(snapshot.policy, exists)
-    path = repo / PATH
+    rel = locate(exists)
+    wanted = render(snapshot.policy, exists, rel)
+    path = repo / rel
     current = path.read_text() if path.exists() else None
     write = not check and current != wanted
     if write:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(wanted)
     if fmt == "json":
-        click.echo(to_json(snapshot.policy, exists, stale=current != wanted, written=write))
+        click.echo(to_json(snapshot.policy, exists, stale=current != wanted, written=write,
+                           path=rel))
     elif check and current != wanted:
-        click.echo(f"{PATH} is stale: run `jitgrant codeowners` and commit it", err=True)
+        click.echo(f"{rel} is stale: run `jitgrant codeowners` and commit it", err=True)
     elif check:
-        click.echo(f"{PATH} is up to date")
+        click.echo(f"{rel} is up to date")
     elif write:
-        click.echo(f"wrote {PATH}")
+        click.echo(f"wrote {rel}")
     return 1 if check and current != wanted else 0
 
 
 @main.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--ci", "ci", default="github", show_default=True,
-              help="The CI system the workflows are written for (github).")
+              help="Where the checks and the reconcile job run: github, gitlab, or a "
+                   "reconcile runner, kubernetes or systemd, with GitHub's pull-request "
+                   "workflows.")
 @click.option("--action", metavar="OWNER/REPO@REF",
               help=f"The jitgrant GitHub Action the workflows use (default: "
                    f"jitgrant/jitgrant@v{__version__}; a commit SHA pins it).")
 @click.option("--force", is_flag=True, help="Overwrite the files that exist already.")
 @handled
 def init(directory: Path, ci: str, action: str | None, force: bool) -> int:
-    """Write a ready access repository: policies, schemas, workflows, CODEOWNERS."""
+    """Write a ready access repository: policies, schemas, CI files, CODEOWNERS."""
     from . import scaffold
 
     built = scaffold.build(ci, action)

@@ -1,25 +1,29 @@
 """`jitgrant init`: write a ready access repository from the templates in templates/.
 
 templates/init/ holds what every access repository has (policies, README, pre-commit); each
-CI kind adds its own folder templates/ci/<kind>/ (workflows and the next steps to print). A
-path segment `dot-x` is written as `.x`, so the templates carry no hidden files; `.j2` files
-are rendered with jinja2 (`[[ var ]]`, `[% block %]`: GitHub's `${{ }}` stays as it is).
+CI kind adds its own folder templates/ci/<kind>/ (its files and the next steps to print).
+CI_KINDS is the one list of kinds. GitHub's folder is written as it is: a path segment `dot-x`
+is written as `.x`, so the templates carry no hidden files; `.j2` files are rendered with
+jinja2 (`[[ var ]]`, `[% block %]`: GitHub's `${{ }}` stays as it is). The other kinds'
+files are named in CI_KINDS and rendered by citemplates (`{{ var }}`).
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
 
-from . import __version__, gitrepo
+from . import __version__, citemplates, gitrepo
 from .codeowners import render as render_codeowners
 from .errors import Problem, UserError
 from .load import SourceFile
+from .model import Policy
 from .schemas import schema_dir
 from .validate import load_policy
 
@@ -41,17 +45,31 @@ _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 @dataclass(frozen=True)
 class CiKind:
-    """A CI system: its templates' folder under templates/ci/ and where CODEOWNERS goes."""
+    """A CI kind. A forge (github, gitlab) checks the pull requests and reconciles; a runner
+    (kubernetes, systemd) reconciles only, so it comes with GitHub's pull-request workflows
+    (validate, auto-approve) but not GitHub's reconcile workflow: two reconcilers would race."""
 
-    folder: str
-    codeowners: str | None
+    title: str
+    codeowners: str  # where the kind's forge reads CODEOWNERS
+    github: Literal["all", "pull-requests", "none"]  # which of templates/ci/github/ it writes
+    # Its own files, rendered by citemplates. Named one by one rather than derived from file
+    # names: `.gitlab-ci.yml` is a dot-file, which packaging tools may leave out of a wheel.
+    files: citemplates.Files = ()
     merge_method: str = "squash"
 
 
-# More kinds (gitlab, kubernetes, systemd) add a folder under templates/ci/ and a line here.
 CI_KINDS: dict[str, CiKind] = {
-    "github": CiKind("github", ".github/CODEOWNERS"),
+    "github": CiKind("GitHub", ".github/CODEOWNERS", "all"),
+    "gitlab": CiKind("GitLab", ".gitlab/CODEOWNERS", "none",
+                     (("gitlab-ci.yml.j2", ".gitlab-ci.yml"),)),
+    "kubernetes": CiKind("Kubernetes", ".github/CODEOWNERS", "pull-requests", (
+        ("cronjob.yaml.j2", "deploy/kubernetes/jitgrant-reconcile.yaml"),
+        ("secret.example.yaml.j2", "deploy/kubernetes/jitgrant-secrets.example.yaml"))),
+    "systemd": CiKind("systemd", ".github/CODEOWNERS", "pull-requests", (
+        ("jitgrant-reconcile.service.j2", "deploy/systemd/jitgrant-reconcile.service"),
+        ("jitgrant-reconcile.timer.j2", "deploy/systemd/jitgrant-reconcile.timer"))),
 }
+GITHUB_RECONCILE = ".github/workflows/reconcile.yml"
 
 
 @dataclass(frozen=True)
@@ -72,29 +90,48 @@ def action_reference(spec: str | None) -> tuple[str, str]:
     return uses, m["repo"]
 
 
+def ci_kind(name: str) -> CiKind:
+    kind = CI_KINDS.get(name)
+    if kind is None:
+        raise UserError(f"--ci {name!r}: one of {', '.join(sorted(CI_KINDS))}")
+    return kind
+
+
+def render_ci(name: str, context: Mapping[str, Any]) -> dict[str, str]:
+    """The files of CI kind `name` that citemplates renders (none for github)."""
+    return citemplates.render(name, ci_kind(name).files, context)
+
+
 def build(kind_name: str, action: str | None) -> Scaffold:
     """Everything `init` writes, in memory: nothing touches the disk before it is all known."""
-    kind = CI_KINDS.get(kind_name)
-    if kind is None:
-        raise UserError(f"--ci {kind_name!r}: one of {', '.join(sorted(CI_KINDS))}")
+    kind = ci_kind(kind_name)
     uses, action_repo = action_reference(action)
     ref = uses.split("@", 1)[1].split(" ", 1)[0]
     context: dict[str, Any] = {
         **PINNED, "action": uses, "action_repo": action_repo, "action_ref": ref,
         "pinned": bool(_SHA.match(ref)), "action_url": f"https://github.com/{action_repo}",
         "precommit_rev": f"v{__version__}", "version": __version__,
-        "target": EXAMPLE_TARGET, "dsn_env": EXAMPLE_DSN_ENV, "dsn_envs": [EXAMPLE_DSN_ENV],
-        "merge_method": kind.merge_method,
+        "target": EXAMPLE_TARGET, "dsn_env": EXAMPLE_DSN_ENV,
+        "merge_method": kind.merge_method, "codeowners": kind.codeowners,
+        "kind": kind_name, "github": kind.github, "ci_title": kind.title,
     }
     env = _environment()
     files = _render_folder(env, TEMPLATES / "init", context)
-    files |= _render_folder(env, TEMPLATES / "ci" / kind.folder, context)
+    policy = _policy(files)
+    targets = sorted(policy.targets.values(), key=lambda t: t.name)
+    context |= {"targets": targets, "dsn_envs": [t.dsn_env for t in targets]}
+    if kind.github != "none":
+        github = _render_folder(env, TEMPLATES / "ci" / "github", context)
+        if kind.github == "pull-requests":
+            del github[GITHUB_RECONCILE]
+        files |= github
+    files |= {rel: text.encode() for rel, text in render_ci(kind_name, context).items()}
     files |= {f"schema/{p.name}": p.read_bytes()
               for p in sorted(schema_dir().glob("*.schema.json"))}
-    if kind.codeowners:
-        files[kind.codeowners] = _codeowners(files).encode()
-    steps = env.get_template(f"ci/{kind.folder}/next-steps.txt.j2").render(context)
-    return Scaffold(files, steps)
+    files[kind.codeowners] = _codeowners(policy, files, kind.codeowners).encode()
+    steps = [env.get_template(f"ci/{folder}/next-steps.txt.j2").render(context)
+             for folder in dict.fromkeys(["github"] * (kind.github != "none") + [kind_name])]
+    return Scaffold(files, "\n".join(steps))
 
 
 def _environment() -> jinja2.Environment:
@@ -122,16 +159,21 @@ def _render_folder(env: jinja2.Environment, folder: Path,
     return files
 
 
-def _codeowners(files: dict[str, bytes]) -> str:
-    """CODEOWNERS from the policies just rendered, naming only the folders init writes."""
+def _policy(files: dict[str, bytes]) -> Policy:
+    """The example policies just rendered: their targets go into the CI files."""
     problems: list[Problem] = []
     sources = [SourceFile(path, data) for path, data in sorted(files.items())
                if path.startswith("policies/")]
     policy = load_policy(sources, problems)
     if problems:  # the templates are ours: a problem here is a bug, not the user's error
         raise AssertionError(f"the policy templates are invalid: {problems}")
-    tops = {path.split("/", 1)[0] for path in files}
-    return render_codeowners(policy, lambda rel: rel in tops)
+    return policy
+
+
+def _codeowners(policy: Policy, files: dict[str, bytes], path: str) -> str:
+    """CODEOWNERS from the policies, naming only the folders init writes."""
+    tops = {rel.split("/", 1)[0] for rel in files}
+    return render_codeowners(policy, lambda rel: rel in tops, path)
 
 
 def conflicts(root: Path, files: dict[str, bytes]) -> list[str]:

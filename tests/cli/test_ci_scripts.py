@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from reconciler.citemplates import render_ci
-from tests.cli.conftest import JITGRANT_BIN, PG_DSN, Namespace
+from reconciler.scaffold import render_ci
+from tests.cli.conftest import JITGRANT_BIN, PG_DSN, Namespace, jitgrant
 from tests.helpers import AccessRepo, git, grant, policy
 
 BIN = str(Path(JITGRANT_BIN).parent)
@@ -180,9 +180,14 @@ def test_the_gitlab_reconcile_job_reconciles_and_pushes_from_a_detached_checkout
 def test_the_gitlab_validate_job_fetches_the_target_branch_and_writes_the_plan(
         tmp_path: Path) -> None:
     """A merge-request pipeline: the runner fetched the merge request's branch only, detached,
-    and the job has no DSN; the plan artifact names the requested grant."""
+    and the job has no DSN; the plan artifact names the requested grant. CODEOWNERS is where
+    GitLab reads it, and `jitgrant codeowners` keeps that file up to date."""
     seed = AccessRepo(tmp_path / "seed")
     seed.write("policies/main.yaml", policy())
+    seed.write(".gitlab/CODEOWNERS", "")
+    assert jitgrant("codeowners", "--repo", str(seed.root)).stdout == \
+        "wrote .gitlab/CODEOWNERS\n"
+    assert not (seed.root / ".github").exists()
     seed.commit("policy")
     bare = tmp_path / "origin.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)

@@ -15,9 +15,11 @@ import pytest
 import yaml
 
 from reconciler import __version__
+from reconciler.scaffold import CI_KINDS
 from reconciler.schemas import schema_dir
 from tests.cli.conftest import jitgrant
 from tests.helpers import AccessRepo, git
+from tests.unit.test_ci_templates import run
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 PINNED_ACTION = f"jitgrant/jitgrant@{SHA}"
@@ -235,7 +237,8 @@ def test_zizmor_on_the_default_tag_flags_only_that_tag(tmp_path: Path) -> None:
 def test_an_unknown_ci_kind_is_one_line(tmp_path: Path) -> None:
     result = init(tmp_path / "a", "--ci", "jenkins")
     assert result.exit_code == 1
-    assert result.stderr == "jitgrant: error: --ci 'jenkins': one of github\n"
+    assert result.stderr == ("jitgrant: error: --ci 'jenkins': one of github, gitlab, "
+                             "kubernetes, systemd\n")
     assert not (tmp_path / "a").exists()
 
 
@@ -243,3 +246,155 @@ def test_the_current_folder_by_default(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.chdir(tmp_path)
     assert jitgrant("init").exit_code == 0
     assert (tmp_path / "policies/targets.yaml").is_file() and (tmp_path / ".git").is_dir()
+
+
+# -- the other CI kinds ----------------------------------------------------------------------
+
+GITHUB_PR = (".github/CODEOWNERS", ".github/dependabot.yml", ".github/workflows/validate.yml",
+             ".github/workflows/auto-approve.yml")
+KIND_FILES = {  # one entry per kind of scaffold.CI_KINDS (checked below)
+    "github": (*GITHUB_PR, ".github/workflows/reconcile.yml"),
+    "gitlab": (".gitlab/CODEOWNERS", ".gitlab-ci.yml"),
+    # A runner reconciles; GitHub checks the pull requests, and its reconcile workflow would race.
+    "kubernetes": (*GITHUB_PR, "deploy/kubernetes/jitgrant-reconcile.yaml",
+                   "deploy/kubernetes/jitgrant-secrets.example.yaml"),
+    "systemd": (*GITHUB_PR, "deploy/systemd/jitgrant-reconcile.service",
+                "deploy/systemd/jitgrant-reconcile.timer"),
+}
+assert sorted(KIND_FILES) == sorted(CI_KINDS)
+CI_FILES = {path for paths in KIND_FILES.values() for path in paths}
+# What each kind's next steps must name: the secrets, where they go, how to start the job.
+KIND_STEPS = {
+    "github": ("EXAMPLE_DB_DSN", "production-databases", "JITGRANT_APP_PRIVATE_KEY"),
+    "gitlab": ("EXAMPLE_DB_DSN", "JITGRANT_PUSH_TOKEN", "Protect variable", "Protected branches",
+               "Pipeline schedules", ".gitlab/CODEOWNERS"),
+    "kubernetes": ("--from-file=EXAMPLE_DB_DSN=./example-db.dsn", "jitgrant-git", "Containerfile",
+                   "kubectl apply -f deploy/kubernetes/jitgrant-reconcile.yaml",
+                   "Bypass list: the team of the runner's machine user"),
+    "systemd": ("/etc/jitgrant/example-db.dsn", "EXAMPLE_DB_DSN", "/etc/jitgrant/git-credential",
+                "python3 -m venv /opt/jitgrant",
+                "systemctl enable --now jitgrant-reconcile.timer",
+                "Bypass list: the team of the runner's machine user"),
+}
+
+
+def init_kind(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    root = tmp_path / kind
+    result = init(root, "--ci", kind, "--action", PINNED_ACTION)
+    assert result.exit_code == 0, result.stderr
+    return root, result.stdout
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_FILES))
+def test_each_kind_writes_its_files_and_passes_its_own_checks(tmp_path: Path, kind: str) -> None:
+    root, _ = init_kind(tmp_path, kind)
+    for rel in KIND_FILES[kind]:
+        assert (root / rel).is_file(), rel
+    for rel in CI_FILES - set(KIND_FILES[kind]):
+        assert not (root / rel).exists(), rel
+    if kind == "gitlab":
+        assert not (root / ".github").exists()
+    assert jitgrant("validate", "--repo", str(root)).exit_code == 0
+    check = jitgrant("codeowners", "--repo", str(root), "--check")
+    assert check.exit_code == 0 and check.stdout == f"{KIND_FILES[kind][0]} is up to date\n"
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_FILES))
+def test_each_kind_refuses_to_overwrite(tmp_path: Path, kind: str) -> None:
+    root, out = init_kind(tmp_path, kind)
+    wrote = [line for line in out.splitlines() if line.startswith("wrote ")]
+    before = {rel: (root / rel).read_bytes() for rel in KIND_FILES[kind]}
+    result = init(root, "--ci", kind)
+    assert result.exit_code == 1
+    assert len(result.stderr.splitlines()) == len(wrote)  # every file, one line each
+    assert {rel: (root / rel).read_bytes() for rel in KIND_FILES[kind]} == before
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_FILES))
+def test_each_kind_prints_its_next_steps(tmp_path: Path, kind: str) -> None:
+    _, out = init_kind(tmp_path, kind)
+    for words in KIND_STEPS[kind]:
+        assert words in out, words
+    if kind != "github":  # the runner holds the secrets; GitHub's reconcile is not written
+        assert "JITGRANT_APP_PRIVATE_KEY" not in out
+
+
+def test_the_help_names_every_kind() -> None:
+    """The kinds are listed once, in scaffold.CI_KINDS; the help text must keep up with it."""
+    words = " ".join(jitgrant("init", "--help").stdout.split())
+    assert all(kind in words for kind in CI_KINDS), words
+
+
+def test_the_runner_files_name_the_targets_of_the_policies_written(tmp_path: Path) -> None:
+    root, _ = init_kind(tmp_path, "kubernetes")
+    cron = (root / "deploy/kubernetes/jitgrant-reconcile.yaml").read_text()
+    assert 'EXAMPLE_DB_DSN="$(cat /run/secrets/jitgrant/EXAMPLE_DB_DSN)"' in cron
+    assert f'app.kubernetes.io/version: "{__version__}"' in cron
+    root, _ = init_kind(tmp_path, "systemd")
+    service = (root / "deploy/systemd/jitgrant-reconcile.service").read_text()
+    assert "LoadCredential=example-db-dsn:/etc/jitgrant/example-db.dsn" in service
+
+
+def test_the_written_gitlab_pipeline_passes_gitlabs_schema(tmp_path: Path) -> None:
+    root, _ = init_kind(tmp_path, "gitlab")
+    proc = run(tool("check-jsonschema"), "--builtin-schema", "vendor.gitlab-ci",
+               str(root / ".gitlab-ci.yml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    validate = yaml.safe_load((root / ".gitlab-ci.yml").read_text())["validate"]
+    assert "jitgrant codeowners --check" in validate["script"]
+
+
+def test_the_written_kubernetes_manifests_pass_strict_api_validation(tmp_path: Path) -> None:
+    root, _ = init_kind(tmp_path, "kubernetes")
+    proc = run(tool("kubernetes-validate"), "--strict", "--quiet",
+               *map(str, (root / "deploy/kubernetes").iterdir()))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_written_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
+    root, _ = init_kind(tmp_path, "systemd")
+    folder = root / "deploy/systemd"
+    proc = run(analyze, "verify", "--man=no", *(f"./{p.name}" for p in folder.iterdir()),
+               cwd=folder)
+    assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("kind", ["kubernetes", "systemd"])
+def test_a_runners_pull_request_workflows_pass_actionlint_and_zizmor(tmp_path: Path,
+                                                                     kind: str) -> None:
+    root, _ = init_kind(tmp_path, kind)
+    files = [str(p) for p in sorted((root / ".github/workflows").iterdir())]
+    proc = run(tool("actionlint"), *files)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [f["ident"] for f in zizmor(root)
+            if f["determinations"]["severity"] in ("Medium", "High")] == []
+
+
+# -- where CODEOWNERS lives ------------------------------------------------------------------
+
+@pytest.mark.parametrize("place", [".gitlab/CODEOWNERS", "docs/CODEOWNERS", "CODEOWNERS"])
+def test_codeowners_keeps_the_file_where_it_is(tmp_path: Path, place: str) -> None:
+    root, _ = init_kind(tmp_path, "github")
+    (root / ".github/CODEOWNERS").unlink()
+    (root / place).parent.mkdir(exist_ok=True)
+    (root / place).write_text("* @someone\n")
+    assert jitgrant("codeowners", "--repo", str(root), "--check").exit_code == 1
+    result = jitgrant("codeowners", "--repo", str(root))
+    assert result.stdout == f"wrote {place}\n"
+    assert not (root / ".github/CODEOWNERS").exists()
+    assert "/grants/example-db/" in (root / place).read_text()
+    assert jitgrant("codeowners", "--repo", str(root), "--check").exit_code == 0
+    data = json.loads(jitgrant("codeowners", "--repo", str(root), "--format", "json").stdout)
+    assert data["path"] == place
+
+
+def test_codeowners_prefers_github_and_writes_there_when_there_is_none(tmp_path: Path) -> None:
+    root, _ = init_kind(tmp_path, "gitlab")
+    (root / "CODEOWNERS").write_text("* @someone\n")  # .gitlab/ comes first
+    assert jitgrant("codeowners", "--repo", str(root), "--check").exit_code == 0
+    (root / ".gitlab/CODEOWNERS").unlink()
+    (root / "CODEOWNERS").unlink()
+    assert jitgrant("codeowners", "--repo", str(root)).stdout == "wrote .github/CODEOWNERS\n"

@@ -112,6 +112,15 @@ def test_the_wheel_without_extras_validates_plans_and_applies(
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert namespace.role(namespace.login()) is not None
 
+    # Every CI kind's templates are in the wheel (.gitlab-ci.yml is stored without its dot).
+    for kind, written in (("gitlab", ".gitlab-ci.yml"),
+                          ("kubernetes", "deploy/kubernetes/jitgrant-reconcile.yaml"),
+                          ("systemd", "deploy/systemd/jitgrant-reconcile.timer"),
+                          ("github", ".github/workflows/reconcile.yml")):
+        scaffolded = _run(jitgrant, "init", tmp_path / kind, "--ci", kind)
+        assert scaffolded.returncode == 0, scaffolded.stderr
+        assert (tmp_path / kind / written).is_file(), kind
+
     version = _run(python, "-m", "reconciler", "--version")
     assert version.returncode == 0, version.stderr
     assert reconciler.__version__ in version.stdout
