@@ -484,6 +484,18 @@ def mainline_changes(repo: git.Repo, commit: str, top: str,
                                      prov)
 
 
+def commit_at_tag(root: Path, tag: str) -> str | None:
+    """HEAD's commit when `root` is a clean checkout whose HEAD is `tag`; else None."""
+    try:
+        repo = git.Repo(root)
+        head = repo.head.commit.hexsha
+        tagged = repo.git.rev_parse(f"refs/tags/{tag}^{{commit}}")
+        dirty = repo.is_dirty(untracked_files=False)
+    except (git.GitError, ValueError, OSError):
+        return None
+    return head if head == tagged and not dirty else None
+
+
 def identity(repo: git.Repo) -> str:
     reader = repo.config_reader()
     name = reader.get_value("user", "name", "")

@@ -24,6 +24,7 @@ from .codeowners import render as render_codeowners
 from .errors import Problem, UserError
 from .load import SourceFile
 from .model import Policy
+from .release import release_commit
 from .schemas import schema_dir
 from .validate import load_policy
 
@@ -33,8 +34,9 @@ EXAMPLE_TARGET = "example-db"
 EXAMPLE_DSN_ENV = "EXAMPLE_DB_DSN"
 # The third-party actions the workflows use, pinned by commit; Dependabot keeps them current.
 PINNED = {
-    "checkout": "actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8 # v5.0.0",
-    "cache": "actions/cache@5a3ec84eff668545956fd18022155c47e93e2684 # v4.2.3",
+    # The same commits as action.yml and this project's own CI.
+    "checkout": "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1",
+    "cache": "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae # v5.0.5",
     "app_token": "actions/create-github-app-token@a8d616148505b5069dccd32f177bb87d7f39123b"
                  " # v2.1.1",
 }
@@ -80,8 +82,10 @@ class Scaffold:
 
 def action_reference(spec: str | None) -> tuple[str, str]:
     """`uses:` of the jitgrant action and the repository it comes from. A commit SHA keeps
-    the version it was written by as its comment, as Dependabot expects."""
-    spec = spec or f"{DEFAULT_ACTION_REPO}@v{__version__}"
+    the version it was written by as its comment, as Dependabot expects. By default, the
+    commit this jitgrant was released from; only where that is unknown (a build from a branch)
+    the release's tag, which the next steps say how to pin."""
+    spec = spec or f"{DEFAULT_ACTION_REPO}@{release_commit() or 'v' + __version__}"
     m = _ACTION.match(spec)
     if m is None:
         raise UserError(f"--action {spec!r}: expected OWNER/REPO@REF, e.g. "

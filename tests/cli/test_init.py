@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler import __version__
+from reconciler import __version__, release
 from reconciler.scaffold import CI_KINDS
 from reconciler.schemas import schema_dir
 from tests.cli.conftest import jitgrant
@@ -148,7 +148,9 @@ def test_a_malformed_action_is_one_line(tmp_path: Path, spec: str) -> None:
     assert not (tmp_path / "a").exists()
 
 
-def test_the_action_reference(tmp_path: Path) -> None:
+def test_the_action_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(release, "_RECORD", tmp_path / "none")  # a build from a branch
+    monkeypatch.setattr(release, "__file__", str(tmp_path / "pkg/reconciler/release.py"))
     assert init(tmp_path / "a").exit_code == 0
     text = (tmp_path / "a/.github/workflows/validate.yml").read_text()
     assert f"uses: jitgrant/jitgrant@v{__version__}\n" in text
@@ -225,9 +227,41 @@ def test_zizmor_finds_nothing_medium_or_high(written: Path) -> None:
     assert serious == []
 
 
-def test_zizmor_on_the_default_tag_flags_only_that_tag(tmp_path: Path) -> None:
-    """The default action is a tag (the wheel does not know its release's commit): the next
-    steps say how to pin it, and nothing else is flagged."""
+def test_a_release_pins_its_own_commit_by_default(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release build records its commit (hatch_build.py): the default action is pinned to
+    it, and zizmor finds nothing at all of medium or high severity."""
+    record = tmp_path / "_release_commit"
+    record.write_text(SHA + "\n")
+    monkeypatch.setattr(release, "_RECORD", record)
+    assert init(tmp_path / "a").exit_code == 0
+    text = (tmp_path / "a/.github/workflows/validate.yml").read_text()
+    assert f"uses: jitgrant/jitgrant@{SHA} # v{__version__}\n" in text
+    assert [f for f in zizmor(tmp_path / "a")
+            if f["determinations"]["severity"] in ("Medium", "High")] == []
+
+
+def test_a_checkout_at_the_release_tag_knows_its_commit(tmp_path: Path) -> None:
+    repo = tmp_path / "src"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "f").write_text("x\n")
+    git(repo, "add", "f")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "x")
+    assert release.release_commit(repo) is None  # no tag
+    git(repo, "tag", f"v{__version__}")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert release.release_commit(repo) == head
+    (repo / "f").write_text("changed\n")
+    assert release.release_commit(repo) is None  # a dirty tree is not the release
+
+
+def test_zizmor_on_the_default_tag_flags_only_that_tag(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built from a branch, the default action is the release's tag: the next steps say how
+    to pin it, and nothing else is flagged."""
+    monkeypatch.setattr(release, "_RECORD", tmp_path / "none")
+    monkeypatch.setattr(release, "__file__", str(tmp_path / "pkg/reconciler/release.py"))
     assert init(tmp_path / "a").exit_code == 0
     found = {(f["ident"], f["determinations"]["severity"]) for f in zizmor(tmp_path / "a")
              if f["determinations"]["severity"] in ("Medium", "High")}

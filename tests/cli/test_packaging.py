@@ -143,3 +143,26 @@ def test_the_package_description_links_the_repository_not_relative_paths(
     assert "](https://github.com/jitgrant/jitgrant/blob/main/docs/" in description
     relative = re.findall(r"\]\((?!https?://|mailto:|#)[^)]+\)", description)
     assert relative == []
+
+
+def test_a_build_at_the_release_tag_records_its_commit(tmp_path: Path) -> None:
+    """hatch_build.py: the wheel built from a clean checkout at v<version> carries that commit
+    (init pins the workflows to it); built from a branch, it carries none."""
+    src = tmp_path / "src"
+    clone = _run("git", "clone", "-q", ROOT, src)
+    assert clone.returncode == 0, clone.stderr
+    out = tmp_path / "dist"
+    built = _run(sys.executable, "-m", "build", "--wheel", "--outdir", out / "branch", src)
+    if built.returncode != 0:
+        _skip_if_no_index(built, tmp_path)
+    tag = _run("git", "-C", src, "tag", f"v{reconciler.__version__}")
+    assert tag.returncode == 0, tag.stderr
+    head = _run("git", "-C", src, "rev-parse", "HEAD").stdout.strip()
+    built = _run(sys.executable, "-m", "build", "--wheel", "--outdir", out / "release", src)
+    assert built.returncode == 0, built.stderr[-3000:]
+    [branch] = (out / "branch").glob("*.whl")
+    [release] = (out / "release").glob("*.whl")
+    with zipfile.ZipFile(branch) as whl:
+        assert "reconciler/_release_commit" not in whl.namelist()
+    with zipfile.ZipFile(release) as whl:
+        assert whl.read("reconciler/_release_commit").decode().strip() == head
