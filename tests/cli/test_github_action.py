@@ -256,3 +256,25 @@ def test_zizmor_finds_nothing_above_low() -> None:
                            str(CI), str(ACTION)], capture_output=True, text=True,
                           env={k: v for k, v in os.environ.items() if k != "GH_TOKEN"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ok_exit_codes_and_the_step_summary(tmp_path: Path) -> None:
+    """`plan` exits 2 when there are changes: ok-exit-codes "0 2" lets such a step pass. With
+    step-summary the output is appended to the job's summary as well as logged."""
+    summary = tmp_path / "summary.md"
+    summary.write_text("before\n")
+
+    def run(command: str, codes: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "JITGRANT_COMMAND": command, "JITGRANT_STEP_SUMMARY": "true",
+               "GITHUB_STEP_SUMMARY": str(summary), "JITGRANT_OK_EXIT_CODES": codes}
+        return subprocess.run([sys.executable, "-I", "-m", "reconciler.github_action"],
+                              env=env, cwd=ROOT, capture_output=True, text=True)
+
+    passed = run("plan --offline --format markdown", "0 2")
+    assert passed.returncode == 0, passed.stderr
+    assert passed.stdout and summary.read_text() == "before\n" + passed.stdout
+    unknown = "plan --offline --target no-such-target"  # exit 1
+    assert run(unknown, "0").returncode == 1
+    assert run(unknown, "0 1").returncode == 0
+    bad = run("--version", "zero")
+    assert bad.returncode == 1 and bad.stderr.startswith("::error::jitgrant action:")

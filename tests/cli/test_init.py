@@ -170,7 +170,7 @@ def steps(root: Path) -> list[tuple[str, str, dict[str, Any]]]:
 def test_every_action_is_pinned_by_commit_with_its_version(written: Path) -> None:
     text = "".join((written / ".github/workflows" / w).read_text() for w in WORKFLOWS)
     uses = re.findall(r"uses: (.*)$", text, re.M)
-    assert len(uses) == 9
+    assert len(uses) == 10
     assert all(PINNED_USES.match(u) for u in uses), uses
 
 

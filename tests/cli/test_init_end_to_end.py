@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -45,11 +44,17 @@ class Runner:
             if "run" in step:
                 self._run(checkout, step, env, number)
             elif step["uses"].startswith(ACTION):
-                command = self.resolve(step["with"]["command"])
-                self.commands.append(command)
-                proc = subprocess.run([JITGRANT_BIN, *shlex.split(command)], cwd=checkout,
+                # The action's own last step (reconciler.github_action), with its inputs.
+                inputs = {k: self.resolve(v) for k, v in step["with"].items()}
+                self.commands.append(inputs["command"])
+                env |= {"JITGRANT_COMMAND": inputs["command"],
+                        "JITGRANT_STEP_SUMMARY": inputs.get("step-summary", "false"),
+                        "JITGRANT_OK_EXIT_CODES": inputs.get("ok-exit-codes", "0"),
+                        "GITHUB_STEP_SUMMARY": str(self.tmp / "summary.md")}
+                proc = subprocess.run([str(Path(JITGRANT_BIN).with_name("python")), "-I", "-m",
+                                       "reconciler.github_action"], cwd=checkout,
                                       env=env, capture_output=True, text=True)
-                assert proc.returncode == 0, (command, proc.stdout, proc.stderr)
+                assert proc.returncode == 0, (inputs, proc.stdout, proc.stderr)
             # else: checkout, cache, App token: the test's clones stand in for them
 
     def _run(self, checkout: Path, step: dict[str, Any], env: dict[str, str],
@@ -122,7 +127,8 @@ def test_init_validate_request_check_approve_merge_apply(
     runner.job(check, workflows / "validate.yml", "check")
     assert runner.context["steps.teams.outputs.teams"] == "example-org/sre "
     assert runner.commands == ["validate --base origin/main --format github",
-                               "codeowners --check"]
+                               "codeowners --check",
+                               "plan --offline --base origin/main --format markdown"]
     assert "alice" in (tmp_path / "summary.md").read_text()
 
     # auto-approve: the workflow_run job on the pull request's head
