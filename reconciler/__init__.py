@@ -1,3 +1,3 @@
 """jitgrant: just-in-time database access the GitOps way."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
