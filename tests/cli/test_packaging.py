@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -151,7 +152,15 @@ def test_a_build_at_the_release_tag_records_its_commit(tmp_path: Path) -> None:
     src = tmp_path / "src"
     clone = _run("git", "clone", "-q", ROOT, src)
     assert clone.returncode == 0, clone.stderr
-    out = tmp_path / "dist"
+    try:
+        _build_branch_and_release(src, tmp_path / "dist", tmp_path)
+    finally:
+        # The clone holds the tests' own fixture passwords: the session's secret scan of the
+        # temporary folders must not find them.
+        shutil.rmtree(src, ignore_errors=True)
+
+
+def _build_branch_and_release(src: Path, out: Path, tmp_path: Path) -> None:
     built = _run(sys.executable, "-m", "build", "--wheel", "--outdir", out / "branch", src)
     if built.returncode != 0:
         _skip_if_no_index(built, tmp_path)
