@@ -216,3 +216,11 @@ def pg(request: pytest.FixtureRequest) -> PgServer:
 def scram_pg(request: pytest.FixtureRequest) -> PgServer:
     """Servers that enforce passwords and VALID UNTIL."""
     return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """jitgrant's local password store and settings for this test only."""
+    folder = tmp_path / "config"
+    monkeypatch.setenv("JITGRANT_CONFIG_DIR", str(folder))
+    return folder

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from click.testing import CliRunner, Result
 from psycopg import sql
 
 from reconciler.cli import main
-from tests.helpers import AccessRepo, git, policy
+from tests.helpers import AccessRepo, git, grant, policy
 
 # The console script installed beside this interpreter (the venv's bin/).
 JITGRANT_BIN = str(Path(sys.executable).with_name("jitgrant"))
@@ -107,3 +108,15 @@ def pg_repo(tmp_path: Path, namespace: Namespace) -> AccessRepo:
     r.write("policies/main.yaml", namespace.policy())
     r.commit("policy")
     return r
+
+
+def origin_with_a_grant(tmp_path: Path, namespace: Namespace) -> Path:
+    """A bare origin whose main holds the namespace's policy and alice's merged grant."""
+    seed = AccessRepo(tmp_path / "seed")
+    seed.write("policies/main.yaml", namespace.policy())
+    seed.write("grants/db1/alice.yaml", grant())
+    seed.commit("Merge pull request #7 from alice/grant")
+    bare = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    git(seed.root, "push", "-q", str(bare), "main")
+    return bare

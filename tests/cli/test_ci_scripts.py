@@ -19,21 +19,10 @@ from typing import Any
 import yaml
 
 from reconciler.scaffold import render_ci
-from tests.cli.conftest import JITGRANT_BIN, PG_DSN, Namespace, jitgrant
+from tests.cli.conftest import JITGRANT_BIN, PG_DSN, Namespace, jitgrant, origin_with_a_grant
 from tests.helpers import AccessRepo, git, grant, policy
 
 BIN = str(Path(JITGRANT_BIN).parent)
-
-
-def origin_with_a_grant(tmp_path: Path, namespace: Namespace) -> Path:
-    seed = AccessRepo(tmp_path / "seed")
-    seed.write("policies/main.yaml", namespace.policy())
-    seed.write("grants/db1/alice.yaml", grant())
-    seed.commit("Merge pull request #7 from alice/grant")
-    bare = tmp_path / "origin.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
-    git(seed.root, "push", "-q", str(bare), "main")
-    return bare
 
 
 def base_env(tmp_path: Path) -> dict[str, str]:

@@ -110,21 +110,14 @@ def test_the_lock_holds_every_runtime_dependency_at_an_allowed_version() -> None
 # -- action.yml -------------------------------------------------------------------------------
 
 
-def test_action_yml_follows_githubs_schema() -> None:
-    """check-jsonschema's schema for action.yml is vendored in the package: no network."""
+@pytest.mark.parametrize(("path", "schema"), [(ACTION, "vendor.github-actions"),
+                                            (CI, "vendor.github-workflows")])
+def test_action_and_ci_follow_githubs_schemas(path: Path, schema: str) -> None:
+    """check-jsonschema's schemas of action.yml and workflows are vendored: no network."""
     check = tool("check-jsonschema")
     if check is None:
         pytest.skip("check-jsonschema is not installed (pip install -e '.[test]' brings it)")
-    proc = subprocess.run([check, "--builtin-schema", "vendor.github-actions", str(ACTION)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_ci_yml_follows_githubs_schema() -> None:
-    check = tool("check-jsonschema")
-    if check is None:
-        pytest.skip("check-jsonschema is not installed (pip install -e '.[test]' brings it)")
-    proc = subprocess.run([check, "--builtin-schema", "vendor.github-workflows", str(CI)],
+    proc = subprocess.run([check, "--builtin-schema", schema, str(path)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -18,8 +18,8 @@ from reconciler.apply import Run
 from reconciler.errors import UserError
 from reconciler.schemas import validator
 from tests.audit_runs import Step, approved_grant, create, make_run
-from tests.cli.conftest import Namespace, jitgrant
-from tests.helpers import AccessRepo, git, grant, policy
+from tests.cli.conftest import Namespace, jitgrant, origin_with_a_grant
+from tests.helpers import AccessRepo, git, policy
 
 BASE = datetime(2026, 11, 17, 9, 0, tzinfo=timezone.utc)
 
@@ -207,13 +207,7 @@ def test_apply_push_on_a_real_server_while_main_moves(tmp_path: Path,
                                                       namespace: Namespace) -> None:
     """The real command: the grant is merged, main moves on before the push, and the audit
     record still lands on top of it; both records (create, revoke) match the schema."""
-    seed = AccessRepo(tmp_path / "seed")
-    seed.write("policies/main.yaml", namespace.policy())
-    seed.write("grants/db1/alice.yaml", grant())
-    seed.commit("Merge pull request #7 from alice/grant")
-    bare = tmp_path / "origin.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
-    git(seed.root, "push", "-q", str(bare), "main")
+    bare = origin_with_a_grant(tmp_path, namespace)
     ci = clone(bare, tmp_path / "ci")
     dev = clone(bare, tmp_path / "dev")
     records = []

@@ -22,10 +22,8 @@ CONNECT = {"host": "127.0.0.1", "port": 5432, "dbname": "postgres"}
 
 
 @pytest.fixture(autouse=True)
-def _config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "config"
-    monkeypatch.setenv("JITGRANT_CONFIG_DIR", str(folder))
-    return folder
+def _config_dir(config_dir: Path) -> Path:
+    return config_dir
 
 
 def status(repo: AccessRepo, *args: str) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from tests.integration.conftest import World
 
 
 @pytest.fixture(autouse=True)
-def _config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JITGRANT_CONFIG_DIR", str(tmp_path / "config"))
+def _config_dir(config_dir: Path) -> Path:
+    return config_dir
 
 
 @pytest.fixture

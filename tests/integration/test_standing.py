@@ -38,8 +38,8 @@ def set_own_password(conn: Any, password: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JITGRANT_CONFIG_DIR", str(tmp_path / "config"))
+def _config_dir(config_dir: Path) -> Path:
+    return config_dir
 
 
 def standing(repo: AccessRepo, env: dict[str, str], *args: str) -> Result:

@@ -25,8 +25,8 @@ LEFT_ALONE = "; it can log in, and no grant ends that"
 
 
 @pytest.fixture(autouse=True)
-def _config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JITGRANT_CONFIG_DIR", str(tmp_path / "config"))
+def _config_dir(config_dir: Path) -> Path:
+    return config_dir
 
 
 def jitgrant(repo: AccessRepo, env: dict[str, str], *args: str) -> Result:
