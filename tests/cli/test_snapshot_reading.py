@@ -4,6 +4,7 @@ the same files as reading them afterwards, and no git process left when reading 
 from __future__ import annotations
 
 import os
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,6 +16,14 @@ from reconciler.snapshot import read_snapshot
 from tests.helpers import AccessRepo, grant, policy
 
 NOW = datetime.now(timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NOW is taken as each test starts, not when the module was imported: the commits are
+    made with the real clock, and in a long run they would lie more than the allowed clock
+    skew ahead of an import-time NOW (refused as dated in the future)."""
+    monkeypatch.setattr(sys.modules[__name__], "NOW", datetime.now(timezone.utc))
 
 
 def _repo(tmp_path: Path) -> AccessRepo:

@@ -3,6 +3,7 @@ as reading it afterwards, and no lock or session left behind when a run stops ea
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 
 import psycopg
@@ -15,6 +16,14 @@ from tests.helpers import grant, policy
 from tests.integration.conftest import World
 
 NOW = datetime.now(timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NOW is taken as each test starts, not when the module was imported: the commits are
+    made with the real clock, and in a long run they would lie more than the allowed clock
+    skew ahead of an import-time NOW (refused as dated in the future)."""
+    monkeypatch.setattr(sys.modules[__name__], "NOW", datetime.now(timezone.utc))
 
 
 def _prefetched(world: World, execute: bool, env: dict[str, str] | None = None) -> Run:

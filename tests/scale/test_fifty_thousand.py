@@ -31,7 +31,12 @@ SLICE = 1_000  # logins changed in each way below
 def big(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Shape, set[str]]:
     shape = new_shape(1, PEOPLE, LEVELS)
     root = tmp_path_factory.mktemp("fifty") / "access"
-    logins = build(root, shape, lambda p: [(0, level) for level in LEVELS], EXPIRES)
+    # The commit is dated NOW, the time the tests read it at: built later with the real clock,
+    # in a long run it would lie more than the allowed skew ahead of NOW.
+    with pytest.MonkeyPatch.context() as mp:
+        for variable in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):
+            mp.setenv(variable, NOW.isoformat())
+        logins = build(root, shape, lambda p: [(0, level) for level in LEVELS], EXPIRES)
     assert len(logins) == GRANTS
     return root, shape, logins
 
