@@ -40,7 +40,8 @@ class Overdue:
 
     def line(self, now: datetime) -> str:
         whose = f" ({self.grantee}, {self.access})" if self.grantee and self.access else ""
-        late = format_duration(timedelta(seconds=int((now - self.ended).total_seconds())))
+        seconds = int((now - self.ended).total_seconds())
+        late = format_duration(timedelta(seconds=seconds if seconds < 60 else seconds // 60 * 60))
         return (f"target {self.target}: login {self.login}{whose} can still log in {late} "
                 f"after its grant ended at {iso(self.ended)}")
 
