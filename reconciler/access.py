@@ -15,7 +15,7 @@ import shlex
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,9 @@ from .completion import complete_access, complete_people, complete_targets
 from .engines import ENGINES
 from .errors import ConfigError, UserError, one_line
 from .load import SourceFile
-from .model import Grant, Policy, Target, login_name
+from .model import ActualState, Grant, Policy, Target, login_name
+from .overdue import DEFAULT_GRACE, GRACE_HELP, Overdue, overdue_in, parse_grace, summary
+from .plan import desired_state
 from .redact import dsn_secrets, redact
 from .timeutil import format_duration, iso, now_utc
 from .validate import Context, RawGrant, Snapshot, build_snapshot
@@ -293,10 +295,11 @@ def sort_rows(rows: Iterable[Row]) -> list[Row]:
 # -- does the login exist? one catalog read per target ---------------------------------------
 
 
-def check_logins(rows: list[Row], policy: Policy, env: Mapping[str, str]
+def check_logins(rows: list[Row], policy: Policy, env: Mapping[str, str],
+                 on_read: Callable[[Target, ActualState], None] | None = None
                  ) -> tuple[list[Row], list[str]]:
     """Fill login_exists from each target whose DSN is set; a target that cannot be read is a
-    note, never a failure."""
+    note, never a failure. `on_read(target, actual)`: what else to learn from each catalog."""
     notes: list[str] = []
     wanted = sorted({r.target for r in rows if r.login and r.target and r.target in policy.targets})
     found: dict[str, dict[str, bool]] = {}  # target -> login -> locked
@@ -307,13 +310,18 @@ def check_logins(rows: list[Row], policy: Policy, env: Mapping[str, str]
             continue
         dsn_secrets(dsn)  # remembered first: clicommon's last line of defence masks it too
         try:
-            found[target.name] = _read_logins(target, dsn)
+            actual = _read_logins(target, dsn)
         except UserError as exc:
             notes.append(redact(f"{target.name}: could not check the logins: {exc}"))
+            continue
+        found[target.name] = {name: role.locked or not role.can_login
+                              for name, role in actual.roles.items()}
+        if on_read is not None:
+            on_read(target, actual)
     return [_with_login(r, found) for r in rows], notes
 
 
-def _read_logins(target: Target, dsn: str) -> dict[str, bool]:
+def _read_logins(target: Target, dsn: str) -> ActualState:
     engine = ENGINES.get(target.engine)
     if engine is None:
         raise UserError(f"engine {target.engine!r} is not available")
@@ -322,7 +330,7 @@ def _read_logins(target: Target, dsn: str) -> dict[str, bool]:
         actual = session.inspect(frozenset())
     finally:
         session.close()
-    return {name: role.locked or not role.can_login for name, role in actual.roles.items()}
+    return actual
 
 
 def _with_login(row: Row, found: Mapping[str, Mapping[str, bool]]) -> Row:
@@ -359,11 +367,12 @@ class Status:
     rows: list[Row]
     notes: list[str]
     hidden_expired: int = 0
+    overdue: list[Overdue] = field(default_factory=list)  # of the targets whose DSN is set
 
 
 def build_status(repo_path: Path, now: datetime, me: bool, as_handle: str | None,
                  show_all: bool, env: Mapping[str, str],
-                 mainline_ref: str | None = None) -> Status:
+                 mainline_ref: str | None = None, grace: timedelta = DEFAULT_GRACE) -> Status:
     from .snapshot import read_snapshot
 
     repo = gitrepo.open_repo(repo_path)
@@ -377,10 +386,16 @@ def build_status(repo_path: Path, now: datetime, me: bool, as_handle: str | None
     if not show_all:
         kept = [r for r in rows if not _old_expired(r, now)]
         hidden, rows = len(rows) - len(kept), kept
-    rows, notes = check_logins(rows, snapshot.policy, env)
+    overdue: list[Overdue] = []
+
+    def count_overdue(target: Target, actual: ActualState) -> None:
+        found = overdue_in(desired_state(snapshot, target, now), actual, now, grace)
+        overdue.extend(o for o in found if person is None or o.grantee == person)
+
+    rows, notes = check_logins(rows, snapshot.policy, env, count_overdue)
     notes = [f"{ref} has commits that {base.name} lacks: pull to see the grants merged there"
              for ref in behind(repo, base)] + notes
-    return Status(base, now, person, sort_rows(rows), notes, hidden)
+    return Status(base, now, person, sort_rows(rows), notes, hidden, overdue)
 
 
 def _old_expired(row: Row, now: datetime) -> bool:
@@ -446,7 +461,8 @@ def status_json(status: Status) -> str:
 
     return json.dumps({"now": iso(status.now), "base": status.base.name,
                        "person": status.person, "grants": [row(r) for r in status.rows],
-                       "hidden_expired": status.hidden_expired, "notes": status.notes},
+                       "hidden_expired": status.hidden_expired, "notes": status.notes,
+                       "overdue": [o.as_dict() for o in status.overdue]},
                       indent=2, ensure_ascii=False)
 
 
@@ -465,11 +481,15 @@ _MAINLINE = click.option("--mainline", "mainline_ref", metavar="REF",
               help="Also grants that ended more than 7 days ago.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
+@click.option("--overdue-grace", default="15m", show_default=True, metavar="DURATION",
+              help=GRACE_HELP)
 @handled
 def status_command(repo: Path, mainline_ref: str | None, me: bool, as_handle: str | None,
-                   show_all: bool, fmt: str) -> int:
+                   show_all: bool, fmt: str, overdue_grace: str) -> int:
     """Grants: pending on a branch, scheduled, active (time left), expiring, expired."""
-    status = build_status(repo, now_utc(), me, as_handle, show_all, os.environ, mainline_ref)
+    grace = parse_grace(overdue_grace)
+    status = build_status(repo, now_utc(), me, as_handle, show_all, os.environ, mainline_ref,
+                          grace)
     if fmt == "json":
         click.echo(status_json(status))
         return 0
@@ -483,6 +503,8 @@ def status_command(repo: Path, mainline_ref: str | None, me: bool, as_handle: st
                    "--all)", err=True)
     for note in status.notes:
         click.echo(f"note: {note}", err=True)
+    for line in summary(status.overdue, status.now):
+        click.echo(line)
     return 0
 
 

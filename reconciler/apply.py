@@ -16,7 +16,7 @@ from types import MappingProxyType
 from .aftercut import Earlier, FollowUp, compare
 from .engines import ENGINES, ActionResult, Session, Statement
 from .errors import ConnectionLost, ForeignLock, Problem, UserError
-from .model import ActualState, Policy, Target
+from .model import ActualState, DesiredState, Policy, Target
 from .plan import TargetPlan, desired_state, diff
 from .prdiff import Review
 from .redact import dsn_secrets, redact
@@ -37,6 +37,10 @@ class TargetRun:
     prepared: list[str] | None = None  # the audit record's heads of actions (audit.preparer)
     # what the server showed of the actions an earlier run's lost connection left not done
     follow_ups: list[FollowUp] = field(default_factory=list)
+    # what the plan was made from (None offline or when the server was not read): overdue.py
+    # counts the logins usable past their grant's end from these
+    desired: DesiredState | None = None
+    actual: ActualState | None = None
 
     @property
     def status(self) -> str:
@@ -287,6 +291,7 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
             session = engine.connect(target, dsn)
             lock = _take_lock(session, execute)
             actual = session.inspect(groups)
+        result.desired, result.actual = desired, actual
         result.plan = diff(desired, actual, now)
         if lock.revocations_only:
             result.plan = only_revocations(result.plan)

@@ -34,6 +34,13 @@ LAZY_COMMANDS = {
 }
 
 
+# plan, apply and status: see reconciler/overdue.py.
+OVERDUE_GRACE = click.option(
+    "--overdue-grace", default="15m", show_default=True, metavar="DURATION",
+    help="How long after its grant's end a login that can still log in counts as an overdue "
+         "revocation (30m, 1h, PT15M).")  # the same words as overdue.GRACE_HELP
+
+
 class JitgrantGroup(click.Group):
     """click's own usage errors exit 2, which `plan` uses for "changes": make them one line and
     exit 1 like every other user error. The LAZY_COMMANDS are imported on first use."""
@@ -147,14 +154,17 @@ def _approvable_why(snapshot: Snapshot) -> str:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text")
 @click.option("--offline", is_flag=True, help="Need no database: plan from the grants alone.")
 @click.option("--base", help="Also summarise the grants changed against this ref (for a PR).")
+@OVERDUE_GRACE
 @handled
 def plan(repo: Path, rev: str, only: tuple[str, ...], fmt: str, offline: bool,
-         base: str | None) -> int:
+         base: str | None, overdue_grace: str) -> int:
     """Show what apply would do (exit 0 in sync, 2 changes, 1 error)."""
     from .apply import Prefetch, reconcile
+    from .overdue import overdue_logins, parse_grace, summary
     from .prdiff import review_snapshots
     from .snapshot import read_merge_base, read_snapshot
 
+    grace = parse_grace(overdue_grace)
     now = now_utc()
     with Prefetch(execute=False, only=only) as prefetch:
         snapshot = read_snapshot(repo, rev, now, base,
@@ -164,6 +174,9 @@ def plan(repo: Path, rev: str, only: tuple[str, ...], fmt: str, offline: bool,
         run.review = review_snapshots(read_merge_base(repo, base, rev, now), snapshot, now,
                                       only)
     _print_run(run, fmt)
+    if fmt == "text":
+        for line in summary(overdue_logins(run, grace), run.started):
+            click.echo(line)
     return _exit_code(run, 2)
 
 
@@ -204,15 +217,24 @@ def _print_run(run: Any, fmt: str) -> None:
 @click.option("--no-commit", is_flag=True, help="Write the audit record but do not commit it.")
 @click.option("--push", is_flag=True, help="Push the audit commit (rebasing when main moved).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@OVERDUE_GRACE
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the run's Prometheus metrics to this file, atomically (for "
+                   "node_exporter's textfile collector: name it *.prom).")
+@click.option("--pushgateway", metavar="URL",
+              help="Push the run's Prometheus metrics to this Pushgateway (job jitgrant).")
 @handled
 def apply(repo: Path, rev: str, only: tuple[str, ...], dry_run: bool, no_commit: bool, push: bool,
-          fmt: str) -> int:
+          fmt: str, overdue_grace: str, metrics_file: Path | None,
+          pushgateway: str | None) -> int:
     """Reconcile the databases with the grants at a commit, then audit and commit."""
     from .aftercut import reader
     from .apply import Prefetch, reconcile
     from .audit import endings_from, persist, preparer
+    from .overdue import parse_grace
     from .snapshot import read_snapshot
 
+    grace = parse_grace(overdue_grace)
     started = now_utc()
     with Prefetch(execute=not dry_run, only=only) as prefetch:
         snapshot = read_snapshot(repo, rev, started, on_policy=prefetch.start)
@@ -228,7 +250,51 @@ def apply(repo: Path, rev: str, only: tuple[str, ...], dry_run: bool, no_commit:
         done = "written, not committed: --no-commit" if no_commit else \
             "committed and pushed" if push else "committed, not pushed: no --push"
         click.echo(f"audit record: {rel} ({done})")
-    return _exit_code(run, 0)
+    code = _exit_code(run, 0)
+    return _report_run(run, grace, rel, metrics_file, pushgateway, code)
+
+
+def _report_run(run: Any, grace: Any, audit: str | None, metrics_file: Path | None,
+                pushgateway: str | None, code: int) -> int:
+    """After the databases and the audit: the overdue revocations (exit 1 while any is), the
+    metrics, and in GitHub Actions the step summary and ::error annotations. A metrics file
+    that cannot be written is one error line; the push and the summary still happen."""
+    import os
+
+    from . import metrics
+    from .overdue import overdue_logins, summary
+
+    still = overdue_logins(run, grace, after=True)
+    for line in summary(still, run.started):
+        click.echo(f"jitgrant: error: {line}", err=True)
+    errors: list[str] = []
+    if metrics_file is not None or pushgateway:
+        figures = metrics.figures(run, grace, metrics.read_previous(metrics_file)
+                                  if metrics_file is not None else None)
+        try:
+            if metrics_file is not None:
+                metrics.write_file(metrics_file, figures)
+        except UserError as exc:
+            errors.append(str(exc))
+        try:
+            if pushgateway:
+                metrics.push(pushgateway, figures)
+        except UserError as exc:
+            errors.append(str(exc))
+    if metrics.in_github_actions():
+        for line in metrics.error_annotations(run, still):
+            click.echo(line)
+        summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary_path:
+            try:
+                metrics.append_summary(summary_path, metrics.step_summary(run, still, audit))
+            except UserError as exc:
+                errors.append(str(exc))
+    for error in errors:
+        click.echo(f"jitgrant: error: {error}", err=True)
+    if code == 0 and (still or errors):
+        return 1
+    return code
 
 
 @main.command()
