@@ -221,7 +221,8 @@ def _my_privileges(found: Found, facts: Mapping[str, Any], acct: str) -> list[Fi
 def _my_groups(found: Found, facts: Mapping[str, Any], acct: str) -> list[Finding]:
     out = []
     for group in sorted(facts["groups"]):
-        if group not in facts["existing_groups"]:
+        existing = facts["existing_groups"]
+        if existing is not None and group not in existing:
             out.append(found(f"group role {group}", "warning", "does not exist: grants of the "
                              "access levels naming it fail",
                              f"CREATE ROLE {mysql.identifier(group)}"))

@@ -857,9 +857,13 @@ _DOCTOR_GLOBAL = ("SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES
 # Database-level privileges; TABLE_SCHEMA is the GRANT's pattern, `\_` for a literal _.
 _DOCTOR_SCHEMA = ("SELECT REPLACE(TABLE_SCHEMA, '\\\\_', '_'), PRIVILEGE_TYPE "
                   "FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = %(grantee)s")
-# The roles granted to the reconciler's account, and whether it may grant them on.
-_DOCTOR_ROLES = ("SELECT ROLE_NAME, IS_GRANTABLE = 'YES' FROM information_schema.APPLICABLE_ROLES "
-                 "WHERE GRANTEE = %(grantee)s")
+# The roles granted to the reconciler's account, and whether it may grant them on. GRANTEE reads
+# user@host unquoted on MariaDB; MySQL 8 splits it (written to the MySQL 8 manual, untested).
+_DOCTOR_ROLES_MARIADB = ("SELECT ROLE_NAME, IS_GRANTABLE = 'YES' FROM "
+                         "information_schema.APPLICABLE_ROLES WHERE GRANTEE = %(plain)s")
+_DOCTOR_ROLES_MYSQL8 = ("SELECT ROLE_NAME, IS_GRANTABLE = 'YES' FROM "
+                        "information_schema.APPLICABLE_ROLES "
+                        "WHERE GRANTEE = %(user)s AND GRANTEE_HOST = %(host)s")
 
 
 def doctor_facts(target: Target, dsn: str, groups: frozenset[str]) -> dict[str, Any]:
@@ -882,7 +886,6 @@ def _doctor_facts(cur: Any, target: Target, groups: frozenset[str],
                 "WHERE VARIABLE_NAME = 'Ssl_cipher')")
     current, version, scheduler, database, cipher = cur.fetchone()
     user, _, host = str(current).rpartition("@")
-    grantee = {"grantee": f"{literal(user)}@{literal(host)}"}
     flavor = "mariadb" if "mariadb" in str(version).lower() else "mysql"
     queries = MARIADB if flavor == "mariadb" else MYSQL8
 
@@ -890,15 +893,21 @@ def _doctor_facts(cur: Any, target: Target, groups: frozenset[str],
         cur.execute(query, params)
         return list(cur.fetchall())
 
-    existing = {str(r[0]) for r in rows(queries.groups, {"groups": tuple(sorted(groups)) or ("",),
+    mine = {"grantee": f"{literal(user)}@{literal(host)}", "plain": f"{user}@{host}",
+            "user": user, "host": host}
+    have = {str(r[0]).upper() for r in rows(_DOCTOR_GLOBAL, mine)}
+    schema = {(str(s), str(p).upper()) for s, p in rows(_DOCTOR_SCHEMA, mine)}
+    # Which groups exist is read from the mysql database: unknown (None) when it may not.
+    existing = ({str(r[0]) for r in rows(queries.groups, {"groups": tuple(sorted(groups)),
                                                           "admin": user})} if groups else set()
+                ) if "SELECT" in have or ("mysql", "SELECT") in schema else None
+    roles = rows(_DOCTOR_ROLES_MARIADB if flavor == "mariadb" else _DOCTOR_ROLES_MYSQL8, mine)
     return {
         "user": user, "host": host, "flavor": flavor, "database": database,
         "scheduler": str(scheduler).upper() in ("ON", "1"), "tls": bool(cipher),
         "tls_required": tls_required,
-        "global": {str(r[0]).upper() for r in rows(_DOCTOR_GLOBAL, grantee)},
-        "schema": {(str(s), str(p).upper()) for s, p in rows(_DOCTOR_SCHEMA, grantee)},
-        "roles": {str(role): bool(grantable) for role, grantable in rows(_DOCTOR_ROLES, grantee)},
+        "global": have, "schema": schema,
+        "roles": {str(role): bool(grantable) for role, grantable in roles},
         "groups": sorted(groups), "existing_groups": existing,
         "lock_holders": _try_lock(cur, target)}
 

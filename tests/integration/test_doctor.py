@@ -170,34 +170,44 @@ def test_an_unset_dsn_and_an_unreachable_server_are_errors(lp: World,
 
 # -- doctor changes nothing --------------------------------------------------------------------
 
-_CATALOG = [
-    "SELECT rolname, rolsuper, rolcreaterole, rolcanlogin, rolinherit, rolvaliduntil, "
-    "rolconnlimit FROM pg_roles ORDER BY 1",
-    "SELECT roleid::regrole::text, member::regrole::text, admin_option FROM pg_auth_members "
-    "ORDER BY 1, 2",
-    "SELECT datname, datacl::text FROM pg_database ORDER BY 1",
-    "SELECT setdatabase, setrole, setconfig::text FROM pg_db_role_setting ORDER BY 1, 2",
-    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
-]
-
-
-def _catalog(server: PgServer) -> list[Any]:
-    with server.conn() as c:
-        found = [c.execute(q).fetchall() for q in _CATALOG]
-        if server.version >= 150000:
-            found.append(c.execute("SELECT parname, paracl::text FROM pg_parameter_acl "
-                                   "ORDER BY 1").fetchall())
-        return found
+def _catalog(w: World) -> list[Any]:
+    """This world's roles, memberships, settings, parameter grants, database ACLs and lock
+    (the machine's server is shared with other tests)."""
+    mine = {"prefix": w.prefix, "roles": [w.group, w.owner, w.member]}
+    role = "(starts_with({0}, %(prefix)s) OR {0} = ANY(%(roles)s))"
+    target = Target("db1", "postgres", w.dsn_env, role_prefix=w.prefix)
+    unsigned = postgres.lock_key(target) & 0xFFFFFFFFFFFFFFFF
+    queries = [
+        "SELECT rolname, rolsuper, rolcreaterole, rolcanlogin, rolinherit, rolvaliduntil, "
+        "rolconnlimit FROM pg_roles WHERE " + role.format("rolname") + " ORDER BY 1",
+        "SELECT roleid::regrole::text, member::regrole::text, admin_option FROM pg_auth_members "
+        "WHERE " + role.format("member::regrole::text") + " OR "
+        + role.format("roleid::regrole::text") + " ORDER BY 1, 2",
+        "SELECT datname, datacl::text FROM pg_database WHERE datname = ANY(%(databases)s)",
+        "SELECT setdatabase, setconfig::text FROM pg_db_role_setting WHERE "
+        + role.format("setrole::regrole::text") + " ORDER BY 1, 2",
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %(high)s::oid "
+        "AND objid = %(low)s::oid"]
+    if w.server.version >= 150000:
+        queries.append("SELECT parname, paracl::text FROM pg_parameter_acl "
+                       "WHERE strpos(paracl::text, %(prefix)s) > 0 ORDER BY 1")
+    params = {**mine, "databases": [*w.databases, "postgres"], "high": unsigned >> 32,
+              "low": unsigned & 0xFFFFFFFF}
+    with w.server.conn() as c:
+        return [c.execute(q, params).fetchall() for q in queries]
 
 
 def test_doctor_changes_nothing(lp: World) -> None:
     """Hostile: every role, membership, database ACL, per-role setting, parameter grant and
     advisory lock is the same before and after, also when problems are found."""
+    lp.add_grant()
+    assert not lp.run().failed
+    lp.create_database()
     _as_superuser(lp, "REVOKE pg_signal_backend FROM {}", admin_of(lp))
-    before = _catalog(lp.server)
+    before = _catalog(lp)
     for _ in range(2):
         assert doctor(lp)[0] == 1
-    assert _catalog(lp.server) == before
+    assert _catalog(lp) == before and before[0]
 
 
 def test_the_lock_is_tried_and_released(lp: World) -> None:
