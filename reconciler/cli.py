@@ -26,6 +26,7 @@ LAZY_COMMANDS = {
     "request": ("requester", "request_command"),
     "status": ("access", "status_command"),
     "connect": ("access", "connect_command"),
+    "doctor": ("doctor", "doctor_command"),
     "extend": ("requester", "extend_command"),
     "revoke": ("requester", "revoke_command"),
     "password": ("requester", "password_command"),

@@ -843,3 +843,23 @@ def push_branch(repo: git.Repo, branch: str) -> None:
                       f"refs/heads/{branch}:refs/heads/{branch}")
     except git.GitCommandError as exc:
         raise UserError(f"git push of {branch} failed: {_git_message(exc)}") from None
+
+
+def push_dry_run(path: Path) -> str | None:
+    """Whether `apply --push` could push the current branch: None when `git push --dry-run`
+    to origin succeeds, else why not (starting "no origin" when there is none). Nothing is
+    sent: the remote is asked, no ref moves."""
+    repo = open_repo(path)
+    if "origin" not in [r.name for r in repo.remotes]:
+        return "no origin: the audit commit stays local (apply --push needs one)"
+    try:
+        branch = _branch(repo)
+    except UserError as exc:
+        return str(exc)
+    try:
+        # --force: only in the dry run, so that origin having moved on (which apply --push
+        # handles by rebasing) is not reported; access and a missing remote still are.
+        repo.git.push("--dry-run", "--force", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
+    except git.GitCommandError as exc:
+        return _git_message(exc)
+    return None

@@ -848,3 +848,78 @@ def _password_why(lifetime: Any, expired: bool, default_lifetime: int) -> str:
     if days > 0:
         return f"unlocked; password lifetime {days} days, but its holder sets the next one"
     return "unlocked, no password expiry"
+
+
+# -- what `jitgrant doctor` reads (read only) --------------------------------------------------
+
+_DOCTOR_GLOBAL = ("SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES "
+                  "WHERE GRANTEE = %(grantee)s")
+# Database-level privileges; TABLE_SCHEMA is the GRANT's pattern, `\_` for a literal _.
+_DOCTOR_SCHEMA = ("SELECT REPLACE(TABLE_SCHEMA, '\\\\_', '_'), PRIVILEGE_TYPE "
+                  "FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = %(grantee)s")
+# The roles granted to the reconciler's account, and whether it may grant them on. GRANTEE reads
+# user@host unquoted on MariaDB; MySQL 8 splits it (written to the MySQL 8 manual, untested).
+_DOCTOR_ROLES_MARIADB = ("SELECT ROLE_NAME, IS_GRANTABLE = 'YES' FROM "
+                         "information_schema.APPLICABLE_ROLES WHERE GRANTEE = %(plain)s")
+_DOCTOR_ROLES_MYSQL8 = ("SELECT ROLE_NAME, IS_GRANTABLE = 'YES' FROM "
+                        "information_schema.APPLICABLE_ROLES "
+                        "WHERE GRANTEE = %(user)s AND GRANTEE_HOST = %(host)s")
+
+
+def doctor_facts(target: Target, dsn: str, groups: frozenset[str]) -> dict[str, Any]:
+    """What `jitgrant doctor` judges, read in one short session: the account's privileges
+    (global, on databases, the roles it may grant), which group roles exist, the event
+    scheduler, and the target's lock, tried without waiting and released at once. Nothing is
+    created or granted. Raises TargetError when the server cannot be reached."""
+    conn = _connect(dsn, target)
+    hide = _secrets(dsn)
+    try:
+        with _driver_errors("reading the privileges", hide), conn.cursor() as cur:
+            return _doctor_facts(cur, target, groups, "ssl" in parse_dsn(dsn))
+    finally:
+        conn.close()
+
+
+def _doctor_facts(cur: Any, target: Target, groups: frozenset[str],
+                  tls_required: bool) -> dict[str, Any]:
+    cur.execute(_INFO + ", (SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS "
+                "WHERE VARIABLE_NAME = 'Ssl_cipher')")
+    current, version, scheduler, database, cipher = cur.fetchone()
+    user, _, host = str(current).rpartition("@")
+    flavor = "mariadb" if "mariadb" in str(version).lower() else "mysql"
+    queries = MARIADB if flavor == "mariadb" else MYSQL8
+
+    def rows(query: str, params: dict[str, Any]) -> list[Any]:
+        cur.execute(query, params)
+        return list(cur.fetchall())
+
+    mine = {"grantee": f"{literal(user)}@{literal(host)}", "plain": f"{user}@{host}",
+            "user": user, "host": host}
+    have = {str(r[0]).upper() for r in rows(_DOCTOR_GLOBAL, mine)}
+    schema = {(str(s), str(p).upper()) for s, p in rows(_DOCTOR_SCHEMA, mine)}
+    # Which groups exist is read from the mysql database: unknown (None) when it may not.
+    existing = ({str(r[0]) for r in rows(queries.groups, {"groups": tuple(sorted(groups)),
+                                                          "admin": user})} if groups else set()
+                ) if "SELECT" in have or ("mysql", "SELECT") in schema else None
+    roles = rows(_DOCTOR_ROLES_MARIADB if flavor == "mariadb" else _DOCTOR_ROLES_MYSQL8, mine)
+    return {
+        "user": user, "host": host, "flavor": flavor, "database": database,
+        "scheduler": str(scheduler).upper() in ("ON", "1"), "tls": bool(cipher),
+        "tls_required": tls_required,
+        "global": have, "schema": schema,
+        "roles": {str(role): bool(grantable) for role, grantable in roles},
+        "groups": sorted(groups), "existing_groups": existing,
+        "lock_holders": _try_lock(cur, target)}
+
+
+def _try_lock(cur: Any, target: Target) -> list[tuple[int, str]] | None:
+    """None when the target's lock is free: taken without waiting and released at once.
+    Otherwise who holds it, as (connection, user)."""
+    name = lock_name(target)
+    cur.execute("SELECT GET_LOCK(%s, 0)", [name])
+    row = cur.fetchone()
+    if row and row[0] == 1:
+        cur.execute("SELECT RELEASE_LOCK(%s)", [name])
+        return None
+    cur.execute(_LOCK_HOLDER, [name])
+    return [(int(pid), str(u or "")) for pid, u in cur.fetchall() if pid is not None]

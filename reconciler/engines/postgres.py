@@ -1022,3 +1022,89 @@ def _in_namespace(inside: bool, superuser: bool, never_touch: bool) -> str:
     if never_touch:
         return "; inside the namespace but in never_touch: jitgrant leaves it alone"
     return "; inside the namespace: apply revokes it or puts its grant's expiry back"
+
+
+# -- what `jitgrant doctor` reads (read only) --------------------------------------------------
+
+# The reconciler's own role, in one row: superuser, CREATEROLE, can it end sessions (the
+# privileges of pg_signal_backend), is its connection encrypted.
+_DOCTOR_SELF = """SELECT current_user, r.rolsuper, r.rolcreaterole,
+  pg_has_role(current_user, 'pg_signal_backend', 'USAGE'),
+  coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false),
+  current_setting('server_version_num')::int, current_database()
+FROM pg_roles r WHERE r.rolname = current_user"""
+# Each group role an access level names: whether it exists, is a superuser, and whether the
+# reconciler holds ADMIN on it (16+: what granting and revoking it needs).
+_DOCTOR_GROUPS = """SELECT g.name, r.rolname IS NOT NULL, coalesce(r.rolsuper, false),
+  r.rolname IS NOT NULL AND pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION')
+FROM unnest(%(groups)s::text[]) AS g(name) LEFT JOIN pg_roles r ON r.rolname = g.name"""
+# Every database a login may own objects in, whether the reconciler may connect to it, and
+# who receives a revoked login's objects there: reassign_owned_to, else the database's owner,
+# with whether the reconciler has that role's privileges (REASSIGN OWNED needs them).
+_DOCTOR_DATABASES = """SELECT d.datname, has_database_privilege(current_user, d.oid, 'CONNECT'),
+  o.rolname, o.rolsuper, pg_has_role(current_user, o.oid, 'USAGE')
+FROM pg_database d
+JOIN pg_roles o ON o.rolname = coalesce(%(owner)s, pg_get_userbyid(d.datdba))
+WHERE d.datallowconn ORDER BY 1"""
+# reassign_owned_to when it names no role at all.
+_DOCTOR_ROLE_EXISTS = "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = %s)"
+# Managed logins the reconciler cannot drop: 16+ needs ADMIN on each (a CREATEROLE role has it
+# on the logins it created); a superuser login is left alone by apply anyway.
+_DOCTOR_UNDROPPABLE = """SELECT r.rolname FROM pg_roles r
+WHERE starts_with(r.rolname, %(prefix)s) AND NOT r.rolsuper AND r.rolname <> current_user
+  AND NOT pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION') ORDER BY 1"""
+LOG_PARAMETERS = ("log_statement", "log_min_error_statement", "log_min_duration_statement")
+_DOCTOR_LOG = """SELECT p, has_parameter_privilege(p, 'SET')
+FROM unnest(%(params)s::text[]) AS q(p)"""
+
+
+def doctor_facts(target: Target, dsn: str, groups: frozenset[str]) -> dict[str, Any]:
+    """What `jitgrant doctor` judges, read from the catalog in one short session: nothing is
+    created, granted or set, and the target's lock is tried without waiting and released at
+    once. Raises TargetError when the server cannot be reached."""
+    conn = _connect(dsn, target)
+    try:
+        with _driver_errors("reading the privileges", _secrets(dsn)):
+            return _doctor_facts(conn, target, groups)
+    finally:
+        conn.close()
+
+
+def _doctor_facts(conn: psycopg.Connection[Any], target: Target,
+                  groups: frozenset[str]) -> dict[str, Any]:
+    row = conn.execute(_DOCTOR_SELF).fetchone()
+    assert row is not None
+    admin, superuser, createrole, signal, tls, version, database = row
+    owner = target.reassign_owned_to
+    facts: dict[str, Any] = {
+        "admin": admin, "superuser": superuser, "createrole": createrole, "signal": signal,
+        "tls": tls, "version": version, "database": database,
+        "sslmode": str(conninfo_to_dict(conn.info.dsn).get("sslmode") or ""),
+        "groups": conn.execute(_DOCTOR_GROUPS, {"groups": sorted(groups)}).fetchall(),
+        "databases": conn.execute(_DOCTOR_DATABASES, {"owner": owner}).fetchall(),
+        "owner_exists": owner is None or _exists(conn, owner),
+        "undroppable": [r[0] for r in conn.execute(
+            _DOCTOR_UNDROPPABLE, {"prefix": target.role_prefix})] if version >= 160000 else [],
+        "log": dict(conn.execute(_DOCTOR_LOG, {"params": list(LOG_PARAMETERS)}).fetchall())
+        if version >= 150000 else {},
+        "lock_holders": try_lock(conn, target)}
+    return facts
+
+
+def _exists(conn: psycopg.Connection[Any], role: str) -> bool:
+    row = conn.execute(_DOCTOR_ROLE_EXISTS, [role]).fetchone()
+    return bool(row and row[0])
+
+
+def try_lock(conn: psycopg.Connection[Any], target: Target) -> list[tuple[int, str]] | None:
+    """None when the target's lock is free: taken without waiting and released at once.
+    Otherwise who holds it, as (session, role)."""
+    key = lock_key(target)
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
+    if row and row[0]:
+        conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+        return None
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    rows = conn.execute(_LOCK_HOLDERS, {"high": unsigned >> 32,
+                                        "low": unsigned & 0xFFFFFFFF}).fetchall()
+    return [(int(pid), str(role)) for pid, role in rows]
