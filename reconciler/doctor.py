@@ -11,8 +11,9 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +23,9 @@ from .engines import mysql, postgres
 from .errors import UserError, one_line
 from .model import Target
 from .redact import dsn_secrets, redact
+
+if TYPE_CHECKING:
+    from .validate import Snapshot
 
 SEVERITIES = ("ok", "note", "warning", "error")
 EXIT = {"ok": 0, "note": 0, "warning": 2, "error": 1}
@@ -265,11 +269,18 @@ def _lock(found: Found, holders: list[tuple[int, str]] | None, end: str) -> Find
                      pid=holders[0][0] if holders else "PID"))
 
 
-def _overdue(target: Target, repo: Path) -> list[Finding]:
-    """Revocations overdue on `target`: logins that can still log in past their grant's end.
-    TODO(merge): wire to reconciler/overdue.py (written on the metrics branch); each overdue
-    login becomes an error Finding naming it."""
-    return []
+def overdue_findings(snapshot: Snapshot, only: tuple[str, ...], now: datetime,
+                     env: Mapping[str, str]) -> list[Finding]:
+    """Revocations overdue: logins that can still log in past their grant's end plus the
+    grace. Read as `plan` reads them (a dry run: nothing changes); a target that cannot be
+    read is already an error of its own checks."""
+    from .apply import reconcile
+    from .overdue import overdue_logins
+
+    run = reconcile(snapshot, now, only=only, execute=False, env=env)
+    return [Finding(o.target, "revocations overdue", "error", o.line(now).split(": ", 1)[1],
+                    "jitgrant apply --target " + o.target + " (and read why its revocation "
+                    "failed in the audit record)") for o in overdue_logins(run)]
 
 
 FACTS: dict[str, Callable[[Target, str, frozenset[str]], dict[str, Any]]] = {
@@ -290,7 +301,7 @@ def check_target(target: Target, groups: frozenset[str], env: Mapping[str, str],
         facts = FACTS[target.engine](target, dsn, groups)
     except UserError as exc:
         return [Finding(target.name, "reachable", "error", redact(str(exc)))]
-    return JUDGES[target.engine](target, facts) + _overdue(target, repo)
+    return JUDGES[target.engine](target, facts)
 
 
 def check_push(repo: Path) -> Finding:
@@ -339,6 +350,11 @@ def doctor_command(repo: Path, only: tuple[str, ...], fmt: str) -> int:
         raise UserError("the policies define no target")
     groups = group_roles(snapshot)
     findings = [f for t in targets for f in check_target(t, groups, os.environ, repo)]
+    reachable = tuple(t.name for t in targets
+                      if not any(f.target == t.name and f.check == "reachable"
+                                 and f.severity == "error" for f in findings))
+    if reachable:
+        findings += overdue_findings(snapshot, reachable, now_utc(), os.environ)
     findings.append(check_push(repo))
     click.echo(to_json(findings) if fmt == "json" else
                to_text(findings, [t.name for t in targets] + ["audit"]))

@@ -220,3 +220,14 @@ def test_a_bad_grace_changes_nothing(namespace: Namespace, pg_repo: AccessRepo,
     assert len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith(f"jitgrant: error: --overdue-grace '{grace}': ")
     assert namespace.role(namespace.login()) is None
+
+
+def test_doctor_names_an_overdue_revocation_and_changes_nothing(
+        namespace: Namespace, pg_repo: AccessRepo) -> None:
+    login = ended_login(namespace, pg_repo)
+    found = jitgrant("doctor", "--repo", str(pg_repo.root), env=namespace.env)
+    assert found.exit_code == 1, found.output
+    [line] = [x for x in found.stdout.splitlines() if "revocations overdue" in x]
+    assert line.startswith(f"db1: error: revocations overdue: login {login} (alice, readonly)")
+    assert "fix: jitgrant apply --target db1" in line
+    assert namespace.role(login) is not None  # doctor revoked nothing
