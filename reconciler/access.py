@@ -25,11 +25,12 @@ import click
 from . import gitrepo, requester, secretstore
 from .clicommon import handled, repo_option
 from .completion import complete_access, complete_people, complete_targets
+from .dsn import DsnError, admin_dsn
 from .engines import ENGINES
 from .errors import ConfigError, UserError, one_line
 from .load import SourceFile
 from .model import Grant, Policy, Target, login_name
-from .redact import dsn_secrets, redact
+from .redact import redact
 from .timeutil import format_duration, iso, now_utc
 from .validate import Context, RawGrant, Snapshot, build_snapshot
 
@@ -302,10 +303,12 @@ def check_logins(rows: list[Row], policy: Policy, env: Mapping[str, str]
     found: dict[str, dict[str, bool]] = {}  # target -> login -> locked
     for name in wanted:
         target = policy.targets[name]
-        dsn = env.get(target.dsn_env)
-        if not dsn:
+        try:
+            dsn = admin_dsn(target, env)  # remembered: clicommon's last defence masks it too
+        except DsnError as exc:
+            if not exc.missing:
+                notes.append(f"{target.name}: could not check the logins: {exc}")
             continue
-        dsn_secrets(dsn)  # remembered first: clicommon's last line of defence masks it too
         try:
             found[target.name] = _read_logins(target, dsn)
         except UserError as exc:

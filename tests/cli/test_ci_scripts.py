@@ -71,6 +71,7 @@ def run_systemd(tmp_path: Path, namespace: Namespace, bare: Path
     credentials.mkdir()
     (state / "jitgrant").mkdir(parents=True)
     (credentials / "db1-dsn").write_text(PG_DSN + "\n")
+    (credentials / "db1-dsn").chmod(0o400)  # as systemd writes a credential
     (credentials / "git-credential").write_text("username=jitgrant\npassword=s3cret-token\n")
     env = {**base_env(tmp_path),
            **{k: v.replace("%d", str(credentials)).replace("%S", str(state))

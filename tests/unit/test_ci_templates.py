@@ -269,14 +269,16 @@ def test_the_service_is_a_hardened_oneshot_with_its_dsns_as_credentials() -> Non
         assert f"{target['name']}-dsn:/etc/jitgrant/{target['name']}.dsn" in credentials
 
 
-def test_the_service_reads_each_credential_into_its_dsn_env_variable() -> None:
+def test_the_service_leaves_the_dsns_to_jitgrant() -> None:
+    """jitgrant reads $CREDENTIALS_DIRECTORY/<target>-dsn itself (reconciler/dsn.py): no DSN
+    goes through the shell or into a variable."""
     service, _ = systemd()
     (exec_start,) = service["ExecStart"]
     shell, flag, script = shlex.split(exec_start.replace("$$", "$"))
     assert (shell, flag) == ("/bin/sh", "-c")
     for target in TARGETS:
-        env, name = target["dsn_env"], target["name"]
-        assert f'{env}="$(cat "$CREDENTIALS_DIRECTORY/{name}-dsn")"; export {env};' in script
+        assert target["dsn_env"] not in script and f"{target['name']}-dsn" not in script
+    assert "CREDENTIALS_DIRECTORY" not in script
     assert script.rstrip().endswith("apply --push")
     sh_syntax_ok(script)
     assert "$" not in exec_start.replace("$$", "")  # nothing left for systemd to expand
