@@ -87,3 +87,39 @@ def test_an_unset_variable_without_a_credential_fails_that_target_only(world: Wo
     assert result.exit_code == 1
     assert f"DSN file {tmp_path}/absent does not exist" in result.output
     assert world.role(world.login()) is not None
+
+
+def jitgrant(w: World, env: dict[str, str], *command: str) -> Result:
+    return CliRunner().invoke(main, [*command, "--repo", str(w.repo.root)], env=env,
+                              catch_exceptions=False)
+
+
+def test_a_malformed_dsn_in_a_file_names_the_file(world: World, tmp_path: Path) -> None:
+    path = secret_file(tmp_path / "db1.dsn", "postgres:/nobody@127.0.0.1:1/db")
+    write_policy(world, dsn_file=str(path))
+    (error,) = [t.error for t in world.run(env={}).targets]
+    assert error is not None and f"the DSN in {path} is malformed" in error
+
+
+def test_standing_reports_a_refused_file_and_skips_a_missing_one(world: World,
+                                                                 tmp_path: Path) -> None:
+    path = secret_file(tmp_path / "db1.dsn", world.admin_dsn, 0o604)
+    write_policy(world, dsn_file=str(path))
+    refused = jitgrant(world, {}, "standing")
+    assert refused.exit_code == 1
+    assert f"jitgrant: error: db1: DSN file {path} is refused: other users have access to " \
+           "it (mode 0604)" in refused.stderr
+    path.unlink()
+    missing = jitgrant(world, {}, "standing")
+    assert missing.exit_code == 1
+    assert missing.stderr == ("jitgrant: error: no target has its DSN environment variable "
+                              f"set: db1 (file {path})\n")
+
+
+def test_status_notes_a_refused_file_and_still_answers(world: World, tmp_path: Path) -> None:
+    path = secret_file(tmp_path / "db1.dsn", world.admin_dsn, 0o660)
+    write_policy(world, dsn_file=str(path))
+    result = jitgrant(world, {}, "status", "--all")
+    assert result.exit_code == 0, result.output
+    assert f"db1: could not check the logins: DSN file {path} is refused: its group may " \
+           "write it" in result.stderr

@@ -287,3 +287,13 @@ def test_a_dsn_file_target_never_falls_back(tmp_path: Path) -> None:
     with pytest.raises(DsnError, match="does not exist"):
         admin_dsn(target(dsn_file=str(tmp_path / "elsewhere")),
                   {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+
+
+def test_a_review_names_a_target_moved_to_a_file() -> None:
+    from reconciler.prdiff import _target_changes
+
+    old, new = target(dsn_env="JG_X"), target(dsn_file="/run/secrets/jitgrant/orders-prod")
+    assert _target_changes(old, new) == [
+        "target orders-prod: now postgres through the file /run/secrets/jitgrant/orders-prod "
+        "(was postgres through $JG_X); the old server's logins are left alone"]
+    assert _target_changes(old, target(dsn_env="JG_X")) == []
