@@ -25,13 +25,14 @@ import click
 from . import gitrepo, requester, secretstore
 from .clicommon import handled, repo_option
 from .completion import complete_access, complete_people, complete_targets
+from .dsn import DsnError, admin_dsn
 from .engines import ENGINES
 from .errors import ConfigError, UserError, one_line
 from .load import SourceFile
 from .model import ActualState, Grant, Policy, Target, login_name
 from .overdue import DEFAULT_GRACE, GRACE_HELP, Overdue, overdue_in, parse_grace, summary
 from .plan import desired_state
-from .redact import dsn_secrets, redact
+from .redact import redact
 from .timeutil import format_duration, iso, now_utc
 from .validate import Context, RawGrant, Snapshot, build_snapshot
 
@@ -305,10 +306,12 @@ def check_logins(rows: list[Row], policy: Policy, env: Mapping[str, str],
     found: dict[str, dict[str, bool]] = {}  # target -> login -> locked
     for name in wanted:
         target = policy.targets[name]
-        dsn = env.get(target.dsn_env)
-        if not dsn:
+        try:
+            dsn = admin_dsn(target, env)  # remembered: clicommon's last defence masks it too
+        except DsnError as exc:
+            if not exc.missing:
+                notes.append(f"{target.name}: could not check the logins: {exc}")
             continue
-        dsn_secrets(dsn)  # remembered first: clicommon's last line of defence masks it too
         try:
             actual = _read_logins(target, dsn)
         except UserError as exc:

@@ -14,12 +14,13 @@ from datetime import datetime
 from types import MappingProxyType
 
 from .aftercut import Earlier, FollowUp, compare
+from .dsn import DsnError, admin_dsn
 from .engines import ENGINES, ActionResult, Session, Statement
 from .errors import ConnectionLost, ForeignLock, Problem, UserError
 from .model import ActualState, DesiredState, Policy, Target
 from .plan import TargetPlan, desired_state, diff
 from .prdiff import Review
-from .redact import dsn_secrets, redact
+from .redact import redact
 from .snapshot import no_gc_pauses
 from .targets import select
 from .validate import Snapshot
@@ -137,6 +138,7 @@ class _Fetch:
 
     target: Target
     groups: frozenset[str]
+    dsn: str = field(default="", repr=False)
     thread: threading.Thread | None = None
     session: Session | None = None
     actual: ActualState | None = None
@@ -162,14 +164,16 @@ class Prefetch:
         except UserError:
             return  # reconcile reports the unknown target
         groups = _groups(policy)
-        chosen = [t for t in selected if t.engine in ENGINES and self.env.get(t.dsn_env)]
+        chosen = {t.name: dsn for t in selected if t.engine in ENGINES
+                  for dsn in [_dsn_or_none(t, self.env)] if dsn}
         # The lock is named after the role prefix: targets that share a server and a prefix
         # take turns for it, so none of them is locked ahead of its turn.
-        lock_names = Counter((t.engine, t.role_prefix) for t in chosen)
-        for target in chosen:
-            if self.execute and lock_names[(target.engine, target.role_prefix)] > 1:
+        lock_names = Counter((t.engine, t.role_prefix) for t in selected if t.name in chosen)
+        for target in selected:
+            if target.name not in chosen or \
+                    self.execute and lock_names[(target.engine, target.role_prefix)] > 1:
                 continue
-            fetch = _Fetch(target, groups)
+            fetch = _Fetch(target, groups, chosen[target.name])
             fetch.thread = threading.Thread(target=self._fetch, args=(fetch,), daemon=True,
                                             name=f"jitgrant-inspect-{target.name}")
             self.fetches[target.name] = fetch
@@ -177,8 +181,7 @@ class Prefetch:
 
     def _fetch(self, fetch: _Fetch) -> None:
         try:
-            fetch.session = ENGINES[fetch.target.engine].connect(
-                fetch.target, self.env[fetch.target.dsn_env])
+            fetch.session = ENGINES[fetch.target.engine].connect(fetch.target, fetch.dsn)
             fetch.lock = _take_lock(fetch.session, self.execute)
             fetch.actual = fetch.session.inspect(fetch.groups)
         except BaseException as exc:  # noqa: BLE001 - raised where the target is reconciled
@@ -210,6 +213,14 @@ class Prefetch:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _dsn_or_none(target: Target, env: Mapping[str, str]) -> str | None:
+    """The target's DSN, or None when it cannot be had (reconcile reports why)."""
+    try:
+        return admin_dsn(target, env)
+    except DsnError:
+        return None
 
 
 def _close(session: Session | None) -> None:
@@ -272,11 +283,11 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
         result.plan = diff(desired, actual, now)
         result.statements = engine.render(result.plan, actual)
         return result
-    dsn = env.get(target.dsn_env)
-    if not dsn:
-        result.error = f"environment variable {target.dsn_env} is not set"
+    try:
+        dsn = admin_dsn(target, env)  # remembered there, so that redact() masks it
+    except DsnError as exc:
+        result.error = str(exc)
         return result
-    dsn_secrets(dsn)  # remembered before anything can fail, so that redact() masks it
     session: Session | None = None
     groups = group_roles(snapshot)
     fetched = prefetch.take(target, groups) if prefetch is not None else None

@@ -56,6 +56,9 @@ def _target(target: Any) -> dict[str, str]:
         value = target[key] if isinstance(target, Mapping) else getattr(target, key)
         return str(value)
     name, dsn_env = get("name"), get("dsn_env")
+    if dsn_env == "None":  # a target that reads a file (dsn_file) has no variable to copy
+        raise UserError(f"target {name!r} reads its DSN from a file (dsn_file): the CI files "
+                        "written here give each target a dsn_env")
     if not _TARGET_NAME.fullmatch(name) or not _DSN_ENV.fullmatch(dsn_env):
         raise UserError(f"target {name!r} (dsn_env {dsn_env!r}) cannot be written into a "
                         "CI file: names must match the policy schema")

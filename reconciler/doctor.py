@@ -22,7 +22,8 @@ from .completion import target_option
 from .engines import mysql, postgres
 from .errors import UserError, one_line
 from .model import Target
-from .redact import dsn_secrets, redact
+from .dsn import DsnError, admin_dsn
+from .redact import redact
 
 if TYPE_CHECKING:
     from .validate import Snapshot
@@ -292,11 +293,12 @@ JUDGES: dict[str, Callable[[Target, Mapping[str, Any]], list[Finding]]] = {
 def check_target(target: Target, groups: frozenset[str], env: Mapping[str, str],
                  repo: Path) -> list[Finding]:
     """Every check of one target; a target that cannot be reached is one error."""
-    dsn = env.get(target.dsn_env)
-    if not dsn:
-        return [Finding(target.name, "reachable", "error", f"environment variable "
-                        f"{target.dsn_env} is not set", f"export {target.dsn_env}=<the DSN>")]
-    dsn_secrets(dsn)  # remembered first: every message is masked with it
+    try:
+        dsn = admin_dsn(target, env)  # remembered: every message is masked with it
+    except DsnError as exc:
+        fix = (f"export {target.dsn_env}=<the DSN>" if exc.missing and target.dsn_env else
+               "give the DSN file to jitgrant's user only (chmod 0600) or set its variable")
+        return [Finding(target.name, "reachable", "error", str(exc), fix)]
     try:
         facts = FACTS[target.engine](target, dsn, groups)
     except UserError as exc:

@@ -40,7 +40,10 @@ SERVER_POWER_ROLES = {
 class Target:
     name: str
     engine: str
-    dsn_env: str
+    # Where apply reads the admin DSN: an environment variable or a file (validate.py gives
+    # each valid target exactly one, a repository-level template's included; dsn.py reads it).
+    dsn_env: str | None = None
+    dsn_file: str | None = None
     environment: str | None = None
     role_prefix: str = "jit_"
     reassign_owned_to: str | None = None

@@ -117,14 +117,18 @@ def _target_changes(old: Target, new: Target) -> list[str]:
     if old.role_prefix != new.role_prefix:
         out.append(f"target {new.name}: role_prefix {old.role_prefix!r} becomes "
                    f"{new.role_prefix!r}; logins under the old prefix are left alone")
-    if old.engine != new.engine or old.dsn_env != new.dsn_env:
-        out.append(f"target {new.name}: now {new.engine} through ${new.dsn_env} (was "
-                   f"{old.engine} through ${old.dsn_env}); the old server's logins are "
+    if old.engine != new.engine or (old.dsn_env, old.dsn_file) != (new.dsn_env, new.dsn_file):
+        out.append(f"target {new.name}: now {new.engine} through {_source(new)} (was "
+                   f"{old.engine} through {_source(old)}); the old server's logins are "
                    f"left alone")
     if old.expiry_backstop != new.expiry_backstop:
         out.append(f"target {new.name}: expiry_backstop {old.expiry_backstop or 'none'} "
                    f"becomes {new.expiry_backstop or 'none'}")
     return out
+
+
+def _source(target: Target) -> str:
+    return f"${target.dsn_env}" if target.dsn_env else f"the file {target.dsn_file}"
 
 
 def _target_diff(old: DesiredState, new: DesiredState) -> list[LoginChange]:

@@ -123,7 +123,7 @@ def build(kind_name: str, action: str | None) -> Scaffold:
     files = _render_folder(env, TEMPLATES / "init", context)
     policy = _policy(files)
     targets = sorted(policy.targets.values(), key=lambda t: t.name)
-    context |= {"targets": targets, "dsn_envs": [t.dsn_env for t in targets]}
+    context |= {"targets": targets, "dsn_envs": [t.dsn_env for t in targets if t.dsn_env]}
     if kind.github != "none":
         github = _render_folder(env, TEMPLATES / "ci" / "github", context)
         if kind.github == "pull-requests":

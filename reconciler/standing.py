@@ -16,10 +16,11 @@ import click
 
 from .clicommon import handled, repo_option
 from .completion import target_option
+from .dsn import DsnError, admin_dsn, describe
 from .engines import mysql, postgres
 from .errors import UserError, one_line
 from .model import Target
-from .redact import dsn_secrets, redact
+from .redact import redact
 from .timeutil import now_utc
 
 EXIT_FOUND = 2
@@ -56,18 +57,18 @@ def survey(targets: list[Target], env: Mapping[str, str], explicit: bool) -> Rep
     """Read every target whose DSN is set; one that fails never stops the others."""
     report = Report()
     for target in targets:
-        dsn = env.get(target.dsn_env)
         reader = READERS.get(target.engine)
-        if not dsn:
-            if explicit:
-                report.errors[target.name] = f"environment variable {target.dsn_env} is not set"
+        try:
+            dsn = admin_dsn(target, env)  # remembered: clicommon's last defence masks it too
+        except DsnError as exc:
+            if explicit or not exc.missing:
+                report.errors[target.name] = str(exc)
             else:
                 report.skipped.append(target.name)
             continue
         if reader is None:
             report.errors[target.name] = f"engine {target.engine!r} is not available"
             continue
-        dsn_secrets(dsn)  # remembered first: clicommon's last line of defence masks it too
         try:
             rows = reader(target, dsn)
         except UserError as exc:
@@ -114,7 +115,7 @@ def standing_command(repo: Path, only: tuple[str, ...], fmt: str) -> int:
     report = survey(targets, os.environ, explicit=bool(only))
     if not report.read and not report.errors:
         raise UserError("no target has its DSN environment variable set: "
-                        + ", ".join(f"{t.name} ({t.dsn_env})" for t in targets))
+                        + ", ".join(f"{t.name} ({describe(t)})" for t in targets))
     if fmt == "json":
         click.echo(to_json(report, now))
     elif report.found:

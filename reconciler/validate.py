@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
+from .dsn import (ENV_NAME, env_from_template, env_template_problem, file_from_template,
+                  file_template_problem)
 from .errors import Problem
 from .fastinit import fast_init
 from .load import Document, SourceFile, YamlProblem, parse_yaml, to_problem
@@ -117,6 +119,7 @@ def _check_grants(grant_files: list[SourceFile], policy: Policy, ctx: Context) -
 def load_policy(files: list[SourceFile], problems: list[Problem]) -> Policy:
     merged: dict[str, dict[str, tuple[Document, Any]]] = {s: {} for s in POLICY_SECTIONS}
     owners: list[str] = []
+    defaults = DsnDefaults()
     bad_entries: set[tuple[str, str, str]] = set()  # (file, section, name)
     start = len(problems)
     for source in files:
@@ -131,7 +134,14 @@ def load_policy(files: list[SourceFile], problems: list[Problem]) -> Policy:
         repo_section = doc.data.get("repository")
         if isinstance(repo_section, dict):
             owners.extend(o for o in repo_section.get("policy_owners", []) if isinstance(o, str))
-    targets = _build(merged["targets"], "targets", bad_entries, _target, problems)
+            defaults.read(doc, repo_section, problems)
+
+    def target(name: str, v: dict[str, Any], doc: Document,
+               found: list[Problem]) -> Target | None:
+        return _target(name, v, doc, found, defaults)
+
+    targets = _build(merged["targets"], "targets", bad_entries, target, problems)
+    defaults.check_folding(targets, problems)
     access = _build(merged["access"], "access", bad_entries, _access, problems)
     people = _build(merged["people"], "people", bad_entries, _person, problems)
     _check_namespaces(targets, access, problems)
@@ -223,13 +233,96 @@ def _build(entries: dict[str, tuple[Document, Any]], section: str,
     return built
 
 
-def _target(name: str, v: dict[str, Any], doc: Document, problems: list[Problem]) -> Target | None:
+@dataclass
+class DsnDefaults:
+    """repository.dsn_env / repository.dsn_file: the DSN source of every target that names
+    none, each a template with {target} (see dsn.py). Each is (template, path, line)."""
+
+    env: tuple[str, str, int] | None = None
+    file: tuple[str, str, int] | None = None
+    broken: bool = False  # a template had a problem: its targets are not reported again
+
+    def read(self, doc: Document, section: dict[str, Any], problems: list[Problem]) -> None:
+        for key, check in (("dsn_env", env_template_problem), ("dsn_file", file_template_problem)):
+            template = section.get(key)
+            if not isinstance(template, str):
+                continue
+            line = doc.line("repository", key)
+            earlier = getattr(self, key[4:])
+            if earlier is not None:
+                problems.append(Problem(doc.path, line, f"repository.{key} is defined twice: in "
+                                        f"{earlier[1]}:{earlier[2]} and here"))
+                continue
+            problem = check(template)
+            other = self.file if key == "dsn_env" else self.env
+            if problem is None and other is not None:
+                problem = (f"the policies also set repository.dsn_"
+                           f"{'file' if key == 'dsn_env' else 'env'} ({other[1]}:{other[2]}): "
+                           "keep one")
+            if problem:
+                problems.append(Problem(doc.path, line, f"repository.{key}: {problem}"))
+                self.broken = True
+                continue
+            setattr(self, key[4:], (template, doc.path, line))
+
+    def source(self, name: str, v: dict[str, Any], doc: Document,
+               problems: list[Problem]) -> tuple[str | None, str | None] | None:
+        """(dsn_env, dsn_file) of target `name`: its own, else the repository's template;
+        None after a problem."""
+        own_env, own_file = v.get("dsn_env"), v.get("dsn_file")
+        if own_env is not None and own_file is not None:
+            problems.append(Problem(doc.path, doc.line("targets", name, "dsn_file"),
+                                    f"targets.{name}: dsn_env and dsn_file are both set: a "
+                                    "target reads its DSN from one of them"))
+            return None
+        if own_env is not None or own_file is not None:
+            return own_env, own_file
+        if self.file is not None:
+            return None, file_from_template(self.file[0], name)
+        if self.env is not None:
+            variable = env_from_template(self.env[0], name)
+            if not ENV_NAME.fullmatch(variable):
+                problems.append(Problem(doc.path, doc.line("targets", name),
+                                        f"targets.{name}: repository.dsn_env makes {variable!r}"
+                                        " of its name, not an environment variable's name"))
+                return None
+            return variable, None
+        if self.broken:
+            return None
+        problems.append(Problem(doc.path, doc.line("targets", name),
+                                f"targets.{name}: missing dsn_env or dsn_file (where apply "
+                                "reads its admin DSN), and the policies set no repository."
+                                "dsn_env or repository.dsn_file template"))
+        return None
+
+    def check_folding(self, targets: Mapping[str, Target], problems: list[Problem]) -> None:
+        """Two targets whose names fold to the same variable would share one DSN unnoticed."""
+        if self.env is None:
+            return
+        seen: dict[str, Target] = {}
+        for target in sorted(targets.values(), key=lambda t: (t.path, t.line, t.name)):
+            if target.dsn_env != env_from_template(self.env[0], target.name):
+                continue
+            first = seen.setdefault(target.dsn_env, target)
+            if first is not target:
+                problems.append(Problem(target.path, target.line, f"targets.{target.name}: "
+                                        f"repository.dsn_env makes ${target.dsn_env} of its "
+                                        f"name, as of target {first.name} ({first.path}:"
+                                        f"{first.line}): give one of them its own dsn_env"))
+
+
+def _target(name: str, v: dict[str, Any], doc: Document, problems: list[Problem],
+            defaults: DsnDefaults | None = None) -> Target | None:
     if v.get("expiry_backstop") == "event" and v["engine"] != "mysql":
         problems.append(Problem(doc.path, doc.line("targets", name, "expiry_backstop"),
                                 f"targets.{name}.expiry_backstop: event is for mysql targets"))
         return None
+    source = (defaults or DsnDefaults()).source(name, v, doc, problems)
+    if source is None:
+        return None
     return Target(
-        name=name, engine=v["engine"], dsn_env=v["dsn_env"], environment=v.get("environment"),
+        name=name, engine=v["engine"], dsn_env=source[0], dsn_file=source[1],
+        environment=v.get("environment"),
         role_prefix=v.get("role_prefix", "jit_"), reassign_owned_to=v.get("reassign_owned_to"),
         never_touch=frozenset(v.get("never_touch", ())), approvers=tuple(v.get("approvers", ())),
         requesters_for_others=tuple(v.get("requesters_for_others", ())),

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pymysql
 from pymysql.converters import escape_string
 
+from ..dsn import where
 from ..errors import ConfigError, ConnectionLost, TargetError, one_line
 from ..model import ActualRole, ActualState, Target
 from ..plan import Action, TargetPlan, wants_backstop
@@ -476,7 +477,7 @@ def _connect(dsn: str, target: Target) -> pymysql.connections.Connection[Any]:
     try:
         args = parse_dsn(dsn)
     except ConfigError as exc:
-        raise TargetError(f"cannot connect: the DSN in ${target.dsn_env} is malformed: "
+        raise TargetError(f"cannot connect: the DSN in {where(target, dsn)} is malformed: "
                           f"{exc}") from None
     # pymysql would send a str password as latin-1 (and fail on any other character); the
     # server hashes what the mysql client sends, the password's UTF-8 bytes.
@@ -488,7 +489,7 @@ def _connect(dsn: str, target: Target) -> pymysql.connections.Connection[Any]:
                                program_name="jitgrant")
     except pymysql.MySQLError as exc:
         if tls and exc.args and exc.args[0] == CR_SSL_CONNECTION_ERROR:
-            raise TargetError(_NO_TLS.format(env=target.dsn_env)) from None
+            raise TargetError(_NO_TLS.format(where=where(target, dsn))) from None
         raise TargetError(f"cannot connect to {_where(args)}: {_one_line(exc, hide)}") from None
     except (ValueError, OSError) as exc:  # a driver's own check, a certificate refused
         raise TargetError(f"cannot connect to {_where(args)}: {_one_line(exc, hide)}") from None
@@ -496,23 +497,23 @@ def _connect(dsn: str, target: Target) -> pymysql.connections.Connection[Any]:
         # Known quoting rules and UTC for event times, whatever the server's defaults.
         cur.execute("SET SESSION sql_mode = %s, time_zone = '+00:00'", [SQL_MODE])
         if tls:
-            _insist_on_tls(conn, cur, target)
+            _insist_on_tls(conn, cur, where(target, dsn))
     return conn
 
 
 CR_SSL_CONNECTION_ERROR = 2026
-_NO_TLS = ("cannot connect: the ssl_mode in ${env} requires TLS, and the server offers none "
+_NO_TLS = ("cannot connect: the ssl_mode in {where} requires TLS, and the server offers none "
            "or the TLS handshake failed")
 
 
-def _insist_on_tls(conn: pymysql.connections.Connection[Any], cur: Any, target: Target) -> None:
+def _insist_on_tls(conn: pymysql.connections.Connection[Any], cur: Any, source: str) -> None:
     """Older pymysql releases go on in clear text when the server offers no TLS, whatever was
     asked: the session's cipher says what happened."""
     cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
     row = cur.fetchone()
     if not row or not row[1]:
         conn.close()
-        raise TargetError(_NO_TLS.format(env=target.dsn_env))
+        raise TargetError(_NO_TLS.format(where=source))
 
 
 class MysqlSession:

@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from ..dsn import where
 from ..errors import ConnectionLost, TargetError
 from ..model import SERVER_POWER_ROLES, ActualRole, ActualState, DesiredLogin, Target
 from ..plan import Action, TargetPlan, marker_comment, owned_object_databases, reassign_target
@@ -903,11 +904,11 @@ def _connect(dsn: str, target: Target) -> psycopg.Connection[Any]:
     try:
         conninfo_to_dict(dsn)
     except psycopg.Error:
-        raise TargetError(f"cannot connect: the DSN in ${target.dsn_env} is malformed (libpq "
+        raise TargetError(f"cannot connect: the DSN in {where(target, dsn)} is malformed (libpq "
                           "cannot parse it: look for spaces, quotes or a mistyped "
                           "postgresql://)") from None
     except UnicodeDecodeError:  # its repr quotes the value, password and all
-        raise TargetError(f"cannot connect: the DSN in ${target.dsn_env} is malformed: a "
+        raise TargetError(f"cannot connect: the DSN in {where(target, dsn)} is malformed: a "
                           "value is not UTF-8 once percent-decoded (a %XX escape in the "
                           "password?)") from None
     try:
@@ -930,7 +931,7 @@ def _tls_asked(dsn: str, target: Target) -> str:
     between releases."""
     mode = str(conninfo_to_dict(dsn).get("sslmode") or "")
     if mode in ("require", "verify-ca", "verify-full"):
-        return f" with TLS (sslmode={mode} in ${target.dsn_env})"
+        return f" with TLS (sslmode={mode} in {where(target, dsn)})"
     return ""
 
 

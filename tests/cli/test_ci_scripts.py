@@ -71,6 +71,7 @@ def run_systemd(tmp_path: Path, namespace: Namespace, bare: Path
     credentials.mkdir()
     (state / "jitgrant").mkdir(parents=True)
     (credentials / "db1-dsn").write_text(PG_DSN + "\n")
+    (credentials / "db1-dsn").chmod(0o400)  # as systemd writes a credential
     (credentials / "git-credential").write_text("username=jitgrant\npassword=s3cret-token\n")
     env = {**base_env(tmp_path),
            **{k: v.replace("%d", str(credentials)).replace("%S", str(state))
@@ -93,8 +94,10 @@ def run_kubernetes(tmp_path: Path, namespace: Namespace, bare: Path
     (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     secrets = tmp_path / "secret-volume"  # not "secrets": the secret scan reads those as stores
     (secrets / "jitgrant").mkdir(parents=True)
-    (secrets / "jitgrant" / namespace.dsn_env).write_text(PG_DSN + "\n")
-    env = {**base_env(tmp_path), **{e["name"]: e["value"] for e in container["env"]},
+    (secrets / "jitgrant" / "db1-dsn").write_text(PG_DSN + "\n")
+    (secrets / "jitgrant" / "db1-dsn").chmod(0o440)  # the Secret volume's defaultMode
+    env = {**base_env(tmp_path), **{e["name"]: e["value"].replace("/run/secrets/", f"{secrets}/")
+                                    for e in container["env"]},
            "HOME": str(tmp_path / "home")}
 
     def run() -> subprocess.CompletedProcess[str]:

@@ -302,7 +302,7 @@ KIND_STEPS = {
     "github": ("EXAMPLE_DB_DSN", "production-databases", "JITGRANT_APP_PRIVATE_KEY"),
     "gitlab": ("EXAMPLE_DB_DSN", "JITGRANT_PUSH_TOKEN", "Protect variable", "Protected branches",
                "Pipeline schedules", ".gitlab/CODEOWNERS"),
-    "kubernetes": ("--from-file=EXAMPLE_DB_DSN=./example-db.dsn", "jitgrant-git", "Containerfile",
+    "kubernetes": ("--from-file=example-db-dsn=./example-db.dsn", "jitgrant-git", "Containerfile",
                    "kubectl apply -f deploy/kubernetes/jitgrant-reconcile.yaml",
                    "Bypass list: the team of the runner's machine user"),
     "systemd": ("/etc/jitgrant/example-db.dsn", "EXAMPLE_DB_DSN", "/etc/jitgrant/git-credential",
@@ -362,7 +362,8 @@ def test_the_help_names_every_kind() -> None:
 def test_the_runner_files_name_the_targets_of_the_policies_written(tmp_path: Path) -> None:
     root, _ = init_kind(tmp_path, "kubernetes")
     cron = (root / "deploy/kubernetes/jitgrant-reconcile.yaml").read_text()
-    assert 'EXAMPLE_DB_DSN="$(cat /run/secrets/jitgrant/EXAMPLE_DB_DSN)"' in cron
+    secret = (root / "deploy/kubernetes/jitgrant-secrets.example.yaml").read_text()
+    assert 'example-db-dsn: "REPLACE-ME: the DSN of target example-db"' in secret
     assert f'app.kubernetes.io/version: "{__version__}"' in cron
     root, _ = init_kind(tmp_path, "systemd")
     service = (root / "deploy/systemd/jitgrant-reconcile.service").read_text()

@@ -201,18 +201,21 @@ def test_the_pod_runs_as_non_root_on_a_read_only_filesystem() -> None:
     assert spec["automountServiceAccountToken"] is False
 
 
-def test_dsns_are_read_only_files_read_into_the_dsn_env_variables() -> None:
+def test_dsns_are_read_only_files_jitgrant_reads_itself() -> None:
+    """One key <target>-dsn per target in the credentials directory (reconciler/dsn.py): no
+    DSN goes through the shell or into a variable."""
     spec = pod()
     (container,) = spec["containers"]
     mount = next(m for m in container["volumeMounts"] if m["name"] == "dsns")
     assert mount["readOnly"] is True
     secret = next(v for v in spec["volumes"] if v["name"] == "dsns")["secret"]
-    # Group-readable only (the pod reads as fsGroup), never by others.
+    # Group-readable only (the pod reads as fsGroup), never by others: what dsn.py accepts.
     assert secret["defaultMode"] == 0o440 and spec["securityContext"]["fsGroup"] == 10001
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["CREDENTIALS_DIRECTORY"] == mount["mountPath"]
     script = container["args"][0]
     for target in TARGETS:
-        env = target["dsn_env"]
-        assert f'{env}="$(cat {mount["mountPath"]}/{env})"' in script
+        assert target["dsn_env"] not in script and target["name"] not in script
     assert "envFrom" not in container
     assert all("valueFrom" not in e for e in container["env"])
     assert script.rstrip().endswith("exec jitgrant apply --push")
@@ -222,7 +225,7 @@ def test_dsns_are_read_only_files_read_into_the_dsn_env_variables() -> None:
 def test_the_secret_example_holds_placeholders_only() -> None:
     docs = kubernetes()
     dsns = docs["Secret/jitgrant-dsns"]["stringData"]
-    assert sorted(dsns) == sorted(t["dsn_env"] for t in TARGETS)
+    assert sorted(dsns) == sorted(f"{t['name']}-dsn" for t in TARGETS)
     assert all(value.startswith("REPLACE-ME") for value in dsns.values())
     assert "password=REPLACE-ME" in docs["Secret/jitgrant-git"]["stringData"]["credential"]
 
@@ -269,14 +272,16 @@ def test_the_service_is_a_hardened_oneshot_with_its_dsns_as_credentials() -> Non
         assert f"{target['name']}-dsn:/etc/jitgrant/{target['name']}.dsn" in credentials
 
 
-def test_the_service_reads_each_credential_into_its_dsn_env_variable() -> None:
+def test_the_service_leaves_the_dsns_to_jitgrant() -> None:
+    """jitgrant reads $CREDENTIALS_DIRECTORY/<target>-dsn itself (reconciler/dsn.py): no DSN
+    goes through the shell or into a variable."""
     service, _ = systemd()
     (exec_start,) = service["ExecStart"]
     shell, flag, script = shlex.split(exec_start.replace("$$", "$"))
     assert (shell, flag) == ("/bin/sh", "-c")
     for target in TARGETS:
-        env, name = target["dsn_env"], target["name"]
-        assert f'{env}="$(cat "$CREDENTIALS_DIRECTORY/{name}-dsn")"; export {env};' in script
+        assert target["dsn_env"] not in script and f"{target['name']}-dsn" not in script
+    assert "CREDENTIALS_DIRECTORY" not in script
     assert script.rstrip().endswith("apply --push")
     sh_syntax_ok(script)
     assert "$" not in exec_start.replace("$$", "")  # nothing left for systemd to expand
