@@ -47,7 +47,7 @@ def sharded_origin(tmp_path: Path, namespace: Namespace) -> Path:
 
 def start_shard(clone: Path, target: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([JITGRANT_BIN, "apply", "--repo", str(clone), "--push",
-                             "--target", target], env=env, text=True,
+                             "--target", target, "--log-format", "json"], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -76,12 +76,16 @@ def test_eight_concurrent_shards_lose_no_audit_record(tmp_path: Path,
         sorted(f"s{n}" for n in range(SHARDS))
     assert all(len(r["targets"]) == 1 and [a["action"] for a in r["actions"]] == ["create"]
                for r in records)
-    # Each shard's own record, as it reported it: one file and one commit each.
-    for n, (out, _) in enumerate(outputs):
+    # Each shard's own record, as it reported it: one file and one commit each; its log's
+    # run id is the record's.
+    for n, (out, err) in enumerate(outputs):
         rel = out.rsplit("audit record: ", 1)[1].split()[0]
         record = json.loads(git(bare, "show", f"main:{rel}"))
         assert [t["target"] for t in record["targets"]] == [f"s{n}"]
         assert len(git(bare, "log", "--format=%H", "main", "--", rel).split()) == 1
+        end = json.loads(err.splitlines()[-1])
+        assert (end["event"], end["status"], end["run_id"], end["audit_record"]) == \
+            ("run_end", "ok", record["run_id"], rel)
     assert len({r["run_id"] for r in records}) == SHARDS
     # Nothing waits on a pending branch; the history is linear, on top of the seed.
     assert git(bare, "for-each-ref", "refs/heads/jitgrant/") == ""
