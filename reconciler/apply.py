@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from types import MappingProxyType
 
 from .aftercut import Earlier, FollowUp, compare
@@ -24,6 +25,11 @@ from .redact import redact
 from .snapshot import no_gc_pauses
 from .targets import select
 from .validate import Snapshot
+
+
+def new_run_id() -> str:
+    """A run's id, as its audit record and its log events name it."""
+    return uuid.uuid4().hex[:12]
 
 
 @dataclass
@@ -42,6 +48,11 @@ class TargetRun:
     # counts the logins usable past their grant's end from these
     desired: DesiredState | None = None
     actual: ActualState | None = None
+    # when the target's turn began, and how long it took (in all, and executing its plan):
+    # for --log-format json; a prefetched connection and catalog read are not counted
+    started: datetime | None = None
+    seconds: float | None = None
+    execute_seconds: float | None = None
 
     @property
     def status(self) -> str:
@@ -66,7 +77,7 @@ class Run:
     snapshot: Snapshot
     started: datetime
     targets: list[TargetRun]
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    run_id: str = field(default_factory=new_run_id)
     finished: datetime | None = None
     review: Review | None = None  # with --base: what the pull request changes
     offline: bool = False  # planned against a server with none of our logins
@@ -251,20 +262,36 @@ def reconcile(snapshot: Snapshot, now: datetime, *, only: Sequence[str] = (),
               execute: bool = False, offline: bool = False,
               env: Mapping[str, str] | None = None,
               while_executing: Callable[[TargetRun], None] | None = None,
-              prefetch: Prefetch | None = None, earlier: Earlier | None = None) -> Run:
+              prefetch: Prefetch | None = None, earlier: Earlier | None = None,
+              run_id: str | None = None,
+              on_target: Callable[[TargetRun], None] | None = None) -> Run:
     """Plan (and with `execute`, apply) every selected target; a failing target never stops
-    the others. `while_executing(target_run)` runs in a thread while a target's statements
-    execute (the audit prepares its record there). `prefetch` holds the targets' sessions and
+    the others. `on_target(target_run)` is called as each target is done (the event log).
+    `while_executing(target_run)` runs in a thread while a target's statements execute (the
+    audit prepares its record there). `prefetch` holds the targets' sessions and
     catalogs read while the snapshot was read (made with the same `execute` and `env`).
     `earlier(target name)`: the actions an earlier run left cut, compared with the server."""
     env = os.environ if env is None else env
     run = Run(snapshot, now, [], offline=offline)
+    if run_id is not None:
+        run.run_id = run_id
     with no_gc_pauses():
         for target in select_targets(snapshot, only):
-            run.targets.append(_one_target(snapshot, target, now, execute, offline, env,
-                                           while_executing, prefetch, earlier))
+            done = _timed(_one_target, snapshot, target, now, execute, offline, env,
+                          while_executing, prefetch, earlier)
+            run.targets.append(done)
+            if on_target is not None:
+                on_target(done)
     run.finished = datetime.now(now.tzinfo)
     return run
+
+
+def _timed(work: Callable[..., TargetRun], *args: object) -> TargetRun:
+    """`work(*args)`, its TargetRun stamped with when it began and how long it took."""
+    started, clock = datetime.now(timezone.utc), time.monotonic()
+    result = work(*args)
+    result.started, result.seconds = started, time.monotonic() - clock
+    return result
 
 
 def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool,
@@ -311,8 +338,12 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
             result.follow_ups = compare(earlier(target.name), actual, result.plan)
         if execute and result.plan.actions:
             result.executed = True
-            with _alongside(while_executing, result):
-                result.results = session.execute(result.plan, result.statements, actual)
+            clock = time.monotonic()
+            try:
+                with _alongside(while_executing, result):
+                    result.results = session.execute(result.plan, result.statements, actual)
+            finally:
+                result.execute_seconds = time.monotonic() - clock
         if lock.foreign:
             result.error = lock.foreign
     except ConnectionLost as exc:

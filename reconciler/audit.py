@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, gitrepo
+from . import __version__, events, gitrepo
 from .apply import Run, TargetRun
 from .endings import Ending, endings
 from .engines import ActionResult
@@ -337,7 +337,11 @@ def _deliver(repo: Repo, run_id: str, rel: str, pending: dict[str, str],
 
 def _print_record(rel: str, content: bytes) -> None:
     """The record on stderr, as JSON (the bytes of the file, UTF-8) between two lines that
-    name it; stdout keeps the run's output alone."""
+    name it; stdout keeps the run's output alone. With --log-format json, one event."""
+    log = events.current()
+    if log is not None:
+        log.unpushed_record(rel, content)
+        return
     err = sys.stderr
     err.write(f"jitgrant: no push took the audit record {rel}: it follows, as JSON; keep it\n")
     err.flush()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from .clicommon import EXIT_BUG, handled, repo_option
+from .clicommon import EXIT_BUG, handled, log_format_option, repo_option
 from .completion import target_option
 from .errors import UserError
 from .timeutil import now_utc
@@ -156,21 +156,29 @@ def _approvable_why(snapshot: Snapshot) -> str:
 @click.option("--offline", is_flag=True, help="Need no database: plan from the grants alone.")
 @click.option("--base", help="Also summarise the grants changed against this ref (for a PR).")
 @OVERDUE_GRACE
+@log_format_option
 @handled
 def plan(repo: Path, rev: str, only: tuple[str, ...], fmt: str, offline: bool,
-         base: str | None, overdue_grace: str) -> int:
+         base: str | None, overdue_grace: str, log_format: str) -> int:
     """Show what apply would do (exit 0 in sync, 2 changes, 1 error)."""
-    from .apply import Prefetch, reconcile
+    from . import events
+    from .apply import Prefetch, new_run_id, reconcile
     from .overdue import overdue_logins, parse_grace, summary
     from .prdiff import review_snapshots
     from .snapshot import read_merge_base, read_snapshot
 
     grace = parse_grace(overdue_grace)
     now = now_utc()
+    log = events.start("plan", log_format, new_run_id(), rev=rev, targets=list(only),
+                       offline=offline)
     with Prefetch(execute=False, only=only) as prefetch:
         snapshot = read_snapshot(repo, rev, now, base,
                                  on_policy=None if offline else prefetch.start)
-        run = reconcile(snapshot, now, only=only, offline=offline, prefetch=prefetch)
+        run = reconcile(snapshot, now, only=only, offline=offline, prefetch=prefetch,
+                        run_id=log.run_id if log else None,
+                        on_target=log.target if log else None)
+    if log is not None:
+        log.ran(run)
     if base is not None:
         run.review = review_snapshots(read_merge_base(repo, base, rev, now), snapshot, now,
                                       only)
@@ -185,7 +193,13 @@ def _exit_code(run: Any, changes_code: int) -> int:
     """3 when a target hit a bug (after every other target ran), 1 on failure, else
     `changes_code` when there were changes."""
     if run.bugs:
+        from . import events
+
         verbose = click.get_current_context().find_root().params.get("verbose", False)
+        log = events.current()
+        if log is not None:
+            log.bugs(run.bugs, verbose)
+            return EXIT_BUG
         for bug in run.bugs:
             click.echo(bug if verbose else bug.strip().splitlines()[-1], err=True)
         click.echo("This is a bug in jitgrant. Please report it with the output of -v.",
@@ -197,6 +211,7 @@ def _exit_code(run: Any, changes_code: int) -> int:
 
 
 def _print_run(run: Any, fmt: str) -> None:
+    from . import events
     from .render import plan_json, plan_markdown, plan_text, run_problems_text
 
     if fmt == "json":
@@ -205,7 +220,7 @@ def _print_run(run: Any, fmt: str) -> None:
     if fmt == "markdown":
         click.echo(plan_markdown(run))
         return
-    if run.problems:
+    if run.problems and events.current() is None:  # else they were logged as events
         click.echo(run_problems_text(run.problems), err=True)
     click.echo(plan_text(run))
 
@@ -224,39 +239,49 @@ def _print_run(run: Any, fmt: str) -> None:
                    "node_exporter's textfile collector: name it *.prom).")
 @click.option("--pushgateway", metavar="URL",
               help="Push the run's Prometheus metrics to this Pushgateway (job jitgrant).")
+@log_format_option
 @handled
 def apply(repo: Path, rev: str, only: tuple[str, ...], dry_run: bool, no_commit: bool, push: bool,
           fmt: str, overdue_grace: str, metrics_file: Path | None,
-          pushgateway: str | None) -> int:
+          pushgateway: str | None, log_format: str) -> int:
     """Reconcile the databases with the grants at a commit, then audit and commit."""
+    from . import events
     from .aftercut import reader
-    from .apply import Prefetch, reconcile
+    from .apply import Prefetch, new_run_id, reconcile
     from .audit import endings_from, persist, preparer
     from .overdue import parse_grace
     from .snapshot import read_snapshot
 
     grace = parse_grace(overdue_grace)
     started = now_utc()
+    log = events.start("apply", log_format, new_run_id(), execute=not dry_run, rev=rev,
+                       targets=list(only), push=push, commit=not no_commit)
     with Prefetch(execute=not dry_run, only=only) as prefetch:
         snapshot = read_snapshot(repo, rev, started, on_policy=prefetch.start)
         earlier = None if dry_run else reader(repo, sorted(snapshot.policy.targets))
         run = reconcile(snapshot, started, only=only, execute=not dry_run,
                         while_executing=preparer(snapshot, endings_from(repo, snapshot)),
-                        prefetch=prefetch, earlier=earlier)
+                        prefetch=prefetch, earlier=earlier,
+                        run_id=log.run_id if log else None,
+                        on_target=log.target if log else None)
+    if log is not None:
+        log.ran(run)
     _print_run(run, fmt)
     if dry_run:
         return _exit_code(run, 2)
     rel = persist(repo, run, commit=not no_commit, push=push)
+    if rel and log is not None:
+        log.audit_record(rel, committed=not no_commit, pushed=push and not no_commit)
     if rel and fmt == "text":
         done = "written, not committed: --no-commit" if no_commit else \
             "committed and pushed" if push else "committed, not pushed: no --push"
         click.echo(f"audit record: {rel} ({done})")
     code = _exit_code(run, 0)
-    return _report_run(run, grace, rel, metrics_file, pushgateway, code)
+    return _report_run(run, grace, rel, metrics_file, pushgateway, code, log)
 
 
 def _report_run(run: Any, grace: Any, audit: str | None, metrics_file: Path | None,
-                pushgateway: str | None, code: int) -> int:
+                pushgateway: str | None, code: int, log: Any) -> int:
     """After the databases and the audit: the overdue revocations (exit 1 while any is), the
     metrics, and in GitHub Actions the step summary and ::error annotations. A metrics file
     that cannot be written is one error line; the push and the summary still happen."""
@@ -267,7 +292,7 @@ def _report_run(run: Any, grace: Any, audit: str | None, metrics_file: Path | No
 
     still = overdue_logins(run, grace, after=True)
     for line in summary(still, run.started):
-        click.echo(f"jitgrant: error: {line}", err=True)
+        _error_line(line, log)
     errors: list[str] = []
     if metrics_file is not None or pushgateway:
         figures = metrics.figures(run, grace, metrics.read_previous(metrics_file)
@@ -292,10 +317,18 @@ def _report_run(run: Any, grace: Any, audit: str | None, metrics_file: Path | No
             except UserError as exc:
                 errors.append(str(exc))
     for error in errors:
-        click.echo(f"jitgrant: error: {error}", err=True)
+        _error_line(error, log)
     if code == 0 and (still or errors):
         return 1
     return code
+
+
+def _error_line(line: str, log: Any) -> None:
+    """An error after the run: a line on stderr, or with --log-format json an event."""
+    if log is not None:
+        log.emit("error", message=line)
+    else:
+        click.echo(f"jitgrant: error: {line}", err=True)
 
 
 @main.command()

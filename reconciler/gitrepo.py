@@ -617,11 +617,22 @@ def delete_pending(repo: git.Repo, branches: Iterable[str]) -> None:
             repo.git.push("--quiet", "origin", "--delete", *names)
 
 
-def push(repo: git.Repo, attempts: int = 8) -> None:
+# How long a push keeps trying while origin keeps moving. Shards (a CI matrix, several
+# CronJobs) push to one branch at once: with eight of them, a push needed up to five rebases,
+# and a loaded runner needs more. A record is worth two minutes of retrying.
+PUSH_ATTEMPTS = 8
+PUSH_BUDGET_SECONDS = 120.0
+PUSH_PAUSE_CAP_SECONDS = 2.0
+
+
+def push(repo: git.Repo, attempts: int = PUSH_ATTEMPTS,
+         budget: float = PUSH_BUDGET_SECONDS) -> None:
     """Push the current branch to origin, never forcing. When the push is rejected because the
     branch moved on origin (another run's audit commit, a merged grant), fetch it, rebase our
-    unpushed commits onto it and try again: at most `attempts` pushes, a short jittered pause
-    between them so racing runs fall out of step.
+    unpushed commits onto it and try again, a jittered pause between tries (growing to
+    PUSH_PAUSE_CAP_SECONDS) so racing runs fall out of step. It gives up once it made at least
+    `attempts` pushes and `budget` seconds have passed since the first: the count keeps a slow
+    machine from giving up early, the time keeps many racing shards from giving up at all.
 
     Only jitgrant's own audit commits are ever rebased: when an unpushed commit is a merge or
     touches anything outside audit/, nothing is rebased; when the rebase stops (a conflict, a
@@ -629,22 +640,26 @@ def push(repo: git.Repo, attempts: int = 8) -> None:
     the local branch. A rejection that is not about origin moving fails at once."""
     branch = _branch(repo)
     upstream = f"refs/remotes/origin/{branch}"
-    error = ""
-    for attempt in range(attempts):
+    started = time.monotonic()
+    error, attempt = "", 0
+    while True:
         try:
             repo.git.push("--quiet", "origin", f"HEAD:refs/heads/{branch}")
             return
         except git.GitCommandError as exc:
             error = _git_message(exc)
-        time.sleep(random.uniform(0.05, min(2.0, 0.1 * 2 ** attempt)))
+        attempt += 1
+        pause = min(PUSH_PAUSE_CAP_SECONDS, 0.1 * 2 ** (attempt - 1))
+        time.sleep(random.uniform(min(0.05, pause), pause))
         _fetch(repo, branch, error)
         if _is_ancestor(repo, "HEAD", upstream):
             return  # already on origin: an earlier push landed though it reported an error
         if _is_ancestor(repo, upstream, "HEAD"):
             raise UserError(f"git push failed: {error}")  # not because origin moved: give up
-        if attempt < attempts - 1:
-            _rebase_audit_commits(repo, upstream)
-    raise UserError(f"git push failed {attempts} times while origin/{branch} kept moving "
+        if attempt >= attempts and time.monotonic() - started >= budget:
+            break
+        _rebase_audit_commits(repo, upstream)
+    raise UserError(f"git push failed {attempt} times while origin/{branch} kept moving "
                     f"({error}); the audit commit stays on the local branch {branch}")
 
 
