@@ -24,12 +24,15 @@ import click
 
 from . import gitrepo, requester, secretstore
 from .clicommon import handled, repo_option
-from .completion import complete_access, complete_people, complete_targets
+from .completion import (complete_access, complete_people, complete_targets, environment_option,
+                         jobs_option, target_option)
 from .engines import ENGINES
 from .errors import ConfigError, UserError, one_line
+from .jobs import DEFAULT_JOBS, bounded_map
 from .load import SourceFile
 from .model import Grant, Policy, Target, login_name
 from .redact import dsn_secrets, redact
+from .targets import select_in
 from .timeutil import format_duration, iso, now_utc
 from .validate import Context, RawGrant, Snapshot, build_snapshot
 
@@ -293,24 +296,28 @@ def sort_rows(rows: Iterable[Row]) -> list[Row]:
 # -- does the login exist? one catalog read per target ---------------------------------------
 
 
-def check_logins(rows: list[Row], policy: Policy, env: Mapping[str, str]
-                 ) -> tuple[list[Row], list[str]]:
-    """Fill login_exists from each target whose DSN is set; a target that cannot be read is a
-    note, never a failure."""
-    notes: list[str] = []
+def check_logins(rows: list[Row], policy: Policy, env: Mapping[str, str],
+                 jobs: int = DEFAULT_JOBS) -> tuple[list[Row], list[str]]:
+    """Fill login_exists from each target whose DSN is set, `jobs` targets at a time (one
+    connection each); a target that cannot be read is a note, never a failure."""
     wanted = sorted({r.target for r in rows if r.login and r.target and r.target in policy.targets})
-    found: dict[str, dict[str, bool]] = {}  # target -> login -> locked
-    for name in wanted:
-        target = policy.targets[name]
-        dsn = env.get(target.dsn_env)
-        if not dsn:
-            continue
-        dsn_secrets(dsn)  # remembered first: clicommon's last line of defence masks it too
-        try:
-            found[target.name] = _read_logins(target, dsn)
-        except UserError as exc:
-            notes.append(redact(f"{target.name}: could not check the logins: {exc}"))
+    readable = [policy.targets[name] for name in wanted
+                if env.get(policy.targets[name].dsn_env)]
+    read = bounded_map(readable, lambda target: _logins_or_note(target, env), jobs)
+    found = {t.name: logins for t, (logins, _) in zip(readable, read, strict=True)
+             if logins is not None}
+    notes = [note for _, note in read if note is not None]
     return [_with_login(r, found) for r in rows], notes
+
+
+def _logins_or_note(target: Target, env: Mapping[str, str]
+                    ) -> tuple[dict[str, bool] | None, str | None]:
+    dsn = env[target.dsn_env]
+    dsn_secrets(dsn)  # remembered first: clicommon's last line of defence masks it too
+    try:
+        return _read_logins(target, dsn), None
+    except UserError as exc:
+        return None, redact(f"{target.name}: could not check the logins: {exc}")
 
 
 def _read_logins(target: Target, dsn: str) -> dict[str, bool]:
@@ -363,7 +370,10 @@ class Status:
 
 def build_status(repo_path: Path, now: datetime, me: bool, as_handle: str | None,
                  show_all: bool, env: Mapping[str, str],
-                 mainline_ref: str | None = None) -> Status:
+                 mainline_ref: str | None = None, only: Sequence[str] = (),
+                 environments: Sequence[str] = (), jobs: int = DEFAULT_JOBS) -> Status:
+    """The grants' rows (with --target/--environment, only those on the targets chosen),
+    each with whether its login is on the server, read `jobs` targets at a time."""
     from .snapshot import read_snapshot
 
     repo = gitrepo.open_repo(repo_path)
@@ -373,11 +383,14 @@ def build_status(repo_path: Path, now: datetime, me: bool, as_handle: str | None
     rows = mainline_rows(snapshot, now) + pending_rows(repo, base, snapshot, now)
     if person is not None:
         rows = [r for r in rows if r.grantee == person]
+    if only or environments:
+        chosen = set(select_in(snapshot.policy.targets, only, environments))
+        rows = [r for r in rows if r.target in chosen]
     hidden = 0
     if not show_all:
         kept = [r for r in rows if not _old_expired(r, now)]
         hidden, rows = len(rows) - len(kept), kept
-    rows, notes = check_logins(rows, snapshot.policy, env)
+    rows, notes = check_logins(rows, snapshot.policy, env, jobs)
     notes = [f"{ref} has commits that {base.name} lacks: pull to see the grants merged there"
              for ref in behind(repo, base)] + notes
     return Status(base, now, person, sort_rows(rows), notes, hidden)
@@ -463,13 +476,18 @@ _MAINLINE = click.option("--mainline", "mainline_ref", metavar="REF",
               help="Only the grants of this person.")
 @click.option("--all", "show_all", is_flag=True,
               help="Also grants that ended more than 7 days ago.")
+@target_option("Only the grants on this target")
+@environment_option()
+@jobs_option()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @handled
 def status_command(repo: Path, mainline_ref: str | None, me: bool, as_handle: str | None,
-                   show_all: bool, fmt: str) -> int:
+                   show_all: bool, only: tuple[str, ...], environments: tuple[str, ...],
+                   jobs: int, fmt: str) -> int:
     """Grants: pending on a branch, scheduled, active (time left), expiring, expired."""
-    status = build_status(repo, now_utc(), me, as_handle, show_all, os.environ, mainline_ref)
+    status = build_status(repo, now_utc(), me, as_handle, show_all, os.environ, mainline_ref,
+                          only, environments, jobs)
     if fmt == "json":
         click.echo(status_json(status))
         return 0

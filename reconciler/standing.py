@@ -15,9 +15,10 @@ from pathlib import Path
 import click
 
 from .clicommon import handled, repo_option
-from .completion import target_option
+from .completion import environment_option, jobs_option, target_option
 from .engines import mysql, postgres
 from .errors import UserError, one_line
+from .jobs import DEFAULT_JOBS, bounded_map
 from .model import Target
 from .redact import dsn_secrets, redact
 from .timeutil import now_utc
@@ -52,30 +53,42 @@ class Report:
         return EXIT_FOUND if self.found else 0
 
 
-def survey(targets: list[Target], env: Mapping[str, str], explicit: bool) -> Report:
-    """Read every target whose DSN is set; one that fails never stops the others."""
+def survey(targets: list[Target], env: Mapping[str, str], explicit: bool,
+           jobs: int = DEFAULT_JOBS) -> Report:
+    """Read every target whose DSN is set, `jobs` at a time (one connection each); one that
+    fails never stops the others."""
     report = Report()
-    for target in targets:
-        dsn = env.get(target.dsn_env)
-        reader = READERS.get(target.engine)
-        if not dsn:
+    read = bounded_map(targets, lambda target: _read(target, env), jobs)
+    for target, (rows, error) in zip(targets, read, strict=True):
+        if error == _UNSET:
             if explicit:
                 report.errors[target.name] = f"environment variable {target.dsn_env} is not set"
             else:
                 report.skipped.append(target.name)
-            continue
-        if reader is None:
-            report.errors[target.name] = f"engine {target.engine!r} is not available"
-            continue
-        dsn_secrets(dsn)  # remembered first: clicommon's last line of defence masks it too
-        try:
-            rows = reader(target, dsn)
-        except UserError as exc:
-            report.errors[target.name] = redact(str(exc))
-            continue
-        report.read.append(target.name)
-        report.found += [Standing(target.name, name, sup, why) for name, sup, why in rows]
+        elif error is not None:
+            report.errors[target.name] = error
+        else:
+            report.read.append(target.name)
+            report.found += [Standing(target.name, name, sup, why) for name, sup, why in rows]
     return report
+
+
+_UNSET = "unset"
+
+
+def _read(target: Target, env: Mapping[str, str]) -> tuple[list[tuple[str, bool, str]], str | None]:
+    """One target's standing logins, or why it was not read (_UNSET: its DSN is not set)."""
+    dsn = env.get(target.dsn_env)
+    reader = READERS.get(target.engine)
+    if not dsn:
+        return [], _UNSET
+    if reader is None:
+        return [], f"engine {target.engine!r} is not available"
+    dsn_secrets(dsn)  # remembered first: clicommon's last line of defence masks it too
+    try:
+        return reader(target, dsn), None
+    except UserError as exc:
+        return [], redact(str(exc))
 
 
 def to_table(report: Report) -> str:
@@ -98,20 +111,23 @@ def to_json(report: Report, now: datetime) -> str:
 @click.command("standing")
 @repo_option
 @target_option()
+@environment_option()
+@jobs_option()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @handled
-def standing_command(repo: Path, only: tuple[str, ...], fmt: str) -> int:
+def standing_command(repo: Path, only: tuple[str, ...], environments: tuple[str, ...], jobs: int,
+                     fmt: str) -> int:
     """Logins that do not expire within a year: outside the namespace, and inside it those
     jitgrant leaves alone (exit 0 none, 2 found, 1 a target could not be read)."""
     from .apply import select_targets
     from .snapshot import read_snapshot
 
     now = now_utc()
-    targets = select_targets(read_snapshot(repo, "HEAD", now), only)
+    targets = select_targets(read_snapshot(repo, "HEAD", now), only, environments)
     if not targets:
         raise UserError("the policies define no target")
-    report = survey(targets, os.environ, explicit=bool(only))
+    report = survey(targets, os.environ, explicit=bool(only or environments), jobs=jobs)
     if not report.read and not report.errors:
         raise UserError("no target has its DSN environment variable set: "
                         + ", ".join(f"{t.name} ({t.dsn_env})" for t in targets))
