@@ -196,3 +196,19 @@ def _mariadb_repo(root: Path, stem: str, group: str, dsn: str
     repo.write("policies/main.yaml", doc)
     repo.commit("four targets on one MariaDB")
     return repo, env, logins
+
+
+def test_the_many_targets_benchmark_runs(pg100: PgServer, capsys: pytest.CaptureFixture[str]
+                                         ) -> None:
+    """bench/many_targets.py, tiny: it builds, applies, finds the no-op runs in sync, and
+    drops what it made (its figures are not checked: nothing here is timed)."""
+    from bench import many_targets
+
+    assert many_targets.main(["--dsn", pg100.admin_dsn, "--targets", "3", "--per-target", "2",
+                              "--repeat", "1", "--jobs", "1,2"]) == 0
+    out = capsys.readouterr().out
+    assert "3 targets x 2 grants: no-op apply --jobs 2:" in out
+    assert "1 target x 6 grants: no-op plan:" in out
+    with psycopg.connect(pg100.admin_dsn) as c:
+        row = c.execute("SELECT count(*) FROM pg_roles WHERE rolname ~ '^b[0-9a-f]{4}'")
+        assert row.fetchone() == (0,)
