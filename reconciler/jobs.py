@@ -94,9 +94,16 @@ def bounded_map(items: Iterable[T], work: Callable[[T], R], jobs: int) -> list[R
     todo = list(items)
     if jobs <= 1 or len(todo) <= 1:
         return [work(item) for item in todo]
-    with ThreadPoolExecutor(max_workers=min(jobs, len(todo)),
-                            thread_name_prefix="jitgrant-job") as pool:
+    pool = ThreadPoolExecutor(max_workers=min(jobs, len(todo)), thread_name_prefix="jitgrant-job")
+    try:
         return list(pool.map(work, todo))
+    except BaseException:
+        # Ctrl-C: the targets under way finish (their transactions end cleanly), the
+        # others are not started.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 class ProgressLine:
