@@ -24,15 +24,18 @@ import click
 
 from . import gitrepo, requester, secretstore
 from .clicommon import handled, repo_option
-from .completion import complete_access, complete_people, complete_targets
+from .completion import (complete_access, complete_people, complete_targets, environment_option,
+                         jobs_option, target_option)
 from .dsn import DsnError, admin_dsn
 from .engines import ENGINES
 from .errors import ConfigError, UserError, one_line
+from .jobs import DEFAULT_JOBS, bounded_map
 from .load import SourceFile
 from .model import ActualState, Grant, Policy, Target, login_name
 from .overdue import DEFAULT_GRACE, GRACE_HELP, Overdue, overdue_in, parse_grace, summary
 from .plan import desired_state
 from .redact import redact
+from .targets import select_in
 from .timeutil import format_duration, iso, now_utc
 from .validate import Context, RawGrant, Snapshot, build_snapshot
 
@@ -297,31 +300,40 @@ def sort_rows(rows: Iterable[Row]) -> list[Row]:
 
 
 def check_logins(rows: list[Row], policy: Policy, env: Mapping[str, str],
-                 on_read: Callable[[Target, ActualState], None] | None = None
-                 ) -> tuple[list[Row], list[str]]:
-    """Fill login_exists from each target whose DSN is set; a target that cannot be read is a
-    note, never a failure. `on_read(target, actual)`: what else to learn from each catalog."""
-    notes: list[str] = []
+                 on_read: Callable[[Target, ActualState], None] | None = None,
+                 jobs: int = DEFAULT_JOBS) -> tuple[list[Row], list[str]]:
+    """Fill login_exists from each target whose DSN can be had, `jobs` targets at a time (one
+    connection each); a target that cannot be read is a note, never a failure.
+    `on_read(target, actual)`: what else to learn from each catalog (called in turn, not from
+    the workers)."""
     wanted = sorted({r.target for r in rows if r.login and r.target and r.target in policy.targets})
+    targets = [policy.targets[name] for name in wanted]
+    read = bounded_map(targets, lambda target: _logins_or_note(target, env), jobs)
     found: dict[str, dict[str, bool]] = {}  # target -> login -> locked
-    for name in wanted:
-        target = policy.targets[name]
-        try:
-            dsn = admin_dsn(target, env)  # remembered: clicommon's last defence masks it too
-        except DsnError as exc:
-            if not exc.missing:
-                notes.append(f"{target.name}: could not check the logins: {exc}")
-            continue
-        try:
-            actual = _read_logins(target, dsn)
-        except UserError as exc:
-            notes.append(redact(f"{target.name}: could not check the logins: {exc}"))
+    notes: list[str] = []
+    for target, (actual, note) in zip(targets, read, strict=True):
+        if note is not None:
+            notes.append(note)
+        if actual is None:
             continue
         found[target.name] = {name: role.locked or not role.can_login
                               for name, role in actual.roles.items()}
         if on_read is not None:
             on_read(target, actual)
     return [_with_login(r, found) for r in rows], notes
+
+
+def _logins_or_note(target: Target, env: Mapping[str, str]
+                    ) -> tuple[ActualState | None, str | None]:
+    """The target's catalog, or a note why it could not be read (none when it has no DSN)."""
+    try:
+        dsn = admin_dsn(target, env)  # remembered: clicommon's last defence masks it too
+    except DsnError as exc:
+        return None, None if exc.missing else f"{target.name}: could not check the logins: {exc}"
+    try:
+        return _read_logins(target, dsn), None
+    except UserError as exc:
+        return None, redact(f"{target.name}: could not check the logins: {exc}")
 
 
 def _read_logins(target: Target, dsn: str) -> ActualState:
@@ -375,7 +387,12 @@ class Status:
 
 def build_status(repo_path: Path, now: datetime, me: bool, as_handle: str | None,
                  show_all: bool, env: Mapping[str, str],
-                 mainline_ref: str | None = None, grace: timedelta = DEFAULT_GRACE) -> Status:
+                 mainline_ref: str | None = None, grace: timedelta = DEFAULT_GRACE,
+                 only: Sequence[str] = (), environments: Sequence[str] = (),
+                 jobs: int = DEFAULT_JOBS) -> Status:
+    """The grants' rows (with --target/--environment, only those on the targets chosen),
+    each with whether its login is on the server, read `jobs` targets at a time, and the
+    revocations overdue there."""
     from .snapshot import read_snapshot
 
     repo = gitrepo.open_repo(repo_path)
@@ -385,6 +402,9 @@ def build_status(repo_path: Path, now: datetime, me: bool, as_handle: str | None
     rows = mainline_rows(snapshot, now) + pending_rows(repo, base, snapshot, now)
     if person is not None:
         rows = [r for r in rows if r.grantee == person]
+    if only or environments:
+        chosen = set(select_in(snapshot.policy.targets, only, environments))
+        rows = [r for r in rows if r.target in chosen]
     hidden = 0
     if not show_all:
         kept = [r for r in rows if not _old_expired(r, now)]
@@ -395,7 +415,7 @@ def build_status(repo_path: Path, now: datetime, me: bool, as_handle: str | None
         found = overdue_in(desired_state(snapshot, target, now), actual, now, grace)
         overdue.extend(o for o in found if person is None or o.grantee == person)
 
-    rows, notes = check_logins(rows, snapshot.policy, env, count_overdue)
+    rows, notes = check_logins(rows, snapshot.policy, env, count_overdue, jobs)
     notes = [f"{ref} has commits that {base.name} lacks: pull to see the grants merged there"
              for ref in behind(repo, base)] + notes
     return Status(base, now, person, sort_rows(rows), notes, hidden, overdue)
@@ -482,17 +502,21 @@ _MAINLINE = click.option("--mainline", "mainline_ref", metavar="REF",
               help="Only the grants of this person.")
 @click.option("--all", "show_all", is_flag=True,
               help="Also grants that ended more than 7 days ago.")
+@target_option("Only the grants on this target")
+@environment_option()
+@jobs_option()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @click.option("--overdue-grace", default="15m", show_default=True, metavar="DURATION",
               help=GRACE_HELP)
 @handled
 def status_command(repo: Path, mainline_ref: str | None, me: bool, as_handle: str | None,
-                   show_all: bool, fmt: str, overdue_grace: str) -> int:
+                   show_all: bool, only: tuple[str, ...], environments: tuple[str, ...],
+                   jobs: int, fmt: str, overdue_grace: str) -> int:
     """Grants: pending on a branch, scheduled, active (time left), expiring, expired."""
     grace = parse_grace(overdue_grace)
     status = build_status(repo, now_utc(), me, as_handle, show_all, os.environ, mainline_ref,
-                          grace)
+                          grace, only, environments, jobs)
     if fmt == "json":
         click.echo(status_json(status))
         return 0

@@ -7,7 +7,6 @@ import threading
 import time
 import traceback
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -23,7 +22,8 @@ from .plan import TargetPlan, desired_state, diff
 from .prdiff import Review
 from .redact import redact
 from .snapshot import no_gc_pauses
-from .targets import select
+from .jobs import DEFAULT_JOBS, bounded_map, tasks
+from .targets import select_in
 from .validate import Snapshot
 
 
@@ -103,13 +103,16 @@ class Run:
         return any(t.changes for t in self.targets)
 
 
-def select_targets(snapshot: Snapshot, only: Sequence[str] = ()) -> list[Target]:
-    return _select(snapshot.policy, only)
+def select_targets(snapshot: Snapshot, only: Sequence[str] = (),
+                   environments: Sequence[str] = ()) -> list[Target]:
+    return _select(snapshot.policy, only, environments)
 
 
-def _select(policy: Policy, only: Sequence[str]) -> list[Target]:
-    """The targets `only`'s names or globs match (all when it is empty), by name."""
-    return [policy.targets[name] for name in select(policy.targets, only)]
+def _select(policy: Policy, only: Sequence[str],
+            environments: Sequence[str] = ()) -> list[Target]:
+    """The targets `only`'s names or globs match and, with `environments`, whose environment
+    one of them names (all when both are empty), by name."""
+    return [policy.targets[name] for name in select_in(policy.targets, only, environments)]
 
 
 def group_roles(snapshot: Snapshot) -> frozenset[str]:
@@ -145,7 +148,8 @@ def only_revocations(plan: TargetPlan) -> TargetPlan:
 
 @dataclass
 class _Fetch:
-    """One target's connection, lock and catalog read, made in a thread of its own."""
+    """One target's connection, lock and catalog read, made in a thread of its own. It holds
+    one of the run's slots (see jobs.py) until its session is closed."""
 
     target: Target
     groups: frozenset[str]
@@ -158,33 +162,39 @@ class _Fetch:
 
 
 class Prefetch:
-    """Connect, lock and read every target's catalog while the grant files are still being
-    checked: the server works, and the driver waits on the network with the GIL released,
-    alongside the checks. Pass `start` as read_snapshot's `on_policy`, the object to
-    `reconcile`, and close it when done (a context manager)."""
+    """Connect, lock and read the first targets' catalogs while the grant files are still
+    being checked: the server works, and the driver waits on the network with the GIL
+    released, alongside the checks. Only as many as `jobs` allows: the targets the workers of
+    `reconcile` take first, each holding one of `slots` until reconciled. Pass `start` as
+    read_snapshot's `on_policy`, the object to `reconcile`, and close it when done (a context
+    manager)."""
 
     def __init__(self, execute: bool, env: Mapping[str, str] | None = None,
-                 only: Sequence[str] = ()) -> None:
-        self.execute, self.only = execute, only
+                 only: Sequence[str] = (), jobs: int = DEFAULT_JOBS,
+                 environments: Sequence[str] = ()) -> None:
+        self.execute, self.only, self.environments = execute, only, environments
         self.env = os.environ if env is None else env
+        self.jobs = jobs
+        self.slots = threading.BoundedSemaphore(jobs)
         self.fetches: dict[str, _Fetch] = {}
 
     def start(self, policy: Policy) -> None:
         try:
-            selected = _select(policy, self.only)
+            selected = _select(policy, self.only, self.environments)
         except UserError:
             return  # reconcile reports the unknown target
         groups = _groups(policy)
-        chosen = {t.name: dsn for t in selected if t.engine in ENGINES
-                  for dsn in [_dsn_or_none(t, self.env)] if dsn}
-        # The lock is named after the role prefix: targets that share a server and a prefix
-        # take turns for it, so none of them is locked ahead of its turn.
-        lock_names = Counter((t.engine, t.role_prefix) for t in selected if t.name in chosen)
-        for target in selected:
-            if target.name not in chosen or \
-                    self.execute and lock_names[(target.engine, target.role_prefix)] > 1:
+        # The first tasks in the order reconcile's workers take them: a worker never waits
+        # for a slot that a fetch further down the queue holds. Targets that share a server
+        # and a prefix (and so the lock) are one task and take turns: none is locked ahead
+        # of its turn.
+        for task in tasks(selected, self.env, self.execute)[:self.jobs]:
+            target = task[0]
+            dsn = _dsn_or_none(target, self.env) if target.engine in ENGINES else None
+            if len(task) > 1 or not dsn:
                 continue
-            fetch = _Fetch(target, groups, chosen[target.name])
+            self.slots.acquire()  # free: nothing else holds one yet
+            fetch = _Fetch(target, groups, dsn)
             fetch.thread = threading.Thread(target=self._fetch, args=(fetch,), daemon=True,
                                             name=f"jitgrant-inspect-{target.name}")
             self.fetches[target.name] = fetch
@@ -199,24 +209,35 @@ class Prefetch:
             fetch.error = exc
 
     def take(self, target: Target, groups: frozenset[str]) -> _Fetch | None:
-        """The finished fetch for `target` (its session now the caller's to close), or None
-        when there is none for exactly this target and these group roles."""
+        """The finished fetch for `target` (its session, and its slot, now the caller's to
+        close and release), or None when there is none for exactly this target and these
+        group roles."""
         fetch = self.fetches.pop(target.name, None)
         if fetch is None:
             return None
         assert fetch.thread is not None
         fetch.thread.join()
         if fetch.target != target or fetch.groups != groups:
-            _close(fetch.session)
+            self._discard(fetch)
             return None
         return fetch
+
+    def keep_only(self, names: set[str]) -> None:
+        """Give back the slots of the fetches reconcile will not take first (made for another
+        selection): its workers must never wait on them."""
+        for name in [n for n in self.fetches if n not in names]:
+            self._discard(self.fetches.pop(name))
+
+    def _discard(self, fetch: _Fetch) -> None:
+        if fetch.thread is not None:
+            fetch.thread.join()
+        _close(fetch.session)
+        self.slots.release()
 
     def close(self) -> None:
         """Wait for the fetches nobody took and close their sessions (releasing locks)."""
         for fetch in self.fetches.values():
-            if fetch.thread is not None:
-                fetch.thread.join()
-            _close(fetch.session)
+            self._discard(fetch)
         self.fetches.clear()
 
     def __enter__(self) -> Prefetch:
@@ -263,25 +284,35 @@ def reconcile(snapshot: Snapshot, now: datetime, *, only: Sequence[str] = (),
               env: Mapping[str, str] | None = None,
               while_executing: Callable[[TargetRun], None] | None = None,
               prefetch: Prefetch | None = None, earlier: Earlier | None = None,
+              jobs: int = DEFAULT_JOBS, environments: Sequence[str] = (),
               run_id: str | None = None,
               on_target: Callable[[TargetRun], None] | None = None) -> Run:
-    """Plan (and with `execute`, apply) every selected target; a failing target never stops
-    the others. `on_target(target_run)` is called as each target is done (the event log).
-    `while_executing(target_run)` runs in a thread while a target's statements execute (the
-    audit prepares its record there). `prefetch` holds the targets' sessions and
-    catalogs read while the snapshot was read (made with the same `execute` and `env`).
-    `earlier(target name)`: the actions an earlier run left cut, compared with the server."""
+    """Plan (and with `execute`, apply) every selected target, at most `jobs` connections at
+    once (the prefetch's bound when there is one, see jobs.py); a failing target never stops
+    the others. `while_executing(target_run)` runs in a thread while a target's statements
+    execute (the audit prepares its record there). `prefetch` holds the first targets'
+    sessions and catalogs read while the snapshot was read (made with the same `execute` and
+    `env`). `earlier(target name)`: the actions an earlier run left cut, compared with the
+    server. `on_target(target_run)` is called, from a worker, as each target finishes (the
+    progress line, the event log)."""
     env = os.environ if env is None else env
     run = Run(snapshot, now, [], offline=offline)
     if run_id is not None:
         run.run_id = run_id
+    selected = select_targets(snapshot, only, environments)
+    if prefetch is not None:
+        jobs, slots = prefetch.jobs, prefetch.slots
+    else:
+        slots = threading.BoundedSemaphore(jobs)
+    todo = tasks(selected, env, execute)
+    if prefetch is not None:
+        prefetch.keep_only({task[0].name for task in todo[:jobs]})
+    context = _Context(snapshot, now, execute, offline, env, while_executing, prefetch,
+                       earlier, slots, on_target)
     with no_gc_pauses():
-        for target in select_targets(snapshot, only):
-            done = _timed(_one_target, snapshot, target, now, execute, offline, env,
-                          while_executing, prefetch, earlier)
-            run.targets.append(done)
-            if on_target is not None:
-                on_target(done)
+        done = bounded_map(todo, context.task, jobs)
+    by_name = {r.target.name: r for results in done for r in results}
+    run.targets = [by_name[t.name] for t in selected]
     run.finished = datetime.now(now.tzinfo)
     return run
 
@@ -294,30 +325,55 @@ def _timed(work: Callable[..., TargetRun], *args: object) -> TargetRun:
     return result
 
 
-def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool,
-                offline: bool, env: Mapping[str, str],
-                while_executing: Callable[[TargetRun], None] | None = None,
-                prefetch: Prefetch | None = None,
-                earlier: Earlier | None = None) -> TargetRun:
+@dataclass(frozen=True)
+class _Context:
+    """What every target of one run is reconciled with; `task` runs in a worker."""
+
+    snapshot: Snapshot
+    now: datetime
+    execute: bool
+    offline: bool
+    env: Mapping[str, str]
+    while_executing: Callable[[TargetRun], None] | None
+    prefetch: Prefetch | None
+    earlier: Earlier | None
+    slots: threading.BoundedSemaphore
+    on_done: Callable[[TargetRun], None] | None
+
+    def task(self, targets: list[Target]) -> list[TargetRun]:
+        """The targets one after another (they share a lock when there are several)."""
+        results = []
+        for target in targets:
+            result = _timed(_one_target, self, target)
+            if self.on_done is not None:
+                self.on_done(result)
+            results.append(result)
+        return results
+
+
+def _one_target(ctx: _Context, target: Target) -> TargetRun:
     engine = ENGINES.get(target.engine)
     result = TargetRun(target)
     if engine is None:
         result.error = f"engine {target.engine!r} is not available"
         return result
-    desired = desired_state(snapshot, target, now)
-    if offline:
-        actual = offline_state(snapshot, target)
-        result.plan = diff(desired, actual, now)
+    desired = desired_state(ctx.snapshot, target, ctx.now)
+    if ctx.offline:
+        actual = offline_state(ctx.snapshot, target)
+        result.plan = diff(desired, actual, ctx.now)
         result.statements = engine.render(result.plan, actual)
         return result
     try:
-        dsn = admin_dsn(target, env)  # remembered there, so that redact() masks it
+        dsn = admin_dsn(target, ctx.env)  # remembered there, so that redact() masks it
     except DsnError as exc:
         result.error = str(exc)
         return result
     session: Session | None = None
-    groups = group_roles(snapshot)
-    fetched = prefetch.take(target, groups) if prefetch is not None else None
+    groups = group_roles(ctx.snapshot)
+    fetched = ctx.prefetch.take(target, groups) if ctx.prefetch is not None else None
+    if fetched is None:
+        ctx.slots.acquire()  # a fetch holds its own slot
+    execute, now = ctx.execute, ctx.now
     try:
         if fetched is not None:
             session = fetched.session  # closed below, also when the fetch failed
@@ -334,13 +390,13 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
         if lock.revocations_only:
             result.plan = only_revocations(result.plan)
         result.statements = engine.render(result.plan, actual)
-        if execute and earlier is not None:
-            result.follow_ups = compare(earlier(target.name), actual, result.plan)
+        if execute and ctx.earlier is not None:
+            result.follow_ups = compare(ctx.earlier(target.name), actual, result.plan)
         if execute and result.plan.actions:
             result.executed = True
             clock = time.monotonic()
             try:
-                with _alongside(while_executing, result):
+                with _alongside(ctx.while_executing, result):
                     result.results = session.execute(result.plan, result.statements, actual)
             finally:
                 result.execute_seconds = time.monotonic() - clock
@@ -355,8 +411,11 @@ def _one_target(snapshot: Snapshot, target: Target, now: datetime, execute: bool
         _failed(result, redact(f"internal error: {exc!r}"))
         result.bug = redact(traceback.format_exc())
     finally:
-        if session is not None:
-            session.close()
+        try:
+            if session is not None:
+                session.close()
+        finally:
+            ctx.slots.release()
     return result
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +13,7 @@ import click
 
 from . import __version__
 from .clicommon import EXIT_BUG, handled, log_format_option, repo_option
-from .completion import target_option
+from .completion import environment_option, jobs_option, target_option
 from .errors import UserError
 from .timeutil import now_utc
 
@@ -152,14 +154,16 @@ def _approvable_why(snapshot: Snapshot) -> str:
 @repo_option
 @click.option("--rev", default="HEAD", show_default=True, help="The commit to plan from.")
 @target_option()
+@environment_option()
+@jobs_option()
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text")
 @click.option("--offline", is_flag=True, help="Need no database: plan from the grants alone.")
 @click.option("--base", help="Also summarise the grants changed against this ref (for a PR).")
 @OVERDUE_GRACE
 @log_format_option
 @handled
-def plan(repo: Path, rev: str, only: tuple[str, ...], fmt: str, offline: bool,
-         base: str | None, overdue_grace: str, log_format: str) -> int:
+def plan(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, ...], jobs: int,
+         fmt: str, offline: bool, base: str | None, overdue_grace: str, log_format: str) -> int:
     """Show what apply would do (exit 0 in sync, 2 changes, 1 error)."""
     from . import events
     from .apply import Prefetch, new_run_id, reconcile
@@ -171,22 +175,47 @@ def plan(repo: Path, rev: str, only: tuple[str, ...], fmt: str, offline: bool,
     now = now_utc()
     log = events.start("plan", log_format, new_run_id(), rev=rev, targets=list(only),
                        offline=offline)
-    with Prefetch(execute=False, only=only) as prefetch:
+    with Prefetch(execute=False, only=only, jobs=jobs, environments=environments) as prefetch:
         snapshot = read_snapshot(repo, rev, now, base,
                                  on_policy=None if offline else prefetch.start)
-        run = reconcile(snapshot, now, only=only, offline=offline, prefetch=prefetch,
-                        run_id=log.run_id if log else None,
-                        on_target=log.target if log else None)
+        with _progress(snapshot, only, environments, log) as done:
+            run = reconcile(snapshot, now, only=only, offline=offline, prefetch=prefetch,
+                            environments=environments, run_id=log.run_id if log else None,
+                            on_target=done)
     if log is not None:
         log.ran(run)
     if base is not None:
+        names = [t.target.name for t in run.targets] if environments else list(only)
         run.review = review_snapshots(read_merge_base(repo, base, rev, now), snapshot, now,
-                                      only)
+                                      names)
     _print_run(run, fmt)
     if fmt == "text":
         for line in summary(overdue_logins(run, grace), run.started):
             click.echo(line)
     return _exit_code(run, 2)
+
+
+@contextmanager
+def _progress(snapshot: Snapshot, only: tuple[str, ...], environments: tuple[str, ...],
+              log: Any = None) -> Iterator[Callable[[Any], None]]:
+    """`target 37/200 done (name)` on stderr while a run over many targets goes, when stderr
+    is a terminal; the line is wiped before the run's output. With --log-format json, each
+    finished target is logged instead."""
+    from .apply import select_targets
+    from .jobs import ProgressLine
+
+    try:
+        total = len(select_targets(snapshot, only, environments))
+    except UserError:
+        total = 0  # reconcile reports the unknown target
+    if log is not None:
+        yield log.target  # the JSON events are the progress; no line mixed into them
+        return
+    line = ProgressLine(total)
+    try:
+        yield lambda target_run: line.finished(target_run.target.name)
+    finally:
+        line.clear()
 
 
 def _exit_code(run: Any, changes_code: int) -> int:
@@ -229,6 +258,8 @@ def _print_run(run: Any, fmt: str) -> None:
 @repo_option
 @click.option("--rev", default="HEAD", show_default=True, help="The commit to reconcile.")
 @target_option()
+@environment_option()
+@jobs_option()
 @click.option("--dry-run", is_flag=True, help="Plan only: the same output as `plan`.")
 @click.option("--no-commit", is_flag=True, help="Write the audit record but do not commit it.")
 @click.option("--push", is_flag=True, help="Push the audit commit (rebasing when main moved).")
@@ -241,9 +272,9 @@ def _print_run(run: Any, fmt: str) -> None:
               help="Push the run's Prometheus metrics to this Pushgateway (job jitgrant).")
 @log_format_option
 @handled
-def apply(repo: Path, rev: str, only: tuple[str, ...], dry_run: bool, no_commit: bool, push: bool,
-          fmt: str, overdue_grace: str, metrics_file: Path | None,
-          pushgateway: str | None, log_format: str) -> int:
+def apply(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, ...], jobs: int,
+          dry_run: bool, no_commit: bool, push: bool, fmt: str, overdue_grace: str,
+          metrics_file: Path | None, pushgateway: str | None, log_format: str) -> int:
     """Reconcile the databases with the grants at a commit, then audit and commit."""
     from . import events
     from .aftercut import reader
@@ -256,14 +287,15 @@ def apply(repo: Path, rev: str, only: tuple[str, ...], dry_run: bool, no_commit:
     started = now_utc()
     log = events.start("apply", log_format, new_run_id(), execute=not dry_run, rev=rev,
                        targets=list(only), push=push, commit=not no_commit)
-    with Prefetch(execute=not dry_run, only=only) as prefetch:
+    with Prefetch(execute=not dry_run, only=only, jobs=jobs,
+                  environments=environments) as prefetch:
         snapshot = read_snapshot(repo, rev, started, on_policy=prefetch.start)
         earlier = None if dry_run else reader(repo, sorted(snapshot.policy.targets))
-        run = reconcile(snapshot, started, only=only, execute=not dry_run,
-                        while_executing=preparer(snapshot, endings_from(repo, snapshot)),
-                        prefetch=prefetch, earlier=earlier,
-                        run_id=log.run_id if log else None,
-                        on_target=log.target if log else None)
+        with _progress(snapshot, only, environments, log) as finished:
+            run = reconcile(snapshot, started, only=only, execute=not dry_run,
+                            while_executing=preparer(snapshot, endings_from(repo, snapshot)),
+                            prefetch=prefetch, earlier=earlier, environments=environments,
+                            run_id=log.run_id if log else None, on_target=finished)
     if log is not None:
         log.ran(run)
     _print_run(run, fmt)

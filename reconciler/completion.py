@@ -87,3 +87,28 @@ def target_option(help_text: str = "Only this target") -> Callable[[Any], Any]:
     return click.option("--target", "only", multiple=True, metavar="NAME",
                         shell_complete=complete_targets,
                         help=f"{help_text} (repeatable; a shell glob such as 'orders-*').")
+
+
+@_quietly
+def complete_environments(ctx: click.Context, param: click.Parameter,
+                          incomplete: str) -> list[str]:
+    return sorted({t.environment for t in _policy(ctx).targets.values()
+                   if t.environment and t.environment.startswith(incomplete)})
+
+
+def environment_option() -> Callable[[Any], Any]:
+    """--environment for the commands that read several targets: repeatable, names or shell
+    globs, into the parameter `environments`; with --target, a target must match both."""
+    return click.option("--environment", "environments", multiple=True, metavar="ENV",
+                        shell_complete=complete_environments,
+                        help="Only the targets in this environment (repeatable; a shell glob).")
+
+
+def jobs_option() -> Callable[[Any], Any]:
+    """--jobs: how many of the reconciler's connections a run may hold at once (jobs.py)."""
+    from .jobs import DEFAULT_JOBS  # a module of the standard library only: cheap
+
+    return click.option("--jobs", "-j", "jobs", type=click.IntRange(min=1), default=DEFAULT_JOBS,
+                        show_default=True, metavar="N",
+                        help="At most N database connections at once, over all targets and "
+                             "servers; the targets are read and reconciled N at a time.")

@@ -15,10 +15,11 @@ from pathlib import Path
 import click
 
 from .clicommon import handled, repo_option
-from .completion import target_option
+from .completion import environment_option, jobs_option, target_option
 from .dsn import DsnError, admin_dsn, describe
 from .engines import mysql, postgres
 from .errors import UserError, one_line
+from .jobs import DEFAULT_JOBS, bounded_map
 from .model import Target
 from .redact import redact
 from .timeutil import now_utc
@@ -53,30 +54,40 @@ class Report:
         return EXIT_FOUND if self.found else 0
 
 
-def survey(targets: list[Target], env: Mapping[str, str], explicit: bool) -> Report:
-    """Read every target whose DSN is set; one that fails never stops the others."""
+def survey(targets: list[Target], env: Mapping[str, str], explicit: bool,
+           jobs: int = DEFAULT_JOBS) -> Report:
+    """Read every target whose DSN is set, `jobs` at a time (one connection each); one that
+    fails never stops the others."""
     report = Report()
-    for target in targets:
-        reader = READERS.get(target.engine)
-        try:
-            dsn = admin_dsn(target, env)  # remembered: clicommon's last defence masks it too
-        except DsnError as exc:
-            if explicit or not exc.missing:
-                report.errors[target.name] = str(exc)
+    read = bounded_map(targets, lambda target: _read(target, env), jobs)
+    for target, (rows, error) in zip(targets, read, strict=True):
+        if isinstance(error, DsnError):
+            if explicit or not error.missing:
+                report.errors[target.name] = str(error)
             else:
                 report.skipped.append(target.name)
-            continue
-        if reader is None:
-            report.errors[target.name] = f"engine {target.engine!r} is not available"
-            continue
-        try:
-            rows = reader(target, dsn)
-        except UserError as exc:
-            report.errors[target.name] = redact(str(exc))
-            continue
-        report.read.append(target.name)
-        report.found += [Standing(target.name, name, sup, why) for name, sup, why in rows]
+        elif error is not None:
+            report.errors[target.name] = error
+        else:
+            report.read.append(target.name)
+            report.found += [Standing(target.name, name, sup, why) for name, sup, why in rows]
     return report
+
+
+def _read(target: Target, env: Mapping[str, str]
+          ) -> tuple[list[tuple[str, bool, str]], str | DsnError | None]:
+    """One target's standing logins, or why it was not read (a DsnError: no DSN to be had)."""
+    try:
+        dsn = admin_dsn(target, env)  # remembered: clicommon's last defence masks it too
+    except DsnError as exc:
+        return [], exc
+    reader = READERS.get(target.engine)
+    if reader is None:
+        return [], f"engine {target.engine!r} is not available"
+    try:
+        return reader(target, dsn), None
+    except UserError as exc:
+        return [], redact(str(exc))
 
 
 def to_table(report: Report) -> str:
@@ -99,20 +110,23 @@ def to_json(report: Report, now: datetime) -> str:
 @click.command("standing")
 @repo_option
 @target_option()
+@environment_option()
+@jobs_option()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @handled
-def standing_command(repo: Path, only: tuple[str, ...], fmt: str) -> int:
+def standing_command(repo: Path, only: tuple[str, ...], environments: tuple[str, ...], jobs: int,
+                     fmt: str) -> int:
     """Logins that do not expire within a year: outside the namespace, and inside it those
     jitgrant leaves alone (exit 0 none, 2 found, 1 a target could not be read)."""
     from .apply import select_targets
     from .snapshot import read_snapshot
 
     now = now_utc()
-    targets = select_targets(read_snapshot(repo, "HEAD", now), only)
+    targets = select_targets(read_snapshot(repo, "HEAD", now), only, environments)
     if not targets:
         raise UserError("the policies define no target")
-    report = survey(targets, os.environ, explicit=bool(only))
+    report = survey(targets, os.environ, explicit=bool(only or environments), jobs=jobs)
     if not report.read and not report.errors:
         raise UserError("no target has its DSN environment variable set: "
                         + ", ".join(f"{t.name} ({describe(t)})" for t in targets))

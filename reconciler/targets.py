@@ -4,7 +4,7 @@ every target with the access levels a person may request there."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -37,6 +37,28 @@ def select(names: Iterable[str], patterns: Sequence[str]) -> list[str]:
                          f"unknown target {p!r}" for p in unmatched)
         raise UserError(one_line(f"{what} (targets: {', '.join(every) or 'none'})"))
     return [n for n in every if any(fnmatchcase(n, p) for p in patterns)]
+
+
+def select_in(targets: Mapping[str, Target], patterns: Sequence[str],
+              environments: Sequence[str] = ()) -> list[str]:
+    """`select` by name, then, with `environments` (names or globs, repeatable), only the
+    targets in one of them. An environment that no target is in is a mistake, like a pattern
+    that matches nothing; so is a selection that leaves no target."""
+    names = select(targets, patterns)
+    if not environments:
+        return names
+    known = sorted({t.environment for t in targets.values() if t.environment})
+    unmatched = [e for e in environments if not any(fnmatchcase(k, e) for k in known)]
+    if unmatched:
+        what = "; ".join(f"no target's environment matches {e!r}" if _GLOB & set(e) else
+                         f"no target is in environment {e!r}" for e in unmatched)
+        raise UserError(one_line(f"{what} (environments: {', '.join(known) or 'none'})"))
+    chosen = [n for n in names if any(fnmatchcase(targets[n].environment or "", e)
+                                      for e in environments)]
+    if not chosen:
+        raise UserError(one_line(f"no target is both in {', '.join(patterns)} and in the "
+                                 f"environments {', '.join(environments)}"))
+    return chosen
 
 
 # -- jitgrant targets --------------------------------------------------------------------------

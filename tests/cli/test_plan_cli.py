@@ -11,7 +11,7 @@ import pytest
 
 from reconciler.credentials import new_password, scram_sha256_verifier
 from tests.cli.conftest import JITGRANT_BIN, jitgrant
-from tests.helpers import AccessRepo, grant, utc
+from tests.helpers import AccessRepo, grant, policy, utc
 
 HOSTILE_REASON = "a | b | `c` <img src=x onerror=alert(1)> [x](http://evil) **bold** # h\\"
 
@@ -148,6 +148,27 @@ def test_target_option(repo: AccessRepo) -> None:
     assert result.exit_code == 1
     assert result.stderr == "jitgrant: error: unknown target 'db9' (targets: db1)\n"
     assert result.stdout == ""
+
+
+def test_environment_option(repo: AccessRepo) -> None:
+    doc = policy()
+    doc["targets"]["stg1"] = {**doc["targets"]["db1"], "environment": "staging"}
+    repo.write("policies/main.yaml", doc)
+    repo.write("grants/db1/alice.yaml", grant())
+    repo.write("grants/stg1/alice.yaml", grant(target="stg1"))
+    repo.commit("a staging target")
+    staging = offline(repo, "--environment", "staging")
+    assert staging.exit_code == 2, staging.output
+    assert staging.stdout.startswith("target stg1 (postgres): 1 change")
+    assert "target db1" not in staging.stdout
+    both = offline(repo, "--environment", "staging", "--environment", "prod*", "-j", "1")
+    assert [line for line in both.stdout.splitlines() if line.startswith("target ")] == [
+        "target db1 (postgres): 1 change", "target stg1 (postgres): 1 change"]
+    result = offline(repo, "--environment", "qa")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == ("jitgrant: error: no target is in environment 'qa' "
+                             "(environments: production, staging)\n")
+    assert offline(repo, "--jobs", "0").exit_code == 1  # at least one
 
 
 def test_verifier_never_appears_in_text_output(repo: AccessRepo) -> None:

@@ -4,6 +4,7 @@ of the client-server exchanges the PostgreSQL engine makes. Nothing here measure
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -153,6 +154,7 @@ class RoundTrips:
         self.exchanges = 0
         self.connections = 0
         self._piped: set[int] = set()
+        self._lock = threading.Lock()  # apply reads and reconciles targets in parallel
 
     @property
     def total(self) -> int:
@@ -164,22 +166,26 @@ class RoundTrips:
         counter = self
 
         def counting_wait(conn: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:
-            if id(conn) not in counter._piped:
-                counter.exchanges += 1
+            with counter._lock:
+                if id(conn) not in counter._piped:
+                    counter.exchanges += 1
             return wait(conn, gen, *args, **kwargs)
 
         @contextmanager
         def counting_pipeline(conn: Any) -> Iterator[Any]:
-            counter.exchanges += 1
-            counter._piped.add(id(conn))
+            with counter._lock:
+                counter.exchanges += 1
+                counter._piped.add(id(conn))
             try:
                 with pipeline(conn) as p:
                     yield p
             finally:
-                counter._piped.discard(id(conn))
+                with counter._lock:
+                    counter._piped.discard(id(conn))
 
         def counting_connect(*args: Any, **kwargs: Any) -> Any:
-            counter.connections += 1
+            with counter._lock:
+                counter.connections += 1
             return connect(*args, **kwargs)
 
         monkeypatch.setattr(psycopg.Connection, "wait", counting_wait)
