@@ -2,7 +2,8 @@
 
 On a throwaway PostgreSQL 15 cluster started with max_connections = 100, so that the test does
 not depend on the machine's setting: 200 targets on it are applied, planned, surveyed and
-listed without one refused connection. The bound itself is counted where the engines open and
+listed without one refused connection; and 200 targets spread over three PostgreSQL
+clusters and MariaDB are applied in one run. The bound itself is counted where the engines open and
 close their connections (the drivers' connect and close, wrapped, as the scale tests count
 round trips): never more than N open at once. (A role's CONNECTION LIMIT N is no exact
 witness: the server still counts a closed connection until its backend has exited, so the
@@ -28,7 +29,8 @@ from reconciler.engines.mysql import account, identifier, literal
 from tests.cli.conftest import jitgrant
 from tests.conftest import PG15_BIN, MysqlServer, PgServer
 from tests.helpers import AccessRepo, grant, policy
-from tests.scale.conftest import Roles, Shape, build, new_shape
+from bench.repo import commit_files
+from tests.scale.conftest import Roles, Shape, build, grant_yaml, new_shape, policy_yaml
 
 ALL = 200
 
@@ -196,6 +198,93 @@ def _mariadb_repo(root: Path, stem: str, group: str, dsn: str
     repo.write("policies/main.yaml", doc)
     repo.commit("four targets on one MariaDB")
     return repo, env, logins
+
+
+# -- A fleet: several PostgreSQL clusters and MariaDB in one run ---------------------------------
+
+PER_SERVER = ALL // 4  # three PostgreSQL clusters and one MariaDB, 50 targets each
+
+
+@pytest.mark.mysql
+def test_two_hundred_targets_on_three_postgresql_clusters_and_mariadb_in_one_run(
+        tmp_path: Path, pg100: PgServer, pg15: PgServer, pg18: PgServer, mysql: MysqlServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One apply over 200 targets: 50 on the max_connections = 100 cluster, 50 on the
+    machine's PostgreSQL 15, 50 on the embedded PostgreSQL 18 and 50 on MariaDB, a grant
+    each. Every login is made, the second apply and plan find all in sync, and the default
+    --jobs (8) holds at most 8 of the drivers' connections at once, over all servers."""
+    shape = new_shape(ALL, 1)
+    pgs = [Roles(server) for server in (pg100, pg15, pg18)]
+    on = {t: t // PER_SERVER for t in range(ALL)}  # 0-2: a PostgreSQL cluster, 3: MariaDB
+    try:
+        for made in pgs:
+            made.add(shape)
+        mysql.sql(f"CREATE ROLE {identifier(shape.group)}")
+        dsns = [*(made.server.admin_dsn for made in pgs), mysql.admin_dsn]
+        env = {shape.dsn_env(t): dsns[on[t]] for t in range(ALL)}
+        root = tmp_path / "repo"
+        wanted = _fleet_repo(root, shape, on)
+        count = LiveConnections(monkeypatch)
+
+        applied = run("apply", "--repo", str(root), "--no-commit", "--format", "json", env=env)
+        assert applied.exit_code == 0, applied.stderr[-2000:]
+        targets = json.loads(applied.stdout)["targets"]
+        assert len(targets) == ALL and all(t["error"] is None for t in targets)
+        assert {t["engine"] for t in targets} == {"postgres", "mysql"}
+        for server, made in enumerate(pgs):
+            assert set(made.logins(shape)) == wanted[server] | {shape.group}, made.server.label
+        assert _mariadb_logins(mysql, shape) == wanted[3]
+
+        again = run("apply", "--repo", str(root), "--no-commit", "--format", "json", env=env)
+        assert again.exit_code == 0, again.stderr[-2000:]
+        targets = json.loads(again.stdout)["targets"]
+        assert len(targets) == ALL and all(t["error"] is None and t["actions"] == []
+                                           for t in targets)
+        planned = run("plan", "--repo", str(root), env=env)
+        assert planned.exit_code == 0, planned.stderr[-2000:]  # in sync, every target read
+        assert count.opened >= 3 * ALL and count.peak <= 8, (count.opened, count.peak)
+        assert count.live == 0
+    finally:
+        for made in pgs:
+            made.drop_all()
+        _drop_mariadb(mysql, shape)
+
+
+def _fleet_repo(root: Path, shape: Shape, on: dict[int, int]) -> list[set[str]]:
+    """The shape's repository with the targets `on` server 3 made MariaDB ones (a verifier
+    in their grants); the logins granted, by server."""
+    text = policy_yaml(shape)
+    for t, server in on.items():
+        if server == 3:
+            head = f"  {shape.target(t)}:\n    engine: postgres\n"
+            text = text.replace(head, f"  {shape.target(t)}:\n    engine: mysql\n")
+    verifier = json.dumps(mysql_native_verifier(new_password()))  # quoted: it starts with *
+    expires = datetime.now(timezone.utc) + timedelta(hours=4)
+    files, wanted = [("policies/main.yaml", text)], [set[str]() for _ in range(4)]
+    for t, server in on.items():
+        body = grant_yaml(shape, t, 0, "readonly", expires)
+        if server == 3:
+            body += f"password_verifier: {verifier}\n"
+        files.append((f"grants/{shape.target(t)}/{shape.person(0)}-readonly.yaml", body))
+        wanted[server].add(shape.login(t, 0, "readonly"))
+    commit_files(root, files, f"{len(on)} targets on four servers")
+    return wanted
+
+
+def _mariadb_logins(mysql: MysqlServer, shape: Shape) -> set[str]:
+    stem = f"s{shape.tag}"
+    return {row[0] for row in mysql.sql(
+        "SELECT User FROM mysql.global_priv WHERE "
+        f"LEFT(User, {len(stem)}) = {literal(stem)} AND User <> {literal(shape.group)}")}
+
+
+def _drop_mariadb(mysql: MysqlServer, shape: Shape) -> None:
+    stem = f"s{shape.tag}"
+    users = mysql.sql("SELECT User, Host FROM mysql.global_priv WHERE "
+                      f"LEFT(User, {len(stem)}) = {literal(stem)} "
+                      f"AND User <> {literal(shape.group)}")
+    mysql.sql("SELECT 1", *(f"DROP USER IF EXISTS {account(u, h)}" for u, h in users),
+              f"DROP ROLE IF EXISTS {identifier(shape.group)}")
 
 
 def test_the_many_targets_benchmark_runs(pg100: PgServer, capsys: pytest.CaptureFixture[str]
