@@ -110,13 +110,20 @@ def pg_repo(tmp_path: Path, namespace: Namespace) -> AccessRepo:
     return r
 
 
-def origin_with_a_grant(tmp_path: Path, namespace: Namespace) -> Path:
-    """A bare origin whose main holds the namespace's policy and alice's merged grant."""
+def bare_origin(tmp_path: Path, files: dict[str, Any], message: str) -> Path:
+    """A bare origin whose main holds `files` (path -> YAML document) in one commit."""
     seed = AccessRepo(tmp_path / "seed")
-    seed.write("policies/main.yaml", namespace.policy())
-    seed.write("grants/db1/alice.yaml", grant())
-    seed.commit("Merge pull request #7 from alice/grant")
+    for rel, doc in files.items():
+        seed.write(rel, doc)
+    seed.commit(message)
     bare = tmp_path / "origin.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
     git(seed.root, "push", "-q", str(bare), "main")
     return bare
+
+
+def origin_with_a_grant(tmp_path: Path, namespace: Namespace) -> Path:
+    """A bare origin whose main holds the namespace's policy and alice's merged grant."""
+    return bare_origin(tmp_path, {"policies/main.yaml": namespace.policy(),
+                                  "grants/db1/alice.yaml": grant()},
+                       "Merge pull request #7 from alice/grant")

@@ -18,8 +18,8 @@ from reconciler.apply import Run
 from reconciler.errors import UserError
 from reconciler.schemas import validator
 from tests.audit_runs import Step, approved_grant, create, make_run
-from tests.cli.conftest import Namespace, jitgrant, origin_with_a_grant
-from tests.helpers import AccessRepo, git, policy
+from tests.cli.conftest import Namespace, bare_origin, jitgrant, origin_with_a_grant
+from tests.helpers import git, policy
 
 BASE = datetime(2026, 11, 17, 9, 0, tzinfo=timezone.utc)
 
@@ -32,13 +32,7 @@ def a_run(n: int, run_id: str | None = None) -> Run:
 
 @pytest.fixture
 def origin(tmp_path: Path) -> Path:
-    seed = AccessRepo(tmp_path / "seed")
-    seed.write("policies/main.yaml", policy())
-    seed.commit("policy")
-    bare = tmp_path / "origin.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
-    git(seed.root, "push", "-q", str(bare), "main")
-    return bare
+    return bare_origin(tmp_path, {"policies/main.yaml": policy()}, "policy")
 
 
 def clone(origin: Path, path: Path) -> Path:

@@ -15,7 +15,7 @@ import pytest
 
 from reconciler import audit, gitrepo
 from reconciler.errors import UserError
-from tests.cli.conftest import JITGRANT_BIN, PG_DSN, Namespace
+from tests.cli.conftest import JITGRANT_BIN, PG_DSN, Namespace, bare_origin
 from tests.cli.test_push_race import a_run
 from tests.helpers import IDENTITY, AccessRepo, git, grant, policy
 
@@ -121,12 +121,7 @@ exit 0
 
 
 def moving_origin(tmp_path: Path, moves: int) -> Path:
-    seed = AccessRepo(tmp_path / "seed")
-    seed.write("policies/main.yaml", policy())
-    seed.commit("policy")
-    bare = tmp_path / "origin.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
-    git(seed.root, "push", "-q", str(bare), "main")
+    bare = bare_origin(tmp_path, {"policies/main.yaml": policy()}, "policy")
     hook = bare / "hooks/pre-receive"
     hook.write_text(MOVING_HOOK.format(moves=moves))
     hook.chmod(0o755)
