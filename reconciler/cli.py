@@ -188,9 +188,10 @@ def plan(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, .
         names = [t.target.name for t in run.targets] if environments else list(only)
         run.review = review_snapshots(read_merge_base(repo, base, rev, now), snapshot, now,
                                       names)
-    _print_run(run, fmt)
+    overdue = overdue_logins(run, grace)
+    _print_run(run, fmt, overdue)
     if fmt == "text":
-        for line in summary(overdue_logins(run, grace), run.started):
+        for line in summary(overdue, run.started):
             click.echo(line)
     return _exit_code(run, 2)
 
@@ -239,15 +240,18 @@ def _exit_code(run: Any, changes_code: int) -> int:
     return changes_code if run.has_changes else 0
 
 
-def _print_run(run: Any, fmt: str) -> None:
+def _print_run(run: Any, fmt: str, overdue: Any = None) -> None:
+    """The run as text, JSON or markdown; `overdue` (plan's): the revocations overdue, listed
+    in the JSON and the markdown (the text prints them after the plan)."""
     from . import events
+    from .overdue import summary
     from .render import plan_json, plan_markdown, plan_text, run_problems_text
 
     if fmt == "json":
-        click.echo(plan_json(run))
+        click.echo(plan_json(run, [o.as_dict() for o in overdue or ()]))
         return
     if fmt == "markdown":
-        click.echo(plan_markdown(run))
+        click.echo(plan_markdown(run, summary(list(overdue or ()), run.started)))
         return
     if run.problems and events.current() is None:  # else they were logged as events
         click.echo(run_problems_text(run.problems), err=True)

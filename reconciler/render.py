@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jinja2
@@ -182,8 +183,10 @@ def _target_data(t: TargetRun) -> dict[str, Any]:
     return data
 
 
-def plan_json(run: Run) -> str:
-    return json.dumps(plan_data(run), indent=2, ensure_ascii=False)
+def plan_json(run: Run, overdue: Sequence[Mapping[str, object]] = ()) -> str:
+    """The plan; `overdue`: the revocations overdue (overdue.Overdue.as_dict), always listed."""
+    return json.dumps({**plan_data(run), "overdue": list(overdue)}, indent=2,
+                      ensure_ascii=False)
 
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("reconciler", "templates"),
@@ -202,6 +205,7 @@ def _md(value: object) -> str:
 _ENV.filters["md"] = _md
 
 
-def plan_markdown(run: Run) -> str:
+def plan_markdown(run: Run, overdue: Sequence[str] = ()) -> str:
+    """The reviewer's summary; `overdue`: one line per revocation overdue (overdue.summary)."""
     return _ENV.get_template("plan.md.j2").render(plan=plan_data(run), symbols=SYMBOLS,
-                                                  offline=run.offline)
+                                                  offline=run.offline, overdue=overdue)

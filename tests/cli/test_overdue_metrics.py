@@ -231,3 +231,16 @@ def test_doctor_names_an_overdue_revocation_and_changes_nothing(
     assert line.startswith(f"db1: error: revocations overdue: login {login} (alice, readonly)")
     assert "fix: jitgrant apply --target db1" in line
     assert namespace.role(login) is not None  # doctor revoked nothing
+
+
+def test_plan_json_and_markdown_list_an_overdue_login(namespace: Namespace,
+                                                      pg_repo: AccessRepo) -> None:
+    login = ended_login(namespace, pg_repo)
+    root = str(pg_repo.root)
+    as_json = jitgrant("plan", "--repo", root, "--format", "json", env=namespace.env)
+    assert as_json.exit_code == 2, as_json.output
+    [found] = json.loads(as_json.stdout)["overdue"]
+    assert (found["target"], found["login"], found["grantee"]) == ("db1", login, "alice")
+    markdown = jitgrant("plan", "--repo", root, "--format", "markdown", env=namespace.env)
+    assert "#### Revocations overdue" in markdown.stdout
+    assert "1 revocation overdue" in markdown.stdout
