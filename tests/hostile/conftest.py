@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.cli.conftest import namespace  # noqa: F401 - a namespace on the machine's PostgreSQL
+from tests.integration.conftest import my, world  # noqa: F401 - a target's world (pg, mysql)
 
 SCALE = float(os.environ.get("JITGRANT_HOSTILE_SCALE", "1"))
 # A test still running after this long is hung (in C code, where no deadline can interrupt

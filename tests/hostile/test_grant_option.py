@@ -12,20 +12,13 @@ import pytest
 from psycopg import sql
 
 from reconciler.engines.mysql import account, identifier
-from tests.conftest import MysqlServer, PgServer
+from tests.conftest import MysqlServer
 from tests.integration.conftest import World
 from tests.integration.test_mysql import MyWorld
 
 
 def _warnings(run) -> list[str]:  # type: ignore[no-untyped-def]
     return [p.message for p in run.problems if p.severity == "warning"]
-
-
-@pytest.fixture
-def world(pg: PgServer, tmp_path: Path) -> Iterator[World]:
-    w = World(pg, tmp_path / "repo")
-    yield w
-    w.cleanup()
 
 
 def test_plan_warns_when_a_group_role_holds_grant_option_on_postgres(world: World) -> None:

@@ -17,7 +17,7 @@ from psycopg import sql
 from reconciler.apply import Run
 from reconciler.credentials import new_password
 from reconciler.engines.mysql import identifier
-from tests.conftest import MysqlServer, PgServer
+from tests.conftest import PgServer
 from tests.helpers import policy
 from tests.integration.conftest import World
 from tests.integration.test_mysql import MyWorld
@@ -127,13 +127,6 @@ def test_a_login_whose_group_becomes_a_superuser_later_is_revoked(world: World) 
 
 
 # -- MariaDB: a role holding global administrative privileges -------------------------------
-
-
-@pytest.fixture
-def my(mysql: MysqlServer, tmp_path: Path) -> Iterator[MyWorld]:
-    w = MyWorld(mysql, tmp_path / "repo")
-    yield w
-    w.cleanup()
 
 
 def my_grant_all(my: MyWorld, role: str) -> Any:

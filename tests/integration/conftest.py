@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
@@ -14,8 +14,11 @@ from psycopg import sql
 
 from reconciler.apply import Run, reconcile
 from reconciler.snapshot import read_snapshot
-from tests.conftest import PgServer
+from tests.conftest import MysqlServer, PgServer
 from tests.helpers import AccessRepo, grant, policy
+
+if TYPE_CHECKING:  # test_mysql imports this file: MyWorld is imported where `my` runs
+    from tests.integration.test_mysql import MyWorld
 
 
 class World:
@@ -118,6 +121,16 @@ class World:
 @pytest.fixture
 def world(pg: PgServer, tmp_path: Path) -> Iterator[World]:
     w = World(pg, tmp_path / "repo")
+    yield w
+    w.cleanup()
+
+
+@pytest.fixture
+def my(mysql: MysqlServer, tmp_path: Path) -> Iterator[MyWorld]:
+    """One MySQL/MariaDB target with a namespace of its own (test_mysql.MyWorld)."""
+    from tests.integration.test_mysql import MyWorld
+
+    w = MyWorld(mysql, tmp_path / "repo")
     yield w
     w.cleanup()
 

@@ -6,8 +6,6 @@ SYSTEM_USER on MySQL 8; PostgreSQL: a superuser reconciler)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pymysql
@@ -16,16 +14,8 @@ from psycopg import sql
 
 from reconciler.credentials import new_password, scram_sha256_verifier
 from reconciler.engines.mysql import account
-from tests.conftest import MysqlServer
 from tests.integration.conftest import World
 from tests.integration.test_mysql import MyWorld, actions
-
-
-@pytest.fixture
-def my(mysql: MysqlServer, tmp_path: Path) -> Iterator[MyWorld]:
-    w = MyWorld(mysql, tmp_path / "repo")
-    yield w
-    w.cleanup()
 
 
 def _my_logs_in(my: MyWorld, password: str) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -101,13 +100,6 @@ class MyWorld:
         statements += [f"DROP EVENT IF EXISTS {identifier(s)}.{identifier(n)}"
                        for s, n in events]
         self.server.sql(*statements)
-
-
-@pytest.fixture
-def my(mysql: MysqlServer, tmp_path: Path) -> Iterator[MyWorld]:
-    w = MyWorld(mysql, tmp_path / "repo")
-    yield w
-    w.cleanup()
 
 
 def actions(run: Run) -> list[tuple[str, str, str]]:

@@ -5,7 +5,6 @@ account that carries the reconciler's user name inside the namespace."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ from click.testing import CliRunner
 
 from reconciler.cli import main
 from reconciler.engines.mysql import account
-from tests.conftest import MysqlServer
 from tests.integration.test_mysql import MyWorld
 from tests.integration.test_mysql_least_privilege import lp  # noqa: F401 - a fixture
 
@@ -24,13 +22,6 @@ pytestmark = pytest.mark.mysql
 @pytest.fixture(autouse=True)
 def _config_dir(config_dir: Path) -> Path:
     return config_dir
-
-
-@pytest.fixture
-def my_world(mysql: MysqlServer, tmp_path: Path) -> Iterator[MyWorld]:
-    w = MyWorld(mysql, tmp_path / "repo")
-    yield w
-    w.cleanup()
 
 
 def command(world: MyWorld, *args: str) -> dict[str, Any]:
@@ -48,15 +39,15 @@ def login_row(world: MyWorld) -> dict[str, Any]:
     return rows[world.login()]
 
 
-def test_status_reads_the_accounts_on_a_mysql_target(my_world: MyWorld) -> None:
-    my_world.add_grant()
-    before = login_row(my_world)
+def test_status_reads_the_accounts_on_a_mysql_target(my: MyWorld) -> None:
+    my.add_grant()
+    before = login_row(my)
     assert before["login_exists"] is False  # not applied yet
-    assert not my_world.run().failed
-    after = login_row(my_world)
+    assert not my.run().failed
+    after = login_row(my)
     assert (after["login_exists"], after["login_locked"]) == (True, False)
-    my_world.server.sql(f"ALTER USER {account(my_world.login())} ACCOUNT LOCK")
-    locked = login_row(my_world)
+    my.server.sql(f"ALTER USER {account(my.login())} ACCOUNT LOCK")
+    locked = login_row(my)
     assert (locked["login_exists"], locked["login_locked"]) == (True, True)
 
 
