@@ -9,7 +9,7 @@ from typing import Any
 from reconciler.schemas import validator
 from tests.integration.conftest import world  # noqa: F401 - the `world` fixture
 from tests.integration.test_least_privilege import lp_world  # noqa: F401 - a fixture
-from tests.integration.test_mysql import my  # noqa: F401 - the `my` fixture
+from tests.integration.conftest import my  # noqa: F401 - the `my` fixture
 
 
 def audit_record(repo: Path, output: str) -> dict[str, Any]:

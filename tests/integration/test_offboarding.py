@@ -19,7 +19,7 @@ from reconciler.cli import main
 from reconciler.credentials import new_password, scram_sha256_verifier
 from tests.helpers import AccessRepo
 from tests.integration.conftest import World
-from tests.integration.test_mysql import MyWorld, my  # noqa: F401 - the `my` fixture
+from tests.integration.test_mysql import MyWorld
 
 POLICY = "policies/main.yaml"
 
