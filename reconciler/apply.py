@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 
 from .aftercut import Earlier, FollowUp, compare
-from .dsn import DsnError, admin_dsn
+from .dsn import DsnError, admin_dsn, admin_dsn_or_none
 from .engines import ENGINES, ActionResult, Session, Statement
 from .errors import ConnectionLost, ForeignLock, Problem, UserError
 from .model import ActualState, DesiredState, Policy, Target
@@ -190,7 +190,7 @@ class Prefetch:
         # of its turn.
         for task in tasks(selected, self.env, self.execute)[:self.jobs]:
             target = task[0]
-            dsn = _dsn_or_none(target, self.env) if target.engine in ENGINES else None
+            dsn = admin_dsn_or_none(target, self.env) if target.engine in ENGINES else None
             if len(task) > 1 or not dsn:
                 continue
             self.slots.acquire()  # free: nothing else holds one yet
@@ -245,14 +245,6 @@ class Prefetch:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _dsn_or_none(target: Target, env: Mapping[str, str]) -> str | None:
-    """The target's DSN, or None when it cannot be had (reconcile reports why)."""
-    try:
-        return admin_dsn(target, env)
-    except DsnError:
-        return None
 
 
 def _close(session: Session | None) -> None:

@@ -290,8 +290,8 @@ JUDGES: dict[str, Callable[[Target, Mapping[str, Any]], list[Finding]]] = {
     "postgres": postgres_findings, "mysql": mysql_findings}
 
 
-def check_target(target: Target, groups: frozenset[str], env: Mapping[str, str],
-                 repo: Path) -> list[Finding]:
+def check_target(target: Target, groups: frozenset[str], env: Mapping[str, str]
+                 ) -> list[Finding]:
     """Every check of one target; a target that cannot be reached is one error."""
     try:
         dsn = admin_dsn(target, env)  # remembered: every message is masked with it
@@ -351,7 +351,7 @@ def doctor_command(repo: Path, only: tuple[str, ...], fmt: str) -> int:
     if not targets:
         raise UserError("the policies define no target")
     groups = group_roles(snapshot)
-    findings = [f for t in targets for f in check_target(t, groups, os.environ, repo)]
+    findings = [f for t in targets for f in check_target(t, groups, os.environ)]
     reachable = tuple(t.name for t in targets
                       if not any(f.target == t.name and f.check == "reachable"
                                  and f.severity == "error" for f in findings))

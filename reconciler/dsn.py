@@ -104,6 +104,14 @@ def admin_dsn(target: Target, env: Mapping[str, str]) -> str:
     return dsn
 
 
+def admin_dsn_or_none(target: Target, env: Mapping[str, str]) -> str | None:
+    """The target's DSN where it can be had, else None (whoever connects reports why)."""
+    try:
+        return admin_dsn(target, env)
+    except DsnError:
+        return None
+
+
 def where(target: Target, dsn: str) -> str:
     """Where `dsn` of `target` was read, for a message: `$NAME` or a file's path."""
     with _labels_lock:

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
+from .dsn import admin_dsn_or_none
+
 if TYPE_CHECKING:  # the CLI imports DEFAULT_JOBS when it starts: nothing more
     from .model import Target
 
@@ -75,7 +77,7 @@ def tasks(targets: Sequence[Target], env: Mapping[str, str], execute: bool
     the second of each, so that no server waits for another's long queue."""
     by_server: dict[str, dict[tuple[str, str], list[Target]]] = {}
     for target in targets:
-        server = server_of(target, _dsn(target, env))
+        server = server_of(target, admin_dsn_or_none(target, env))
         # planning takes no lock: every target may be read alongside the others
         key = (target.engine, target.role_prefix) if execute else (target.name, "")
         by_server.setdefault(server, {}).setdefault(key, []).append(target)
@@ -145,12 +147,3 @@ def check_jobs(jobs: int) -> int:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
     return jobs
 
-
-def _dsn(target: Target, env: Mapping[str, str]) -> str | None:
-    """The target's DSN where it can be had (connecting reports why it cannot)."""
-    from .dsn import DsnError, admin_dsn
-
-    try:
-        return admin_dsn(target, env)
-    except DsnError:
-        return None
