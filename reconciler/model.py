@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .fastinit import fast_init
+from .settings import ParamSpec
 
 ENGINE_NAME_LIMITS = {"postgres": 63, "mysql": 32}  # PostgreSQL counts bytes, MySQL characters
 
@@ -68,6 +69,10 @@ class AccessLevel:
     connection_limit: int | None = None
     # True: its roles may be superuser-equivalent (see SERVER_POWER_ROLES); reviewers see it.
     dangerous: bool = False
+    # Per-login settings, (name, value as text) sorted by name: PostgreSQL role settings or
+    # MySQL/MariaDB account limits (settings.py); and the policy line of each, for problems.
+    settings: tuple[tuple[str, str], ...] = ()
+    setting_lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     path: str = ""
     line: int = 0
 
@@ -155,6 +160,7 @@ class DesiredLogin:
     connection_limit: int | None
     verifier: str | None = field(repr=False)
     grants: tuple[Grant, ...]
+    settings: tuple[tuple[str, str], ...] = ()  # (name, value), sorted: AccessLevel.settings
 
     @property
     def fingerprint(self) -> str:
@@ -163,6 +169,8 @@ class DesiredLogin:
         if known is None:
             parts = [self.expires.isoformat(), ",".join(sorted(self.roles)),
                      str(self.connection_limit), self.verifier or ""]
+            if self.settings:  # only then: the fingerprints of logins without stay the same
+                parts.append(";".join(f"{n}={v}" for n, v in self.settings))
             known = self.__dict__["_fingerprint"] = hashlib.sha256(
                 "|".join(parts).encode()).hexdigest()[:12]
         return known
@@ -191,6 +199,9 @@ class DesiredState:
     may_grant: bool = True
     access_levels: frozenset[str] = frozenset()
     dangerous_levels: frozenset[str] = frozenset()  # access levels with dangerous: true
+    # access levels with settings, to check against the server (plan.unfit_settings)
+    with_settings: Mapping[str, AccessLevel] = field(
+        default_factory=lambda: MappingProxyType({}))
 
 
 @fast_init
@@ -218,6 +229,9 @@ class ActualRole:
     default_roles: frozenset[str] | None = None  # MySQL: default roles
     members: frozenset[str] = frozenset()  # roles that are members of this login
     has_config: bool = False  # PostgreSQL: ALTER ROLE ... SET was used
+    # PostgreSQL: its role settings (pg_db_role_setting, setdatabase = 0); MySQL: its account
+    # limits other than MAX_USER_CONNECTIONS. (name, value) sorted by name.
+    settings: tuple[tuple[str, str], ...] = ()
     config_databases: tuple[str, ...] = ()  # PostgreSQL: ALTER ROLE ... IN DATABASE d SET
     locked: bool = False  # MySQL: ACCOUNT LOCK
     depends_in: tuple[str, ...] = ()  # databases where it owns objects or holds privileges
@@ -258,3 +272,5 @@ class ActualState:
     # MySQL: logins -> the grants recorded with them as grantor; DROP USER keeps those.
     grants_made: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: MappingProxyType({}))
+    # PostgreSQL: pg_settings, by name, to check access levels' settings against.
+    parameters: Mapping[str, ParamSpec] = field(default_factory=lambda: MappingProxyType({}))

@@ -15,6 +15,7 @@ from .errors import Problem
 from .fastinit import fast_init
 from .model import (ActualRole, ActualState, DesiredLogin, DesiredState, Grant, KnownLogin,
                     Target, login_name)
+from .settings import pg_value_problem
 from .timeutil import NEG_INFINITY
 from .validate import RawGrant, Snapshot
 
@@ -40,6 +41,8 @@ class Changes:
     revoke_members: tuple[str, ...] = ()
     revoke_admin: tuple[str, ...] = ()
     drop_events: tuple[str, ...] = ()
+    set_settings: tuple[tuple[str, str], ...] = ()  # (name, value) missing or different
+    reset_settings: tuple[str, ...] = ()  # settings the login has and its level does not
 
     def describe(self) -> list[str]:
         flags = [("attributes", "login attributes"), ("valid_until", "expiry"),
@@ -53,6 +56,8 @@ class Changes:
         out += [f"remove member {r}" for r in self.revoke_members]
         out += [f"revoke admin option on {r}" for r in self.revoke_admin]
         out += [f"drop event {e}" for e in self.drop_events]
+        out += [f"set {n} = {v}" for n, v in self.set_settings]
+        out += [f"reset {n}" for n in self.reset_settings]
         return out
 
     def __bool__(self) -> bool:
@@ -130,7 +135,9 @@ def desired_state(snapshot: Snapshot, target: Target, now: datetime) -> DesiredS
     levels = snapshot.policy.access
     return DesiredState(target, MappingProxyType(logins), MappingProxyType(known),
                         may_grant=snapshot.policy.valid, access_levels=frozenset(levels),
-                        dangerous_levels=frozenset(n for n, lv in levels.items() if lv.dangerous))
+                        dangerous_levels=frozenset(n for n, lv in levels.items() if lv.dangerous),
+                        with_settings=MappingProxyType(
+                            {n: lv for n, lv in levels.items() if lv.settings}))
 
 
 def _desired_login(snapshot: Snapshot, name: str, grants: list[Grant]) -> DesiredLogin:
@@ -148,7 +155,7 @@ def _desired_login(snapshot: Snapshot, name: str, grants: list[Grant]) -> Desire
             if with_one else None
     level = snapshot.policy.access[latest.access]
     return DesiredLogin(name, latest.grantee, latest.access, latest.expires, level.roles,
-                        level.connection_limit, verifier, ordered)
+                        level.connection_limit, verifier, ordered, level.settings)
 
 
 def _raw_for(raws: Iterable[RawGrant], target: Target) -> Iterable[RawGrant]:
@@ -236,9 +243,13 @@ def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPla
                 target, f"login {name} is left alone: {why}; it can log in, and no grant "
                         f"ends that", "warning"))
     refused = _refused(desired, actual)
+    unfit = unfit_settings(desired, actual, problems)
     for name, want in sorted(desired.logins.items()):
         if name in refused:
             problems.extend(Problem(g.path, 1, refused[name]) for g in want.grants)
+            continue
+        if want.access in unfit:  # left as it is: neither made, changed nor revoked
+            problems.extend(Problem(g.path, 1, unfit[want.access]) for g in want.grants)
             continue
         if name in actual.roles and name not in unprotected:
             continue
@@ -274,6 +285,29 @@ def _refused(desired: DesiredState, actual: ActualState) -> dict[str, str]:
             why = "; ".join(f"{r} {actual.dangerous_groups[r]}" for r in bad)
             found[name] = (f"group role {why} on target {desired.target.name}: access level "
                            f"{want.access!r} needs `dangerous: true` to grant it; grant refused")
+    return found
+
+
+def unfit_settings(desired: DesiredState, actual: ActualState,
+                   problems: list[Problem]) -> dict[str, str]:
+    """PostgreSQL: access levels with a setting this server does not take (unknown, not
+    settable per role, beyond the reconciler's rights, or a bad value), each reported once at
+    its policy line; -> the message for each of its grants. Fail closed: the level's logins
+    are not created, and existing ones are left as they are until the policy is fixed."""
+    if desired.target.engine != "postgres" or not actual.parameters:
+        return {}
+    found = {}
+    for level in desired.with_settings.values():
+        bad = [(n, why) for n, v in level.settings
+               if (why := pg_value_problem(actual.parameters.get(n), n, v)) is not None]
+        for name, why in bad:
+            problems.append(Problem(level.path, level.setting_lines.get(name, level.line),
+                                    f"access.{level.name}.settings.{name}: {why} on target "
+                                    f"{desired.target.name}"))
+        if bad:
+            found[level.name] = (f"access level {level.name!r} has a setting target "
+                                 f"{desired.target.name} does not take "
+                                 f"({', '.join(n for n, _ in bad)}); grant skipped")
     return found
 
 
@@ -393,6 +427,7 @@ def compare(target: Target, want: DesiredLogin, have: ActualRole,
             actual: ActualState) -> Changes:
     """Every difference between a login as granted and as found."""
     postgres = target.engine == "postgres"
+    to_set, to_reset = _setting_changes(want, have)
     bad_attrs = (not have.can_login or have.superuser or have.createdb or have.createrole
                  or have.replication or have.bypassrls or not have.inherit)
     wanted_roles = set(want.roles)
@@ -403,7 +438,8 @@ def compare(target: Target, want: DesiredLogin, have: ActualRole,
         have.verifier_known and have.verifier != want.verifier,  # password
         have.connection_limit != want.connection_limit,  # connection_limit
         postgres and have.comment != marker_comment(want, target.name),  # comment
-        have.has_config or bool(have.config_databases),  # reset_config
+        # per-database settings, or (a role read without its settings) any setting at all
+        bool(have.config_databases) or (have.has_config and not have.settings),
         not postgres and have.locked,  # unlock
         (not postgres and have.default_roles is not None  # default_roles
          and have.default_roles != _default_roles(want, actual)),
@@ -415,11 +451,24 @@ def compare(target: Target, want: DesiredLogin, have: ActualRole,
         # An ADMIN OPTION lets the login hand the group to others, who would keep it.
         _sorted(have.admin_of & wanted_roles) if have.admin_of else (),  # revoke_admin
         () if backstop else have.events,  # drop_events
+        to_set,  # set_settings
+        to_reset,  # reset_settings
     )
     # In sync, the usual answer for every login on every run: one shared object.
     if not any(values):
         return NO_CHANGES
     return Changes(**dict(zip(_CHANGE_FIELDS, values, strict=True)))  # type: ignore[arg-type]
+
+
+def _setting_changes(want: DesiredLogin, have: ActualRole
+                     ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """Settings to set (missing or different) and to reset (not the level's)."""
+    if not want.settings and not have.settings:
+        return (), ()
+    current = dict(have.settings)
+    wanted = {n for n, _ in want.settings}
+    return (tuple((n, v) for n, v in want.settings if current.get(n) != v),
+            tuple(n for n, _ in have.settings if n not in wanted))
 
 
 def _sorted(names: set[str] | frozenset[str]) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from .load import Document, SourceFile, YamlProblem, parse_yaml, to_problem
 from .model import (SERVER_POWER_ROLES, AccessLevel, Grant, Person, Policy, Provenance, Target,
                     login_name)
 from .schemas import describe, errors
+from .settings import name_problem, refusal_for_engine, value_text
 from .timeutil import format_duration, parse_duration, parse_timestamp
 
 POLICY_SECTIONS = ("targets", "access", "people")
@@ -341,13 +342,33 @@ def _access(name: str, v: dict[str, Any], doc: Document,
     dangerous = bool(v.get("dangerous", False))
     if not dangerous and _power_roles(name, v["roles"], doc, problems):
         return None
+    settings = v.get("settings") or {}
+    if _setting_problems(name, settings, doc, problems):
+        return None
     return AccessLevel(
         name=name, roles=tuple(v["roles"]), max_duration=max_duration,
         description=v.get("description", ""), environments=_opt_tuple(v.get("environments")),
         allowed_groups=_opt_tuple(v.get("allowed_groups")),
         auto_approve=bool(v.get("auto_approve", False)),
-        connection_limit=v.get("connection_limit"), dangerous=dangerous, path=doc.path,
-        line=doc.line("access", name))
+        connection_limit=v.get("connection_limit"), dangerous=dangerous,
+        settings=tuple(sorted((k, value_text(x)) for k, x in settings.items())),
+        setting_lines=MappingProxyType({k: doc.line("access", name, "settings", k)
+                                        for k in settings}),
+        path=doc.path, line=doc.line("access", name))
+
+
+def _setting_problems(name: str, settings: dict[str, Any], doc: Document,
+                      problems: list[Problem]) -> bool:
+    """Report settings no target may have (refused names, bad limits); True when any. The
+    level is then left out: its grants are invalid, never granted."""
+    found = False
+    for key, value in settings.items():
+        why = name_problem(key, value)
+        if why is not None:
+            found = True
+            problems.append(Problem(doc.path, doc.line("access", name, "settings", key),
+                                    f"access.{name}.settings.{key}: {why}"))
+    return found
 
 
 def _power_roles(name: str, roles: list[str], doc: Document, problems: list[Problem]) -> bool:
@@ -500,6 +521,9 @@ def _check_level(grant: Grant, target: Target, level: AccessLevel, person: Perso
 def engine_refusal(target: Target, level: AccessLevel) -> str | None:
     """Why the planner would skip every grant of `level` on `target`, known from the policy
     alone: `request` and the pull-request check refuse it rather than `plan`."""
+    wrong = refusal_for_engine(dict(level.settings), target.engine)
+    if wrong:
+        return f"{level.name!r} has {wrong}"
     if target.engine == "mysql" and len(level.roles) > 1:
         # MySQL 8 could activate several; the target's flavor is only known once connected.
         return (f"{level.name!r} names {len(level.roles)} roles, and a mysql target gets one "

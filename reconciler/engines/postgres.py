@@ -21,6 +21,7 @@ from ..model import SERVER_POWER_ROLES, ActualRole, ActualState, DesiredLogin, T
 from ..plan import Action, TargetPlan, marker_comment, owned_object_databases, reassign_target
 from ..planted import describe, dollar_quote
 from ..timeutil import INFINITY, NEG_INFINITY
+from . import pg_settings
 from .base import (PHASES, ActionResult, Progress, Statement, dsn_secrets, render_plan,
                    scrubbed_line, take_lock)
 
@@ -40,7 +41,7 @@ _ROLES = """SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcre
   r.rolreplication, r.rolbypassrls, r.rolinherit,
   CASE WHEN isfinite(r.rolvaliduntil) AND r.rolvaliduntil < {far} THEN r.rolvaliduntil END,
   r.rolvaliduntil >= {far}, r.rolvaliduntil = '-infinity',
-  r.rolconnlimit, {password}, shobj_description(r.oid, 'pg_authid'), r.rolconfig IS NOT NULL
+  r.rolconnlimit, {password}, shobj_description(r.oid, 'pg_authid'), r.rolconfig
 FROM pg_roles r {join}
 WHERE starts_with(r.rolname, %(prefix)s)"""
 _MEMBERS = """SELECT m.rolname, g.rolname, coalesce(gr.rolname, ''), am.admin_option
@@ -202,6 +203,8 @@ def _render_create(index: int, action: Action) -> list[Statement]:
     out = [_stmt(index, "main", head + secret + tail, head + masked + tail)]
     if want.roles:
         out.append(_stmt(index, "main", _grant_roles(want.roles, role)))
+    out += [_stmt(index, "main", text)
+            for text in pg_settings.settings_sql(role, want.settings, (), want.settings)]
     out.append(_stmt(index, "main", _comment(role, want, action.target)))
     return out
 
@@ -225,10 +228,13 @@ def _render_update(index: int, action: Action, actual: ActualState) -> list[Stat
         head = "ALTER ROLE " + role + " WITH "
         out.append(_stmt(index, "main", head + " ".join(options), head + " ".join(shown)))
     if ch.reset_config:
-        if have.has_config:
+        if have.has_config and not have.settings:
             out.append(_stmt(index, "main", "ALTER ROLE " + role + " RESET ALL"))
         out += [_stmt(index, "main", "ALTER ROLE " + role + " IN DATABASE " + ident(database)
                       + " RESET ALL") for database in have.config_databases]
+    if ch.set_settings or ch.reset_settings:
+        out += [_stmt(index, "main", text) for text in pg_settings.settings_sql(
+            role, ch.set_settings, ch.reset_settings, want.settings)]
     if ch.grant_roles:
         out.append(_stmt(index, "main", _grant_roles(ch.grant_roles, role)))
     for group in ch.revoke_roles:
@@ -500,13 +506,15 @@ class PostgresSession:
             (_MEMBERS, prefix), (_GROUPS, {"groups": sorted(groups), "power": POWER_ROLES}),
             (_DEPENDS, prefix),
             (_OWNERS, None), (_SESSIONS, prefix), (_SUPERUSERS, None), (_DB_SETTINGS, prefix),
-            (_GRANT_OPTIONS, {"groups": sorted(groups)})]
+            (_GRANT_OPTIONS, {"groups": sorted(groups)}),
+            (pg_settings.parameters_query(self.version), None)]
         with self.conn.pipeline():
             cursors = [self.conn.cursor() for _ in queries]
             for cur, (query, params) in zip(cursors, queries, strict=True):
                 cur.execute(query, params)
-        *rows, grant_options = (c.fetchall() for c in cursors)
-        return replace(self._state(*rows), grant_options=_grant_options(grant_options))
+        *rows, grant_options, settable = (c.fetchall() for c in cursors)
+        return replace(self._state(*rows), grant_options=_grant_options(grant_options),
+                       parameters=pg_settings.parameters(settable))
 
     def _state(self, roles: list[Any], members: list[Any], groups: list[Any], depends: list[Any],
                owners: list[Any], sessions: list[Any], supers: list[Any],
@@ -976,7 +984,8 @@ def _role(row: Any, member_of: list[tuple[str, str]], members: list[tuple[str, s
         member_of=frozenset(g for g, _ in member_of), member_of_grants=tuple(member_of),
         admin_of=frozenset(admin_of),
         members=frozenset(m for m, _ in members), members_grants=tuple(members),
-        has_config=bool(config), config_databases=tuple(sorted(config_databases)),
+        has_config=bool(config), settings=pg_settings.role_settings(config),
+        config_databases=tuple(sorted(config_databases)),
         depends_in=tuple(sorted(depends)), sessions=sessions)
 
 

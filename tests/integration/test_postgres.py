@@ -198,7 +198,7 @@ def test_drift_is_put_back(world: World) -> None:
     [update] = actions(run)
     assert update.kind == "update"
     described = set(update.changes.describe())
-    assert {"login attributes", "expiry", "password", "connection limit", "role settings",
+    assert {"login attributes", "expiry", "password", "connection limit", "reset work_mem",
             f"grant {world.group}", f"revoke {world.owner}",
             f"remove member {world.member}"} <= described
     role = world.role(world.login())
