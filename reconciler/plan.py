@@ -129,7 +129,8 @@ def desired_state(snapshot: Snapshot, target: Target, now: datetime) -> DesiredS
                 vague.add(name)
     for raw in _raw_for(snapshot.invalid_grants, target):
         add(str(raw.grantee), str(raw.access), raw.path, "invalid", raw.expires)
-    logins = {name: _desired_login(snapshot, name, grants) for name, grants in by_login.items()}
+    logins = {name: _desired_login(snapshot, name, grants, target.engine)
+              for name, grants in by_login.items()}
     known = {name: _known(names[name], entries, name not in vague)
              for name, entries in found.items()}
     levels = snapshot.policy.access
@@ -140,7 +141,8 @@ def desired_state(snapshot: Snapshot, target: Target, now: datetime) -> DesiredS
                             {n: lv for n, lv in levels.items() if lv.settings}))
 
 
-def _desired_login(snapshot: Snapshot, name: str, grants: list[Grant]) -> DesiredLogin:
+def _desired_login(snapshot: Snapshot, name: str, grants: list[Grant],
+                   engine: str) -> DesiredLogin:
     ordered: tuple[Grant, ...]
     if len(grants) == 1:  # the usual case, for every login on every run
         latest, ordered = grants[0], (grants[0],)
@@ -155,7 +157,18 @@ def _desired_login(snapshot: Snapshot, name: str, grants: list[Grant]) -> Desire
             if with_one else None
     level = snapshot.policy.access[latest.access]
     return DesiredLogin(name, latest.grantee, latest.access, latest.expires, level.roles,
-                        level.connection_limit, verifier, ordered, level.settings)
+                        level.connection_limit, verifier, ordered,
+                        _login_settings(level.settings, engine))
+
+
+def _login_settings(settings: tuple[tuple[str, str], ...], engine: str
+                    ) -> tuple[tuple[str, str], ...]:
+    """The settings the engine puts on the login. MySQL: an account limit of 0 is no limit,
+    which is how the server reports an account without one; server_audit is not the
+    account's (the engine keeps the login in the plugin's list)."""
+    if engine != "mysql" or not settings:
+        return settings
+    return tuple((n, v) for n, v in settings if n != "server_audit" and v != "0")
 
 
 def _raw_for(raws: Iterable[RawGrant], target: Target) -> Iterable[RawGrant]:

@@ -24,6 +24,7 @@ from ..dsn import where
 from ..errors import ConfigError, ConnectionLost, TargetError, one_line
 from ..model import ActualRole, ActualState, Target
 from ..plan import Action, TargetPlan, wants_backstop
+from . import mysql_settings
 from .base import (PHASES, ActionResult, Progress, Statement, dsn_secrets, render_plan,
                    scrubbed_line, take_lock)
 
@@ -126,6 +127,8 @@ def _render_create(index: int, action: Action, target: Target,
                  f"{head}{_identified(want.verifier, actual, False)} {limit} ACCOUNT LOCK")]
     out += [_stmt(index, "main", f"GRANT {identifier(role)} TO {acct}") for role in want.roles]
     out += _default_roles(index, acct, want.roles, actual)
+    if want.settings:
+        out.append(_stmt(index, "main", mysql_settings.limits_sql(acct, want.settings, ())))
     if wants_backstop(target, actual):
         out += _backstop(index, want.name, want.expires, actual)
     out.append(_stmt(index, "main", f"ALTER USER {acct} ACCOUNT UNLOCK"))  # usable only now
@@ -178,6 +181,9 @@ def _render_update(index: int, action: Action, target: Target,
     if ch.connection_limit:
         out.append(_stmt(index, "main", f"ALTER USER {acct} WITH MAX_USER_CONNECTIONS "
                                         f"{int(want.connection_limit or 0)}"))
+    if ch.set_settings or ch.reset_settings:
+        out.append(_stmt(index, "main", mysql_settings.limits_sql(acct, ch.set_settings,
+                                                                   ch.reset_settings)))
     out += [_stmt(index, "main", f"GRANT {identifier(r)} TO {acct}") for r in sorted(regrant)]
     out += _revoke_admin(index, acct, [r for r in ch.revoke_admin if r not in regrant], actual)
     if ch.default_roles or ch.revoke_privileges or ch.grant_roles or ch.revoke_roles \
@@ -314,8 +320,9 @@ MARIADB = Queries(
               "JSON_VALUE(Priv, '$.account_locked'), "
               "JSON_VALUE(Priv, '$.max_user_connections'), JSON_VALUE(Priv, '$.default_role'), "
               "JSON_VALUE(Priv, '$.access'), "
-              f"CAST(JSON_VALUE(Priv, '$.access') AS UNSIGNED) & {MARIADB_ADMIN_BITS} <> 0 "
-              "FROM mysql.global_priv WHERE " + _PREFIX.format(col="User")),
+              f"CAST(JSON_VALUE(Priv, '$.access') AS UNSIGNED) & {MARIADB_ADMIN_BITS} <> 0"
+              + mysql_settings.MARIADB_COLUMNS
+              + " FROM mysql.global_priv WHERE " + _PREFIX.format(col="User")),
     roles=("SELECT User, Host, Role, Admin_option = 'Y' FROM mysql.roles_mapping WHERE "
            + _PREFIX.format(col="User")),
     defaults=None,
@@ -334,6 +341,7 @@ MYSQL8 = Queries(
               "IF(account_locked = 'Y', 'true', 'false'), max_user_connections, NULL, "
               "IF(" + " OR ".join(f"{c} = 'Y'" for c in MYSQL8_PRIVILEGE_COLUMNS)
               + ", 1, 0), " + " OR ".join(f"{c} = 'Y'" for c in MYSQL8_ADMIN_COLUMNS)
+              + mysql_settings.MYSQL8_COLUMNS
               + " FROM mysql.user WHERE " + _PREFIX.format(col="User")),
     roles=("SELECT TO_USER, TO_HOST, FROM_USER, WITH_ADMIN_OPTION = 'Y' FROM mysql.role_edges "
            "WHERE " + _PREFIX.format(col="TO_USER")),
@@ -751,7 +759,7 @@ def _accounts(accounts: list[Any], roles: list[Any], defaults: list[Any],
     # Accounts with host % first: they are the logins jitgrant manages and keep the plain name.
     for row in sorted(accounts, key=lambda r: (r[1] != "%" or _true(r[2]), r[0], r[1])):
         (user, host, is_role, plugin, auth, locked, max_conn, default_role, access,
-         administers) = row
+         administers, *limits) = row
         key = _unique_key(built, user, host)
         if flavor == "mariadb":
             defaults_here = {default_role} if default_role else set()
@@ -764,6 +772,7 @@ def _accounts(accounts: list[Any], roles: list[Any], defaults: list[Any],
             verifier=auth if native and auth else None, verifier_known=True,
             locked=_true(locked), superuser=_true(administers),
             connection_limit=int(max_conn) if max_conn and int(max_conn) > 0 else None,
+            settings=mysql_settings.account_limits(limits),
             member_of=frozenset(granted.get((user, host), set())),
             admin_of=frozenset(admin.get((user, host), set())),
             default_roles=frozenset(defaults_here),
