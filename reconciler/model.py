@@ -161,6 +161,7 @@ class DesiredLogin:
     verifier: str | None = field(repr=False)
     grants: tuple[Grant, ...]
     settings: tuple[tuple[str, str], ...] = ()  # (name, value), sorted: AccessLevel.settings
+    audit: bool = False  # MariaDB: kept in server_audit_incl_users (setting server_audit)
 
     @property
     def fingerprint(self) -> str:
@@ -232,6 +233,7 @@ class ActualRole:
     # PostgreSQL: its role settings (pg_db_role_setting, setdatabase = 0); MySQL: its account
     # limits other than MAX_USER_CONNECTIONS. (name, value) sorted by name.
     settings: tuple[tuple[str, str], ...] = ()
+    audited: bool = False  # MariaDB: its user is in server_audit_incl_users
     config_databases: tuple[str, ...] = ()  # PostgreSQL: ALTER ROLE ... IN DATABASE d SET
     locked: bool = False  # MySQL: ACCOUNT LOCK
     depends_in: tuple[str, ...] = ()  # databases where it owns objects or holds privileges
@@ -274,3 +276,6 @@ class ActualState:
         default_factory=lambda: MappingProxyType({}))
     # PostgreSQL: pg_settings, by name, to check access levels' settings against.
     parameters: Mapping[str, ParamSpec] = field(default_factory=lambda: MappingProxyType({}))
+    # MariaDB's server_audit plugin: absent (not loaded), off (server_audit_logging off), all
+    # (logging every user: server_audit_incl_users empty) or list; None when not read.
+    server_audit: str | None = None

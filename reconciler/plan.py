@@ -43,6 +43,8 @@ class Changes:
     drop_events: tuple[str, ...] = ()
     set_settings: tuple[tuple[str, str], ...] = ()  # (name, value) missing or different
     reset_settings: tuple[str, ...] = ()  # settings the login has and its level does not
+    audit_add: bool = False  # MariaDB: put in server_audit_incl_users
+    audit_remove: bool = False  # MariaDB: taken out of server_audit_incl_users
 
     def describe(self) -> list[str]:
         flags = [("attributes", "login attributes"), ("valid_until", "expiry"),
@@ -58,6 +60,8 @@ class Changes:
         out += [f"drop event {e}" for e in self.drop_events]
         out += [f"set {n} = {v}" for n, v in self.set_settings]
         out += [f"reset {n}" for n in self.reset_settings]
+        out += ["add to server_audit_incl_users"] if self.audit_add else []
+        out += ["remove from server_audit_incl_users"] if self.audit_remove else []
         return out
 
     def __bool__(self) -> bool:
@@ -158,7 +162,8 @@ def _desired_login(snapshot: Snapshot, name: str, grants: list[Grant],
     level = snapshot.policy.access[latest.access]
     return DesiredLogin(name, latest.grantee, latest.access, latest.expires, level.roles,
                         level.connection_limit, verifier, ordered,
-                        _login_settings(level.settings, engine))
+                        _login_settings(level.settings, engine),
+                        engine == "mysql" and ("server_audit", "on") in level.settings)
 
 
 def _login_settings(settings: tuple[tuple[str, str], ...], engine: str
@@ -303,16 +308,16 @@ def _refused(desired: DesiredState, actual: ActualState) -> dict[str, str]:
 
 def unfit_settings(desired: DesiredState, actual: ActualState,
                    problems: list[Problem]) -> dict[str, str]:
-    """PostgreSQL: access levels with a setting this server does not take (unknown, not
-    settable per role, beyond the reconciler's rights, or a bad value), each reported once at
-    its policy line; -> the message for each of its grants. Fail closed: the level's logins
-    are not created, and existing ones are left as they are until the policy is fixed."""
-    if desired.target.engine != "postgres" or not actual.parameters:
-        return {}
+    """Access levels with a setting this server does not take, each problem reported once at
+    its policy line; -> the message for each of the level's grants. PostgreSQL: a parameter
+    unknown, not settable per role, beyond the reconciler's rights, or a bad value. MariaDB:
+    `server_audit: true` where the plugin is not loaded or not logging. Fail closed: the
+    level's logins are not created, and existing ones are left as they are until the policy
+    is fixed."""
     found = {}
     for level in desired.with_settings.values():
         bad = [(n, why) for n, v in level.settings
-               if (why := pg_value_problem(actual.parameters.get(n), n, v)) is not None]
+               if (why := _setting_problem(desired.target, actual, n, v)) is not None]
         for name, why in bad:
             problems.append(Problem(level.path, level.setting_lines.get(name, level.line),
                                     f"access.{level.name}.settings.{name}: {why} on target "
@@ -322,6 +327,20 @@ def unfit_settings(desired: DesiredState, actual: ActualState,
                                  f"{desired.target.name} does not take "
                                  f"({', '.join(n for n, _ in bad)}); grant skipped")
     return found
+
+
+def _setting_problem(target: Target, actual: ActualState, name: str, value: str) -> str | None:
+    if target.engine == "postgres":
+        if not actual.parameters:  # not read (offline)
+            return None
+        return pg_value_problem(actual.parameters.get(name), name, value)
+    if name != "server_audit" or value != "on" or actual.server_audit is None:
+        return None
+    if actual.server_audit == "absent":
+        return "the server_audit plugin is not loaded (INSTALL SONAME 'server_audit')"
+    if actual.server_audit == "off":
+        return "server_audit_logging is OFF: nothing would be logged"
+    return None
 
 
 def _grant_option_warnings(target: Target, actual: ActualState,
@@ -466,6 +485,9 @@ def compare(target: Target, want: DesiredLogin, have: ActualRole,
         () if backstop else have.events,  # drop_events
         to_set,  # set_settings
         to_reset,  # reset_settings
+        not postgres and want.audit and actual.server_audit == "list"  # audit_add
+        and not have.audited,
+        not postgres and not want.audit and have.audited,  # audit_remove
     )
     # In sync, the usual answer for every login on every run: one shared object.
     if not any(values):

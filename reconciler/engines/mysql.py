@@ -129,6 +129,8 @@ def _render_create(index: int, action: Action, target: Target,
     out += _default_roles(index, acct, want.roles, actual)
     if want.settings:
         out.append(_stmt(index, "main", mysql_settings.limits_sql(acct, want.settings, ())))
+    if want.audit and actual.server_audit == "list":  # in the audit list before it can log in
+        out.append(_stmt(index, "main", mysql_settings.audit_add_sql(want.name)))
     if wants_backstop(target, actual):
         out += _backstop(index, want.name, want.expires, actual)
     out.append(_stmt(index, "main", f"ALTER USER {acct} ACCOUNT UNLOCK"))  # usable only now
@@ -184,6 +186,10 @@ def _render_update(index: int, action: Action, target: Target,
     if ch.set_settings or ch.reset_settings:
         out.append(_stmt(index, "main", mysql_settings.limits_sql(acct, ch.set_settings,
                                                                    ch.reset_settings)))
+    if ch.audit_add:
+        out.append(_stmt(index, "main", mysql_settings.audit_add_sql(have.user or want.name)))
+    if ch.audit_remove:
+        out.append(_stmt(index, "main", mysql_settings.audit_remove_sql(have.user)))
     out += [_stmt(index, "main", f"GRANT {identifier(r)} TO {acct}") for r in sorted(regrant)]
     out += _revoke_admin(index, acct, [r for r in ch.revoke_admin if r not in regrant], actual)
     if ch.default_roles or ch.revoke_privileges or ch.grant_roles or ch.revoke_roles \
@@ -230,6 +236,8 @@ def _render_revoke(index: int, action: Action, actual: ActualState) -> list[Stat
         out.append(_stmt(index, "lockout", f"ALTER USER {acct} ACCOUNT LOCK"))
         out += _kill(index, have) if action.kill_sessions else []
         out.append(_stmt(index, "main", f"DROP USER {acct}"))
+        if have.audited:  # its name goes from the audit list once it cannot log in
+            out.append(_stmt(index, "main", mysql_settings.audit_remove_sql(have.user)))
     out += [_stmt(index, "main", f"DROP EVENT IF EXISTS {_event_ref(actual, e)}")
             for e in have.events]
     return out
@@ -598,8 +606,10 @@ class MysqlSession:
         reach = self._query(q.groups, params) if groups else []
         sessions = self._query(q.sessions, params)
         events = self._query(q.events, params)
+        audit, audited = mysql_settings.audit_state(
+            self._query(mysql_settings.AUDIT_VARIABLES, params))
         built = _accounts(accounts, roles, defaults, privileged, sessions, events,
-                          self.flavor)
+                          self.flavor, audited)
         return ActualState(
             roles=MappingProxyType(built), existing_groups=frozenset(r[0] for r in reach),
             dangerous_groups=MappingProxyType(_dangerous_groups(reach)), admin=self.admin,
@@ -607,7 +617,7 @@ class MysqlSession:
             admin_user=self.admin_user,
             superusers=frozenset(name for name, role in built.items() if role.superuser),
             server_version=0, event_scheduler=self.scheduler, flavor=self.flavor,
-            event_schema=self.database,
+            event_schema=self.database, server_audit=audit,
             grant_options=_by_first(self._query(_GRANT_OPTIONS, params) if groups else []),
             grants_made=_grants_made(self._query(_GRANTS_MADE, params)))
 
@@ -736,7 +746,7 @@ def _unique_key(taken: dict[str, ActualRole], user: str, host: str) -> str:
 
 def _accounts(accounts: list[Any], roles: list[Any], defaults: list[Any],
               privileged: set[tuple[str, str]], sessions: list[Any], events: list[Any],
-              flavor: str) -> dict[str, ActualRole]:
+              flavor: str, audited: frozenset[str] = frozenset()) -> dict[str, ActualRole]:
     granted: dict[tuple[str, str], set[str]] = {}
     admin: dict[tuple[str, str], set[str]] = {}
     for user, host, role, admin_option in roles:
@@ -773,6 +783,7 @@ def _accounts(accounts: list[Any], roles: list[Any], defaults: list[Any],
             locked=_true(locked), superuser=_true(administers),
             connection_limit=int(max_conn) if max_conn and int(max_conn) > 0 else None,
             settings=mysql_settings.account_limits(limits),
+            audited=host == "%" and user in audited,  # jitgrant's logins have host %
             member_of=frozenset(granted.get((user, host), set())),
             admin_of=frozenset(admin.get((user, host), set())),
             default_roles=frozenset(defaults_here),
