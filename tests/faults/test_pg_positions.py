@@ -31,7 +31,7 @@ DATABASES = lock("pg_catalog.pg_database", "ACCESS EXCLUSIVE")  # read by pg_sta
 
 CREATION = [Stop("CREATE ROLE", (AUTHID,)), Stop("GRANT", (MEMBERS,)),
             Stop("COMMENT ON ROLE", (COMMENTS,))]
-DRIFT = [Stop("CONNECTION LIMIT 3 VALID UNTIL", (AUTHID,)), Stop("RESET ALL", (SETTINGS,)),
+DRIFT = [Stop("CONNECTION LIMIT 3 VALID UNTIL", (AUTHID,)), Stop(" RESET ", (SETTINGS,)),
          Stop("GRANT", (MEMBERS,)), Stop("COMMENT ON ROLE", (COMMENTS,))]
 # {db2}: another database where the login owns a table; {main}: the admin connection's.
 REVOCATION = [

@@ -45,6 +45,10 @@ PG = _shapes(
     comment=f"COMMENT ON ROLE (?P<login>{PG_ID}) IS {PG_STR}",
     alter=f"ALTER ROLE (?P<login>{PG_ID}) WITH {PG_FIX}(?: {PG_FIX})*",
     reset=f"ALTER ROLE (?P<login>{PG_ID})(?: IN DATABASE {PG_ID})? RESET ALL",
+    # access-level settings: a parameter name quoted part by part, the value a literal
+    reset_one=f'ALTER ROLE (?P<login>{PG_ID}) RESET "[a-z_][a-z0-9_]*"(?:\\."[a-z_][a-z0-9_]*")?',
+    set=(f'ALTER ROLE (?P<login>{PG_ID}) SET "[a-z_][a-z0-9_]*"(?:\\."[a-z_][a-z0-9_]*")? = '
+         f"{PG_STR}"),
     revoke=f"REVOKE (?P<group>{PG_ID}) FROM (?P<member>{PG_ID})(?: GRANTED BY {PG_ID})?",
     revoke_admin=f"REVOKE ADMIN OPTION FOR (?P<admin_of>{PG_ID}) FROM (?P<login>{PG_ID})",
     terminate=(r"SELECT pg_terminate_backend\(pid, 5000\) FROM pg_stat_activity "
@@ -68,6 +72,9 @@ MY = _shapes(
     revoke_admin=f"REVOKE ADMIN OPTION FOR (?P<admin_of>{MY_ID}) FROM {MY_ACCT}",
     alter=(f"ALTER USER {MY_ACCT} (?:{MY_AUTH}|WITH MAX_USER_CONNECTIONS \\d+|ACCOUNT LOCK|"
            "ACCOUNT UNLOCK)"),
+    limits=(f"ALTER USER {MY_ACCT} WITH (?:MAX_(?:QUERIES|UPDATES|CONNECTIONS)_PER_HOUR \\d+)"
+            "(?: MAX_(?:QUERIES|UPDATES|CONNECTIONS)_PER_HOUR \\d+)*"),
+    audit_list=f"SET GLOBAL server_audit_incl_users = .*{MY_STR}.*",
     drop_role=f"DROP ROLE (?P<role>{MY_ID})",
     drop=f"DROP USER {MY_ACCT}",
     kill=r"KILL CONNECTION (?P<id>\d+)",
