@@ -15,7 +15,7 @@ from .errors import Problem
 from .fastinit import fast_init
 from .model import (ActualRole, ActualState, DesiredLogin, DesiredState, Grant, KnownLogin,
                     Target, login_name)
-from .settings import pg_value_problem
+from .settings import unfit_settings
 from .timeutil import NEG_INFINITY
 from .validate import RawGrant, Snapshot
 
@@ -304,43 +304,6 @@ def _refused(desired: DesiredState, actual: ActualState) -> dict[str, str]:
             found[name] = (f"group role {why} on target {desired.target.name}: access level "
                            f"{want.access!r} needs `dangerous: true` to grant it; grant refused")
     return found
-
-
-def unfit_settings(desired: DesiredState, actual: ActualState,
-                   problems: list[Problem]) -> dict[str, str]:
-    """Access levels with a setting this server does not take, each problem reported once at
-    its policy line; -> the message for each of the level's grants. PostgreSQL: a parameter
-    unknown, not settable per role, beyond the reconciler's rights, or a bad value. MariaDB:
-    `server_audit: true` where the plugin is not loaded or not logging. Fail closed: the
-    level's logins are not created, and existing ones are left as they are until the policy
-    is fixed."""
-    found = {}
-    for level in desired.with_settings.values():
-        bad = [(n, why) for n, v in level.settings
-               if (why := _setting_problem(desired.target, actual, n, v)) is not None]
-        for name, why in bad:
-            problems.append(Problem(level.path, level.setting_lines.get(name, level.line),
-                                    f"access.{level.name}.settings.{name}: {why} on target "
-                                    f"{desired.target.name}"))
-        if bad:
-            found[level.name] = (f"access level {level.name!r} has a setting target "
-                                 f"{desired.target.name} does not take "
-                                 f"({', '.join(n for n, _ in bad)}); grant skipped")
-    return found
-
-
-def _setting_problem(target: Target, actual: ActualState, name: str, value: str) -> str | None:
-    if target.engine == "postgres":
-        if not actual.parameters:  # not read (offline)
-            return None
-        return pg_value_problem(actual.parameters.get(name), name, value)
-    if name != "server_audit" or value != "on" or actual.server_audit is None:
-        return None
-    if actual.server_audit == "absent":
-        return "the server_audit plugin is not loaded (INSTALL SONAME 'server_audit')"
-    if actual.server_audit == "off":
-        return "server_audit_logging is OFF: nothing would be logged"
-    return None
 
 
 def _grant_option_warnings(target: Target, actual: ActualState,

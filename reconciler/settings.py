@@ -9,6 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import Problem
+
+if TYPE_CHECKING:  # model.py imports ParamSpec from here
+    from .model import ActualState, DesiredState, Target
 
 # Settings that would widen what a login can do, or let it escape what is watched: refused
 # at validate time, whatever the value.
@@ -165,3 +171,43 @@ def _scale(unit: str, table: Mapping[str, float]) -> float | None:
     if m is None or m.group(2) not in table:
         return None
     return (int(m.group(1)) if m.group(1) else 1) * table[m.group(2)]
+
+
+# -- at plan time (pure: what the engine read is in ActualState) ---------------------------
+
+
+def unfit_settings(desired: DesiredState, actual: ActualState,
+                   problems: list[Problem]) -> dict[str, str]:
+    """Access levels with a setting this server does not take, each problem reported once at
+    its policy line; -> the message for each of the level's grants. PostgreSQL: a parameter
+    unknown, not settable per role, beyond the reconciler's rights, or a bad value. MariaDB:
+    `server_audit: true` where the plugin is not loaded or not logging. Fail closed: the
+    level's logins are not created, and existing ones are left as they are until the policy
+    is fixed."""
+    found = {}
+    for level in desired.with_settings.values():
+        bad = [(n, why) for n, v in level.settings
+               if (why := setting_problem(desired.target, actual, n, v)) is not None]
+        for name, why in bad:
+            problems.append(Problem(level.path, level.setting_lines.get(name, level.line),
+                                    f"access.{level.name}.settings.{name}: {why} on target "
+                                    f"{desired.target.name}"))
+        if bad:
+            found[level.name] = (f"access level {level.name!r} has a setting target "
+                                 f"{desired.target.name} does not take "
+                                 f"({', '.join(n for n, _ in bad)}); grant skipped")
+    return found
+
+
+def setting_problem(target: Target, actual: ActualState, name: str, value: str) -> str | None:
+    if target.engine == "postgres":
+        if not actual.parameters:  # not read (offline)
+            return None
+        return pg_value_problem(actual.parameters.get(name), name, value)
+    if name != "server_audit" or value != "on" or actual.server_audit is None:
+        return None
+    if actual.server_audit == "absent":
+        return "the server_audit plugin is not loaded (INSTALL SONAME 'server_audit')"
+    if actual.server_audit == "off":
+        return "server_audit_logging is OFF: nothing would be logged"
+    return None
