@@ -138,36 +138,42 @@ def run_seen(run: Run) -> dict[str, Seen]:
 def usage_changed(root: Path, run: Run) -> bool:
     """True when, for a target this run sampled, the sessions or counters differ from the
     newest record that sampled it (nothing differs from "no record" when nothing is open and
-    no counter is above zero)."""
+    no counter is above zero). Records of one second sort by run id, not by time: when
+    several of the newest second sampled the target, differing from any is a difference."""
     now = run_seen(run)
     if not now:
         return False
     before = newest_seen(root, set(now))
     empty: Seen = (frozenset(), frozenset())
-    return any(seen != before.get(name, empty) for name, seen in now.items())
+    return any(seen != then for name, seen in now.items()
+               for then in before.get(name, [empty]))
 
 
-def newest_seen(root: Path, targets: set[str]) -> dict[str, Seen]:
-    """Per target, what the newest record that sampled it saw, reading the records newest
-    first, each only up to its actions, and at most LOOK_BACK of them."""
-    found: dict[str, Seen] = {}
-    for data in _heads(root):
+def newest_seen(root: Path, targets: set[str]) -> dict[str, list[Seen]]:
+    """Per target, what the newest records that sampled it saw (those of its newest second),
+    reading the records newest first, each only up to its actions, at most LOOK_BACK."""
+    found: dict[str, list[Seen]] = {}
+    done: set[str] = set()
+    second = None
+    for name, data in _heads(root):
+        if name[:16] != second:  # <yyyymmddTHHMMSSZ>-<run id>.json
+            done |= set(found)
+            second = name[:16]
+            if done >= targets:
+                break
         sampled_here = {str(t.get("target")) for t in _dicts(data.get("targets"))
                         if t.get("sampled")}
-        for name in sampled_here & (targets - set(found)):
-            found[name] = _seen((s for s in _dicts(data.get("sessions"))
-                                 if s.get("target") == name),
-                                (u for u in _dicts(data.get("usage"))
-                                 if u.get("target") == name))
-        if set(found) >= targets:
-            break
+        for target in sampled_here & (targets - done):
+            found.setdefault(target, []).append(_seen(
+                (s for s in _dicts(data.get("sessions")) if s.get("target") == target),
+                (u for u in _dicts(data.get("usage")) if u.get("target") == target)))
     return found
 
 
 _ACTIONS = b'\n  "actions": ['
 
 
-def _heads(root: Path) -> Iterator[dict[str, Any]]:
+def _heads(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """The newest LOOK_BACK records' heads (audit.to_json puts sessions and usage before the
     actions); an unreadable one is skipped."""
     seen = 0
@@ -180,7 +186,7 @@ def _heads(root: Path) -> Iterator[dict[str, Any]]:
         except (OSError, ValueError):
             continue
         if isinstance(data, dict):
-            yield data
+            yield path.name, data
 
 
 def _head(path: Path) -> Any:
