@@ -2,7 +2,8 @@
 with the catalog, as the audit record carries them, and when a run that changed nothing still
 writes a record: when what it saw of them differs from the newest record that saw the target.
 
-A sample sees only what is open when the catalog is read: see docs/operations.md, "When access was used"."""
+A sample sees only what is open when the catalog is read: see docs/operations.md, "When
+access was used"."""
 
 from __future__ import annotations
 
