@@ -260,6 +260,20 @@ def test_pg_stat_statements_counts_calls_between_samples(tmp_path: Path) -> None
         assert usage["connections_total"] is None and usage["sessions_open"] == 0
         [period] = audit_rows(world.repo.root)
         assert period["used"] is True and period["sessions_seen"] == 0
+        # pg_stat_statements gone between the session's set-up and its catalog read: the
+        # read is made again without it, and the sample still taken
+        from reconciler.engines.postgres import PostgresEngine
+
+        target = read_snapshot(world.repo.root, "HEAD", utc()).policy.targets["db1"]
+        session = PostgresEngine().connect(target, world.admin_dsn)
+        try:
+            assert session.statements is not None
+            with server.conn() as c:
+                c.execute("DROP EXTENSION pg_stat_statements")
+            actual = session.inspect(frozenset())
+            assert actual.sampled and actual.counters == () and world.login() in actual.roles
+        finally:
+            session.close()
 
 
 def test_without_pg_stat_statements_calls_are_null(world: World) -> None:
