@@ -43,9 +43,11 @@ JOIN pg_roles r ON r.oid = s.userid
 WHERE starts_with(r.rolname, %(prefix)s) GROUP BY 1"""
 
 # The revocation's end of sessions: the same one query for every revoked login, now telling
-# which sessions it ended, with their start.
+# which sessions it ended, with their start. The database by oid, named from the catalog read
+# (pg_database_names): naming it here would read pg_database, and a lock held there must not
+# hold up the end of a login's sessions (the view's join to it is left out when unused).
 TERMINATE = """SELECT usename, pg_terminate_backend(pid, 5000), pid, backend_start,
-  host(client_addr), application_name, datname
+  host(client_addr), application_name, datid
 FROM pg_stat_activity WHERE usename = ANY(%s) AND pid <> pg_backend_pid()
 ORDER BY usename, backend_start, pid"""
 
@@ -81,12 +83,13 @@ def usage(counts: Mapping[str, int], calls: list[Any] | None) -> Mapping[str, Lo
         for login in sorted(logins)})
 
 
-def ended(row: Any) -> OpenSession:
-    """A session TERMINATE ended (its row less the login and the result)."""
-    login, _, pid, started, client, application, database = row
+def ended(row: Any, databases: Mapping[int, str]) -> OpenSession:
+    """A session TERMINATE ended (its row less the login and the result); `databases`: oid
+    -> name, as the catalog read found them."""
+    login, _, pid, started, client, application, datid = row
     return OpenSession(login=str(login), id=str(pid), started=_when(started),
                        client=clean(client), application=clean(application),
-                       database=clean(database))
+                       database=clean(databases.get(int(datid))) if datid is not None else None)
 
 
 def _when(value: Any) -> datetime | None:

@@ -70,7 +70,7 @@ JOIN pg_roles r ON s.refclassid = 'pg_authid'::regclass AND s.refobjid = r.oid
 LEFT JOIN pg_database d ON d.oid = s.dbid
 WHERE starts_with(r.rolname, %(prefix)s) AND s.deptype <> 'p'
 GROUP BY 1, 2"""
-_OWNERS = "SELECT datname, pg_get_userbyid(datdba) FROM pg_database"
+_OWNERS = "SELECT datname, pg_get_userbyid(datdba), oid FROM pg_database"
 # ACL entries WITH GRANT OPTION held by the given roles, in the current database.
 _GRANT_OPTIONS = """SELECT DISTINCT g.rolname, o.label || ' ' || o.name FROM (
   SELECT 'table' AS label, c.oid::regclass::text AS name, c.relacl AS acl FROM pg_class c
@@ -448,6 +448,7 @@ class PostgresSession:
         self._kinds: dict[int, str] = {}
         self._logins: dict[int, str] = {}
         self._survivors: dict[int, list[int]] = {}  # action -> pids that did not end
+        self._datnames: dict[int, str] = {}  # database oid -> name, from the catalog read
         self._progress: Progress  # set by execute
 
     def _quiet_log(self) -> None:
@@ -521,6 +522,8 @@ class PostgresSession:
         calls = cursors[9].fetchall() if statements is not None else None
         opened, counts = pg_usage.open_sessions(rows[5])
         rows[5] = list(counts.items())
+        self._datnames = {int(oid): str(name) for name, _, oid in rows[4]}
+        rows[4] = [(name, owner) for name, owner, _ in rows[4]]
         return replace(self._state(*rows), grant_options=_grant_options(grant_options),
                        open_sessions=opened, usage=pg_usage.usage(counts, calls),
                        counters=("calls",) if calls is not None else (), sampled=True)
@@ -672,7 +675,7 @@ class PostgresSession:
         self._progress.committed()
         for stmt in batch:
             results[stmt.action].statements += 1
-        _ended(rows, index_of, results)
+        _ended(rows, index_of, results, self._datnames)
         self._check_survivors(index_of)
 
     def _check_survivors(self, index_of: dict[str, int]) -> None:
@@ -739,7 +742,8 @@ class PostgresSession:
         """The sessions of these statements' logins, ended now, before they are locked out:
         they would be ended right after it anyway."""
         index_of = {self._logins[s.action]: s.action for s in stmts}
-        _ended(self.conn.execute(_TERMINATE, [sorted(index_of)]).fetchall(), index_of, results)
+        _ended(self.conn.execute(_TERMINATE, [sorted(index_of)]).fetchall(), index_of, results,
+               self._datnames)
 
     def _run_phase(self, batch: list[Statement], results: list[ActionResult]) -> None:
         by_database: dict[str | None, list[Statement]] = {}
@@ -847,13 +851,14 @@ def query_strings(stmts: list[Statement]) -> list[tuple[bool, list[Statement]]]:
     return out
 
 
-def _ended(rows: list[Any], index_of: dict[str, int], results: list[ActionResult]) -> None:
+def _ended(rows: list[Any], index_of: dict[str, int], results: list[ActionResult],
+           databases: dict[int, str]) -> None:
     """Count the sessions pg_terminate_backend ended, and keep which they were."""
     for row in rows:
         if row[1]:
             result = results[index_of[row[0]]]
             result.sessions_ended += 1
-            result.ended_sessions.append(pg_usage.ended(row))
+            result.ended_sessions.append(pg_usage.ended(row, databases))
 
 
 def _count(stmts: list[Statement], results: list[ActionResult]) -> None:
