@@ -203,6 +203,7 @@ class Row:
     problem: str | None = None  # invalid: the first error of the file
     login_exists: bool | None = None  # None: not known (no DSN, or the server was not read)
     login_locked: bool | None = None
+    sessions_open: int | None = None  # the login's sessions when the server was read
 
 
 def _login(policy: Policy, grantee: str | None, target: str | None,
@@ -309,14 +310,14 @@ def check_logins(rows: list[Row], policy: Policy, env: Mapping[str, str],
     wanted = sorted({r.target for r in rows if r.login and r.target and r.target in policy.targets})
     targets = [policy.targets[name] for name in wanted]
     read = bounded_map(targets, lambda target: _logins_or_note(target, env), jobs)
-    found: dict[str, dict[str, bool]] = {}  # target -> login -> locked
+    found: dict[str, dict[str, tuple[bool, int]]] = {}  # target -> login -> (locked, sessions)
     notes: list[str] = []
     for target, (actual, note) in zip(targets, read, strict=True):
         if note is not None:
             notes.append(note)
         if actual is None:
             continue
-        found[target.name] = {name: role.locked or not role.can_login
+        found[target.name] = {name: (role.locked or not role.can_login, _open(actual, name))
                               for name, role in actual.roles.items()}
         if on_read is not None:
             on_read(target, actual)
@@ -348,13 +349,19 @@ def _read_logins(target: Target, dsn: str) -> ActualState:
     return actual
 
 
-def _with_login(row: Row, found: Mapping[str, Mapping[str, bool]]) -> Row:
+def _open(actual: ActualState, login: str) -> int:
+    found = actual.usage.get(login)
+    return found.sessions_open if found is not None else 0
+
+
+def _with_login(row: Row, found: Mapping[str, Mapping[str, tuple[bool, int]]]) -> Row:
     on_server = found.get(row.target or "")
     if on_server is None or row.login is None:
         return row
-    locked = on_server.get(row.login)
-    return replace(row, login_exists=locked is not None,
-                   login_locked=None if locked is None else locked)
+    there = on_server.get(row.login)
+    return replace(row, login_exists=there is not None,
+                   login_locked=None if there is None else there[0],
+                   sessions_open=None if there is None else there[1])
 
 
 # -- who is "me" -----------------------------------------------------------------------------
@@ -452,7 +459,10 @@ def _on_server(row: Row) -> str:
         return "-"
     if not row.login_exists:
         return "no"
-    return "locked" if row.login_locked else "yes"
+    state = "locked" if row.login_locked else "yes"
+    if not row.sessions_open:
+        return state
+    return f"{state}, in use ({row.sessions_open} session{'s' if row.sessions_open > 1 else ''})"
 
 
 COLUMNS = ("STATE", "GRANTEE", "TARGET", "ACCESS", "EXPIRES", "WHEN", "LOGIN", "ON SERVER",
@@ -480,6 +490,7 @@ def status_json(status: Status) -> str:
                 "starts": iso(r.starts), "expires": iso(r.expires),
                 "seconds_left": left,
                 "login": r.login, "login_exists": r.login_exists, "login_locked": r.login_locked,
+                "sessions_open": r.sessions_open,
                 "file": r.path, "branch": r.branch, "change": r.change, "problem": r.problem}
 
     return json.dumps({"now": iso(status.now), "base": status.base.name,

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, events, gitrepo
+from . import __version__, events, gitrepo, sessions
 from .apply import Run, TargetRun
 from .endings import Ending, endings
 from .engines import ActionResult
@@ -70,6 +70,9 @@ def record(run: Run, actor: str, actions: bool = True,
     follow_ups = [f.as_dict() for t in run.targets for f in t.follow_ups]
     if follow_ups:  # what this run found of actions an earlier run's lost connection left
         data["follow_ups"] = follow_ups
+    if any(sessions.sampled(t) for t in run.targets):  # before the actions: read cheaply
+        data["sessions"] = [s for t in run.targets for s in sessions.target_sessions(t)]
+        data["usage"] = [u for t in run.targets for u in sessions.target_usage(t)]
     data["actions"] = [{**_static(a, shown[i], grants, ended.get(a.login)), **_outcome(t, i)}
                        for t in run.targets if actions and t.plan
                        for shown, ended in [(t.shown_by_action(), ends(t))]
@@ -83,6 +86,8 @@ def _target(t: TargetRun) -> dict[str, Any]:
     cut = sum(1 for r in t.results if r.cut)
     if cut:  # the next run reads this line, and the actions only when it is there
         entry["cut"] = cut
+    if sessions.sampled(t):  # its sessions and counters were read: see `sessions`, `usage`
+        entry["sampled"] = True
     return entry
 
 
@@ -169,6 +174,8 @@ def _outcome(run: TargetRun, index: int) -> dict[str, Any]:
     }
     if result is not None and result.cut:
         outcome["cut"] = result.cut  # the next run compares it with the server (aftercut)
+    if result is not None and run.plan and run.plan.actions[index].kind == "revoke":
+        outcome["ended_sessions"] = sessions.ended_sessions(result.ended_sessions)
     return outcome
 
 
@@ -229,14 +236,18 @@ def write(root: Path, run: Run, content: bytes) -> str:
 
 def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) -> str | None:
     """Write the run's audit record when anything was executed, or an earlier cut followed
-    up; commit (and push) it. A pushing run that executed nothing still delivers the records
+    up, or the sessions and counters it saw differ from those the newest record saw
+    (sessions.usage_changed: a run that changed nothing and saw nothing new writes nothing);
+    commit (and push) it. A pushing run that executed nothing still delivers the records
     whose push was refused."""
-    if not any(t.executed or t.follow_ups for t in run.targets):
+    changed = any(t.executed or t.follow_ups for t in run.targets)
+    used = sessions.usage_changed(repo_path, run)
+    if not changed and not used:
         if commit and push:
             _deliver_pending(gitrepo.open_repo(repo_path), run.run_id)
         return None
     repo = gitrepo.open_repo(repo_path)
-    if repeats_latest(Path(str(repo.working_tree_dir)), run):
+    if not used and repeats_latest(Path(str(repo.working_tree_dir)), run):
         if commit and push:
             _deliver_pending(repo, run.run_id)
         return None
@@ -244,13 +255,14 @@ def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) 
                       {"actions": action_lines(run, endings_from(repo_path, run.snapshot))})
     rel = write(Path(str(repo.working_tree_dir)), run, content)
     if commit:
-        changed = sum(len(t.plan.actions) for t in run.targets if t.plan and t.executed)
+        count = sum(len(t.plan.actions) for t in run.targets if t.plan and t.executed)
+        what = f"{count} change(s)" if changed else "sessions and counters seen"
         with _one_writer(Path(str(repo.git_dir))):
             pending = gitrepo.fetch_pending(repo) if push else {}
             carried = gitrepo.missing_records(repo, pending.values())
             also = f", and {len(carried)} record(s) whose push was refused" if carried else ""
             gitrepo.commit_files(repo, {**carried, rel: content},
-                                 f"audit: {changed} change(s) by jitgrant apply "
+                                 f"audit: {what} by jitgrant apply "
                                  f"{run.run_id}{also} [skip ci]")
             if push:
                 _deliver(repo, run.run_id, rel, pending, content)

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
+from . import usage
 from .clicommon import handled, repo_option
 from .completion import target_option
 from .errors import ConfigError, Problem, one_line
@@ -81,6 +82,8 @@ class Entry:
     held: str | None  # a revoke that locked the login out but could not drop it: why
     approvals: tuple[Approval, ...]
     ended_by: Approval | None = None  # a revoke: the change that removed the file or person
+    # a revoke: the sessions it ended (None in records written before they were listed)
+    ended_sessions: tuple[usage.SeenSession, ...] | None = None
 
     @property
     def order(self) -> tuple[datetime, datetime, str, int]:
@@ -92,6 +95,7 @@ class AuditLog:
     entries: list[Entry] = field(default_factory=list)
     records: int = 0
     skipped: list[Problem] = field(default_factory=list)  # files not read, one line each
+    samples: list[usage.Sample] = field(default_factory=list)  # sessions and counters seen
 
 
 def load(root: Path) -> AuditLog:
@@ -119,6 +123,7 @@ def load(root: Path) -> AuditLog:
         runs[data["run_id"]] = rel
         log.records += 1
         log.entries.extend(entries)
+        log.samples.extend(usage.samples(data, _time(data["started"])))
     return log
 
 
@@ -174,7 +179,9 @@ def _entries(rel: str, data: dict[str, Any]) -> Iterator[Entry]:
             expires=_time(a["expires"]) if a["expires"] else None, status=a["status"],
             error=a["error"], statements=a["statements"], sessions_ended=a["sessions_ended"],
             held=a["held"], approvals=tuple(_approval(g) for g in a["grants"]),
-            ended_by=_ending(a.get("ended_by")))  # absent from older records
+            ended_by=_ending(a.get("ended_by")),  # absent from older records
+            ended_sessions=None if a.get("ended_sessions") is None
+            else tuple(usage.session(s) for s in a["ended_sessions"]))
 
 
 def _ending(e: dict[str, Any] | None) -> Approval | None:
@@ -221,6 +228,8 @@ class AccessPeriod:
     ended_by: Approval | None = None  # the change that removed the grant file or the person
     approvals: list[Approval] = field(default_factory=list)
     changes: list[Entry] = field(default_factory=list)  # its creates and updates
+    sessions_ended: int = 0  # by the revoke that ended it
+    ended_sessions: tuple[usage.SeenSession, ...] | None = None  # which (None: not listed)
 
     @property
     def first_seen(self) -> datetime | None:
@@ -242,6 +251,7 @@ class AccessPeriod:
         self.expires = self.expires or entry.expires
         self.ended_at, self.ended_cause, self.ended_run = entry.at, entry.cause, entry.run_id
         self.held, self.ended_by = entry.held, entry.ended_by
+        self.sessions_ended, self.ended_sessions = entry.sessions_ended, entry.ended_sessions
 
     def overlaps(self, since: datetime | None, until: datetime | None) -> bool:
         starts_before_until = until is None or self.granted_at is None or self.granted_at < until
@@ -312,11 +322,12 @@ class Query:
                        and (not self.after_hours or after_hours(e.at, self.zone))),
                       key=lambda e: e.order)
 
-    def periods(self, entries: Iterable[Entry]) -> list[AccessPeriod]:
-        """Periods that overlap the window; with after_hours, those granted or changed then."""
+    def periods(self, entries: Iterable[Entry], by_grant: bool = True) -> list[AccessPeriod]:
+        """Periods that overlap the window; with after_hours (and `by_grant`), those granted
+        or changed then (query_rows judges by session times where known: usage.py)."""
         return [p for p in access_periods(entries) if self.wants(p.grantee, p.target)
                 and p.overlaps(self.since, self.until)
-                and (not self.after_hours
+                and (not self.after_hours or not by_grant
                      or any(after_hours(e.at, self.zone) for e in p.changes))]
 
 
@@ -382,7 +393,11 @@ def entry_row(e: Entry) -> Row:
             "statements": e.statements, "sessions_ended": e.sessions_ended, "held": e.held,
             "approvals": [_approval_data(a) for a in e.approvals],
             "ended_by": _approval_data(e.ended_by) if e.ended_by else None, "actor": e.actor,
-            "reconciled_commit": e.commit, "record": e.record}
+            "reconciled_commit": e.commit, "record": e.record,
+            "ended_sessions": None if e.ended_sessions is None else [
+                {"id": s.id, "started": iso(s.started), "client": s.client,
+                 "application": s.application, "database": s.database}
+                for s in e.ended_sessions]}
 
 
 def _approval_data(a: Approval) -> Row:
@@ -394,10 +409,12 @@ def _approval_data(a: Approval) -> Row:
 APPROVAL_COLUMNS = {"pull_requests": "pull_request", "merge_commits": "merge_commit",
                     "commits": "commit", "authors": "author", "reasons": "reason",
                     "tickets": "ticket", "grant_files": "file"}
+USAGE_COLUMNS = ["used", "first_used", "last_seen", "sessions_seen", "clients",
+                 "sessions_ended", "judged_by"]  # usage.PeriodUsage.row
 CSV_COLUMNS = {
     "access": ["grantee", "target", "access", "login", "granted_at", "expires", "ended_at",
                "ended_cause", "ended_pull_request", "held", *APPROVAL_COLUMNS, "granted_run",
-               "ended_run"],
+               "ended_run", *USAGE_COLUMNS],
     "actions": ["time", "target", "login", "grantee", "access", "action", "cause", "expires",
                 "status", "error", "statements", "sessions_ended", "held", *APPROVAL_COLUMNS,
                 "actor",
@@ -406,11 +423,21 @@ CSV_COLUMNS = {
 
 
 def flat(row: Row) -> Row:
-    out = {k: v for k, v in row.items() if k not in ("approvals", "ended_by")}
+    out = {k: _flat_value(v) for k, v in row.items()
+           if k not in ("approvals", "ended_by", "ended_sessions")}
     for column, key in APPROVAL_COLUMNS.items():
         values = dict.fromkeys(str(a[key]) for a in row["approvals"] if a[key] is not None)
         out[column] = "; ".join(values)
     return out
+
+
+def _flat_value(value: Any) -> Any:
+    """A list as "; "-joined text, a boolean as true/false: what CSV and the table show."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    return value
 
 
 def to_json(rows: list[Row]) -> str:
@@ -438,12 +465,14 @@ TABLES: dict[str, list[tuple[str, str]]] = {  # view -> (header, column)
     "access": [("GRANTEE", "grantee"), ("TARGET", "target"), ("ACCESS", "access"),
                ("GRANTED", "granted_at"), ("PR", "pull_requests"),
                ("MERGE", "merge_commits"), ("EXPIRES", "expires"), ("ENDED", "ended_at"),
-               ("WHY", "ended_cause"), ("ENDED BY", "ended_pull_request")],
+               ("WHY", "ended_cause"), ("ENDED BY", "ended_pull_request"), ("USED", "used"),
+               ("FIRST USED", "first_used"), ("LAST SEEN", "last_seen"),
+               ("SESSIONS", "sessions_seen")],
     "actions": [("TIME", "time"), ("TARGET", "target"), ("LOGIN", "login"),
                 ("ACTION", "action"), ("CAUSE", "cause"), ("GRANTEE", "grantee"),
                 ("PR", "pull_requests"), ("STATUS", "status")],
 }
-TIME_COLUMNS = ("granted_at", "expires", "ended_at", "time")
+TIME_COLUMNS = ("granted_at", "expires", "ended_at", "time", "first_used", "last_seen")
 
 
 def to_table(rows: list[Row], view: str, zone: tzinfo) -> str:
@@ -481,9 +510,11 @@ def render(rows: list[Row], view: str, fmt: str, zone: tzinfo) -> str:
     return to_table(flats, view, zone) + "\n"
 
 
-def query_rows(log: AuditLog, query: Query, view: str) -> list[Row]:
+def query_rows(log: AuditLog, query: Query, view: str, unused: bool = False) -> list[Row]:
     if view == "access":
-        return [period_row(p) for p in query.periods(log.entries)]
+        judge = usage.zone_judge(query.zone, after_hours) if query.after_hours else None
+        return usage.access_rows(query.periods(log.entries, by_grant=False),
+                                 usage.UsageIndex(log.samples), period_row, judge, unused)
     return [entry_row(e) for e in query.entries(log.entries)]
 
 
@@ -501,7 +532,10 @@ def query_rows(log: AuditLog, query: Query, view: str) -> list[Row]:
 @target_option("Only this target, removed ones too")
 @click.option("--after-hours", is_flag=True,
               help="Only actions outside 08:00-18:00 or on a weekend in --timezone (access "
-                   "view: periods granted or changed then).")
+                   "view: periods with a session started then, or where no session is "
+                   "known, granted or changed then; judged_by says which).")
+@click.option("--unused", is_flag=True,
+              help="Access view: only the access periods granted and never seen used.")
 @click.option("--timezone", "zone_name", default="UTC", show_default=True,
               help="IANA time zone for dates, working hours and the table's times.")
 @click.option("--view", type=click.Choice(VIEWS), default="access", show_default=True,
@@ -510,15 +544,17 @@ def query_rows(log: AuditLog, query: Query, view: str) -> list[Row]:
               show_default=True, help="csv and json times are UTC.")
 @handled
 def audit_command(repo: Path, since: str | None, until: str | None, grantee: str | None,
-                  only: tuple[str, ...], after_hours: bool, zone_name: str, view: str,
-                  fmt: str) -> int:
+                  only: tuple[str, ...], after_hours: bool, unused: bool, zone_name: str,
+                  view: str, fmt: str) -> int:
     """Query the audit trail: who had access to what, when, approved where, how it ended."""
     query = build_query(since, until, grantee, only, after_hours, zone_name)
+    if unused and view != "access":
+        raise ConfigError("--unused needs --view access (the default)")
     if not repo.is_dir():
         raise ConfigError(f"{repo}: no such directory (use --repo)")
     log = load(repo)
     for problem in log.skipped:
         click.echo(str(problem), err=True)
-    output = render(query_rows(log, query, view), view, fmt, query.zone)
+    output = render(query_rows(log, query, view, unused), view, fmt, query.zone)
     click.echo(output.encode(), nl=False)  # as bytes: CSV's CRLF must not be translated
     return 0

@@ -13,6 +13,9 @@ from .fastinit import fast_init
 from .settings import ParamSpec
 
 ENGINE_NAME_LIMITS = {"postgres": 63, "mysql": 32}  # PostgreSQL counts bytes, MySQL characters
+# Sessions listed per login when the catalog is read and when a revocation ends them: a login
+# that opens hundreds is counted in full (LoginUsage.sessions_open, sessions_ended), listed so far.
+SESSION_CAP = 50
 
 # Group roles that make a login as powerful as the server's owner, or able to stop the
 # reconciler, known by name: an access level naming one needs `dangerous: true`. The catalog
@@ -247,6 +250,34 @@ class ActualRole:
     events: tuple[str, ...] = ()  # MySQL: backstop events for this account
 
 
+@fast_init
+@dataclass(frozen=True)
+class OpenSession:
+    """A session of a login in the namespace, as the server showed it when the catalog was
+    read (engines/pg_usage.py, engines/mysql_usage.py). Texts are the client's own words,
+    cut short and made one line (sessions.clean); never a password."""
+
+    login: str
+    id: str  # PostgreSQL: the backend's pid; MySQL/MariaDB: the connection id
+    started: datetime | None  # PostgreSQL: backend_start; MySQL/MariaDB: not exposed (None)
+    last_active: datetime | None = None  # the server's last activity of the session
+    client: str | None = None  # the client's address (host:port on MySQL/MariaDB)
+    application: str | None = None  # application_name / program_name, as the client set it
+    database: str | None = None
+
+
+@fast_init
+@dataclass(frozen=True)
+class LoginUsage:
+    """Counters of a login that survive its disconnects, and how many sessions it had open;
+    None where the server does not keep the counter."""
+
+    login: str
+    sessions_open: int = 0  # all of them, also those past the cap of listed sessions
+    calls: int | None = None  # PostgreSQL: pg_stat_statements calls, summed over the login
+    connections_total: int | None = None  # MySQL/MariaDB: performance_schema.accounts
+
+
 @dataclass(frozen=True)
 class ActualState:
     roles: Mapping[str, ActualRole]
@@ -279,3 +310,10 @@ class ActualState:
     # MariaDB's server_audit plugin: absent (not loaded), off (server_audit_logging off), all
     # (logging every user: server_audit_incl_users empty) or list; None when not read.
     server_audit: str | None = None
+    # The sessions of the namespace's logins open when the catalog was read (at most
+    # SESSION_CAP per login), their counters, and which counters this server keeps at all
+    # ("calls", "connections_total"): read in the same batch as the rest (issue #15).
+    open_sessions: tuple[OpenSession, ...] = ()
+    usage: Mapping[str, LoginUsage] = field(default_factory=lambda: MappingProxyType({}))
+    counters: tuple[str, ...] = ()
+    sampled: bool = False  # False: the sessions were not read (offline)

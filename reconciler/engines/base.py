@@ -8,7 +8,7 @@ from typing import Protocol
 
 from ..errors import ForeignLock, LockHeld
 from ..fastinit import fast_init
-from ..model import ActualState, Target
+from ..model import ActualState, OpenSession, Target
 from ..plan import Action, TargetPlan
 # The engines' scrubbing of driver messages is the one every other path uses too.
 from ..redact import MASKED as MASKED
@@ -38,6 +38,8 @@ class Statement:
 class ActionResult:
     statements: int = 0
     sessions_ended: int = 0
+    # the sessions it ended, with their start (the audit lists at most SESSION_CAP of them)
+    ended_sessions: list[OpenSession] = field(default_factory=list)
     owned_objects: dict[str, str] = field(default_factory=dict)  # database -> new owner
     # database -> the objects the revoked login owned there, as the audit lists them
     planted: dict[str, list[str]] = field(default_factory=dict)

@@ -24,7 +24,7 @@ from ..dsn import where
 from ..errors import ConfigError, ConnectionLost, TargetError, one_line
 from ..model import ActualRole, ActualState, Target
 from ..plan import Action, TargetPlan, wants_backstop
-from . import mysql_settings
+from . import mysql_settings, mysql_usage
 from .base import (PHASES, ActionResult, Progress, Statement, dsn_secrets, render_plan,
                    scrubbed_line, take_lock)
 
@@ -252,9 +252,8 @@ def _kill(index: int, have: ActualRole) -> list[Statement]:
 # -- inspection queries ----------------------------------------------------------------------
 
 _INFO = "SELECT CURRENT_USER(), VERSION(), @@event_scheduler, DATABASE()"
-# BINARY: PROCESSLIST.USER compares case-insensitively, and 'ROOT' is not 'root'.
-_CONNECTIONS = ("SELECT ID, USER FROM information_schema.PROCESSLIST "
-                "WHERE BINARY USER IN %(users)s AND ID <> CONNECTION_ID()")
+# (mysql_usage.CONNECTIONS: BINARY, since PROCESSLIST.USER compares case-insensitively, and
+# 'ROOT' is not 'root'.)
 ER_NO_SUCH_THREAD = 1094
 # The reconciler's own global privileges; GRANTEE reads 'user'@'host', quoted as literals are.
 _OWN_PRIVILEGES = ("SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES "
@@ -272,8 +271,6 @@ class Queries:
     # account): each group among %(groups)s that exists as a role, with itself and every role
     # it was granted, directly or not
     groups: str
-    sessions: str = ("SELECT ID, USER FROM information_schema.PROCESSLIST WHERE ID <> "
-                     "CONNECTION_ID() AND " + _PREFIX.format(col="USER"))
     events: str = ("SELECT EVENT_SCHEMA, EVENT_NAME, EXECUTE_AT, TIME_ZONE "
                    "FROM information_schema.EVENTS WHERE "
                    + _PREFIX.format(col="EVENT_NAME").replace("%(prefix)s", "%(events)s"))
@@ -538,10 +535,11 @@ class MysqlSession:
         self.hide = _secrets(dsn)  # masked in every message the driver gives
         self.conn = _connect(dsn, target)
         with _driver_errors("reading server information", self.hide), self.conn.cursor() as cur:
-            cur.execute(_INFO)
+            cur.execute(_INFO + ", @@performance_schema")
             row = cur.fetchone()
         assert row is not None
-        current, version, scheduler, database = row
+        current, version, scheduler, database, performance_schema = row
+        self.performance_schema = _true(performance_schema)
         self.current = str(current)
         user, _, host = self.current.rpartition("@")
         self.admin = account_key(user, host)
@@ -604,7 +602,7 @@ class MysqlSession:
         defaults = self._query(q.defaults, params)
         privileged = {(u, h) for u, h in self._query(q.privileges, params)}
         reach = self._query(q.groups, params) if groups else []
-        sessions = self._query(q.sessions, params)
+        sessions, opened, usage, counters = self._sessions(params)
         events = self._query(q.events, params)
         audit, audited = mysql_settings.audit_state(
             self._query(mysql_settings.AUDIT_VARIABLES, params))
@@ -619,7 +617,19 @@ class MysqlSession:
             server_version=0, event_scheduler=self.scheduler, flavor=self.flavor,
             event_schema=self.database, server_audit=audit,
             grant_options=_by_first(self._query(_GRANT_OPTIONS, params) if groups else []),
-            grants_made=_grants_made(self._query(_GRANTS_MADE, params)))
+            grants_made=_grants_made(self._query(_GRANTS_MADE, params)),
+            open_sessions=opened, usage=usage, counters=counters, sampled=True)
+
+    def _sessions(self, params: dict[str, Any]) -> mysql_usage.Read:
+        """mysql_usage.read; when performance_schema cannot be read (no SELECT on it), read
+        again without it: counters are never a reason to leave a revocation undone."""
+        try:
+            return mysql_usage.read(self._query, params, self.performance_schema)
+        except pymysql.MySQLError:
+            if not self.performance_schema or not self.conn.open:
+                raise
+        self.performance_schema = False
+        return mysql_usage.read(self._query, params, False)
 
     def _can_repair(self) -> bool:
         """Whether the reconciler may revoke an administrator's privileges and reset its
@@ -688,14 +698,18 @@ class MysqlSession:
                 index_of[have.user] = index
         if not index_of:
             return
+        query = mysql_usage.CONNECTIONS_PS if self.performance_schema \
+            else mysql_usage.CONNECTIONS
         with _driver_errors("listing connections", self.hide), self.conn.cursor() as cur:
-            cur.execute(_CONNECTIONS, {"users": tuple(sorted(index_of))})
+            cur.execute(query, {"users": tuple(sorted(index_of))})
             rows = cur.fetchall()
-        for pid, user in rows:
-            if user in index_of:  # the query matched case-insensitively; this is exact
-                self._kill_one(int(pid), results[index_of[user]])
+        for row in sorted(rows, key=lambda r: int(r[0])):
+            if row[1] in index_of:  # the query matched case-insensitively; this is exact
+                result = results[index_of[row[1]]]
+                if self._kill_one(int(row[0]), result):
+                    result.ended_sessions.append(mysql_usage.ended(row))
 
-    def _kill_one(self, pid: int, result: ActionResult) -> None:
+    def _kill_one(self, pid: int, result: ActionResult) -> bool:
         try:
             with self.conn.cursor() as cur:
                 cur.execute("KILL CONNECTION %s", [pid])
@@ -703,11 +717,12 @@ class MysqlSession:
             if not self.conn.open:
                 raise ConnectionLost(f"connection lost: {_one_line(exc, self.hide)}") from None
             if exc.args and exc.args[0] == ER_NO_SUCH_THREAD:
-                return  # it ended by itself meanwhile
+                return False  # it ended by itself meanwhile
             result.error = _one_line(exc, self.hide)
-            return
+            return False
         result.statements += 1
         result.sessions_ended += 1
+        return True
 
     def close(self) -> None:
         try:

@@ -21,7 +21,7 @@ from ..model import SERVER_POWER_ROLES, ActualRole, ActualState, DesiredLogin, T
 from ..plan import Action, TargetPlan, marker_comment, owned_object_databases, reassign_target
 from ..planted import describe, dollar_quote
 from ..timeutil import INFINITY, NEG_INFINITY
-from . import pg_settings
+from . import pg_settings, pg_usage
 from .base import (PHASES, ActionResult, Progress, Statement, dsn_secrets, render_plan,
                    scrubbed_line, take_lock)
 
@@ -36,7 +36,7 @@ FAR_FUTURE = "'9999-12-31 00:00:00+00'::timestamptz"
 
 _INFO = """SELECT current_user, current_database(),
   (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
-  current_setting('server_version_num')::int"""
+  current_setting('server_version_num')::int, """ + pg_usage.STATEMENTS_SCHEMA  # noqa: S608 - constants
 _ROLES = """SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcreaterole,
   r.rolreplication, r.rolbypassrls, r.rolinherit,
   CASE WHEN isfinite(r.rolvaliduntil) AND r.rolvaliduntil < {far} THEN r.rolvaliduntil END,
@@ -70,7 +70,7 @@ JOIN pg_roles r ON s.refclassid = 'pg_authid'::regclass AND s.refobjid = r.oid
 LEFT JOIN pg_database d ON d.oid = s.dbid
 WHERE starts_with(r.rolname, %(prefix)s) AND s.deptype <> 'p'
 GROUP BY 1, 2"""
-_OWNERS = "SELECT datname, pg_get_userbyid(datdba) FROM pg_database"
+_OWNERS = "SELECT datname, pg_get_userbyid(datdba), oid FROM pg_database"
 # ACL entries WITH GRANT OPTION held by the given roles, in the current database.
 _GRANT_OPTIONS = """SELECT DISTINCT g.rolname, o.label || ' ' || o.name FROM (
   SELECT 'table' AS label, c.oid::regclass::text AS name, c.relacl AS acl FROM pg_class c
@@ -85,14 +85,11 @@ _GRANT_OPTIONS = """SELECT DISTINCT g.rolname, o.label || ' ' || o.name FROM (
 ) AS o, aclexplode(o.acl) AS e, pg_roles g
 WHERE o.acl IS NOT NULL AND e.is_grantable AND g.oid = e.grantee AND g.rolname = ANY(%(groups)s)
 ORDER BY 1, 2"""
-_TERMINATE = """SELECT usename, pg_terminate_backend(pid, 5000) FROM pg_stat_activity
-WHERE usename = ANY(%s) AND pid <> pg_backend_pid()"""
+_TERMINATE = pg_usage.TERMINATE  # (login, ended, and the session: see pg_usage.ended)
 # After pg_terminate_backend: a session still there did not end within its 5 seconds (a
 # stopped or stuck backend), or started just before the lock-out took effect.
 _SURVIVORS = """SELECT usename, pid FROM pg_stat_activity
 WHERE usename = ANY(%s) AND pid <> pg_backend_pid() ORDER BY 1, 2"""
-_SESSIONS = """SELECT usename, count(*) FROM pg_stat_activity
-WHERE starts_with(usename, %(prefix)s) GROUP BY 1"""
 # Who holds the advisory lock of a 64-bit key: pg_locks shows it as classid (high 32 bits),
 # objid (low 32 bits) and objsubid 1, in the database it was taken in.
 _LOCK_HOLDERS = """SELECT l.pid, coalesce(a.usename, '') FROM pg_locks l
@@ -451,11 +448,12 @@ class PostgresSession:
         with _driver_errors("reading server information", self.hide):
             row = self.conn.execute(_INFO).fetchone()
         assert row is not None
-        self.admin, self.database, self.superuser, self.version = row
+        self.admin, self.database, self.superuser, self.version, self.statements = row
         self._quiet_log()
         self._kinds: dict[int, str] = {}
         self._logins: dict[int, str] = {}
         self._survivors: dict[int, list[int]] = {}  # action -> pids that did not end
+        self._datnames: dict[int, str] = {}  # database oid -> name, from the catalog read
         self._progress: Progress  # set by execute
 
     def _quiet_log(self) -> None:
@@ -496,7 +494,18 @@ class PostgresSession:
             return self._inspect(groups)
 
     def _inspect(self, groups: frozenset[str]) -> ActualState:
-        """One round trip: six catalog queries sent together in a pipeline."""
+        """One round trip: the catalog queries sent together in a pipeline. When reading
+        pg_stat_statements fails (its privileges taken away, say), the read is made again
+        without it: counters are never a reason to leave a revocation undone."""
+        try:
+            return self._read_catalog(groups, self.statements)
+        except psycopg.Error:
+            if self.statements is None or self.conn.closed or self.conn.broken:
+                raise
+        self.statements = None
+        return self._read_catalog(groups, None)
+
+    def _read_catalog(self, groups: frozenset[str], statements: str | None) -> ActualState:
         prefix = {"prefix": self.target.role_prefix}
         password = "a.rolpassword" if self.superuser else "NULL"
         join = "JOIN pg_authid a ON a.oid = r.oid" if self.superuser else ""
@@ -505,16 +514,26 @@ class PostgresSession:
              prefix),  # constants only
             (_MEMBERS, prefix), (_GROUPS, {"groups": sorted(groups), "power": POWER_ROLES}),
             (_DEPENDS, prefix),
-            (_OWNERS, None), (_SESSIONS, prefix), (_SUPERUSERS, None), (_DB_SETTINGS, prefix),
+            (_OWNERS, None), pg_usage.sessions_query(self.target.role_prefix),
+            (_SUPERUSERS, None), (_DB_SETTINGS, prefix),
             (_GRANT_OPTIONS, {"groups": sorted(groups)}),
             (pg_settings.parameters_query(self.version), None)]
+        if statements is not None:
+            queries.append(pg_usage.calls_query(statements, self.target.role_prefix))
         with self.conn.pipeline():
             cursors = [self.conn.cursor() for _ in queries]
             for cur, (query, params) in zip(cursors, queries, strict=True):
                 cur.execute(query, params)
-        *rows, grant_options, settable = (c.fetchall() for c in cursors)
+        *rows, grant_options, settable = (c.fetchall() for c in cursors[:10])
+        calls = cursors[10].fetchall() if statements is not None else None
+        opened, counts = pg_usage.open_sessions(rows[5])
+        rows[5] = list(counts.items())
+        self._datnames = {int(oid): str(name) for name, _, oid in rows[4]}
+        rows[4] = [(name, owner) for name, owner, _ in rows[4]]
         return replace(self._state(*rows), grant_options=_grant_options(grant_options),
-                       parameters=pg_settings.parameters(settable))
+                       parameters=pg_settings.parameters(settable),
+                       open_sessions=opened, usage=pg_usage.usage(counts, calls),
+                       counters=("calls",) if calls is not None else (), sampled=True)
 
     def _state(self, roles: list[Any], members: list[Any], groups: list[Any], depends: list[Any],
                owners: list[Any], sessions: list[Any], supers: list[Any],
@@ -663,8 +682,7 @@ class PostgresSession:
         self._progress.committed()
         for stmt in batch:
             results[stmt.action].statements += 1
-        for login, ended in rows:
-            results[index_of[login]].sessions_ended += 1 if ended else 0
+        _ended(rows, index_of, results, self._datnames)
         self._check_survivors(index_of)
 
     def _check_survivors(self, index_of: dict[str, int]) -> None:
@@ -731,8 +749,8 @@ class PostgresSession:
         """The sessions of these statements' logins, ended now, before they are locked out:
         they would be ended right after it anyway."""
         index_of = {self._logins[s.action]: s.action for s in stmts}
-        for login, ended in self.conn.execute(_TERMINATE, [sorted(index_of)]).fetchall():
-            results[index_of[login]].sessions_ended += 1 if ended else 0
+        _ended(self.conn.execute(_TERMINATE, [sorted(index_of)]).fetchall(), index_of, results,
+               self._datnames)
 
     def _run_phase(self, batch: list[Statement], results: list[ActionResult]) -> None:
         by_database: dict[str | None, list[Statement]] = {}
@@ -838,6 +856,16 @@ def query_strings(stmts: list[Statement]) -> list[tuple[bool, list[Statement]]]:
         else:
             out.append((alone, list(group)))
     return out
+
+
+def _ended(rows: list[Any], index_of: dict[str, int], results: list[ActionResult],
+           databases: dict[int, str]) -> None:
+    """Count the sessions pg_terminate_backend ended, and keep which they were."""
+    for row in rows:
+        if row[1]:
+            result = results[index_of[row[0]]]
+            result.sessions_ended += 1
+            result.ended_sessions.append(pg_usage.ended(row, databases))
 
 
 def _count(stmts: list[Statement], results: list[ActionResult]) -> None:
