@@ -90,6 +90,8 @@ class Policy:
     policy_owners: tuple[str, ...] = ()
     # False when any policy file had an error: apply then only takes access away.
     valid: bool = True
+    # repository.require_approval: approving reviews a grant's pull request needs (0: none)
+    require_approval: int = 0
 
 
 @fast_init
@@ -191,6 +193,9 @@ class DesiredState:
     may_grant: bool = True
     access_levels: frozenset[str] = frozenset()
     dangerous_levels: frozenset[str] = frozenset()  # access levels with dangerous: true
+    # Grant files refused for want of approval (repository.require_approval), path -> why:
+    # left out of `logins` like invalid ones, and reported by the plan.
+    refused: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @fast_init
