@@ -59,8 +59,9 @@ def drop_role(name: str) -> None:
 
 
 def latest_record(repo: AccessRepo) -> dict[str, Any]:
-    [path] = sorted((repo.root / "audit").rglob("*.json"))[-1:]
-    return json.loads(path.read_text())
+    """The record the last apply committed (two runs in one second sort by their ids)."""
+    [rel] = git(repo.root, "show", "--name-only", "--format=", "HEAD").splitlines()
+    return json.loads((repo.root / rel).read_text())
 
 
 def grants_of(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
