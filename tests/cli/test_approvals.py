@@ -123,6 +123,18 @@ def test_apply_records_the_approver_code_owners_merger_and_url(tmp_path: Path,
         assert not any("/pulls/" in p for p, _ in forge.requests[before:])
         assert grants_of(latest_record(repo))["grants/db1/alice.yaml"]["approval"][
             "approvals"] == 3
+    # The audit query reads it back (the records match the schema: none is skipped).
+    query = jitgrant("audit", "--repo", str(repo.root), "--format", "json")
+    assert query.exit_code == 0 and "skipped" not in query.stderr, query.stderr
+    [period] = json.loads(query.stdout)
+    assert period["approved_by"] == ["dave-gh", "frank-gh", "gina-gh"]
+    assert period["pull_request_url"] == "https://github.com/acme/access/pull/12"
+    csv = jitgrant("audit", "--repo", str(repo.root), "--format", "csv").stdout.splitlines()
+    header = csv[0].split(",")
+    row = dict(zip(header, csv[1].split(","), strict=True))
+    assert row["approved_by"] == "dave-gh; frank-gh; gina-gh"
+    table = jitgrant("audit", "--repo", str(repo.root)).stdout
+    assert "dave-gh; frank-gh; gina-gh" in table
     for text in (result.stdout, result.stderr, again.stdout, again.stderr,
                  *(p.read_text() for p in (repo.root / "audit").rglob("*.json")),
                  (repo.root / ".git" / "jitgrant" / "approvals.json").read_text()):
