@@ -179,7 +179,7 @@ def plan(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, .
         snapshot = read_snapshot(repo, rev, now, base,
                                  on_policy=None if offline else prefetch.start)
         with _progress(snapshot, only, environments, log) as done, \
-                _approver(repo, snapshot, offline, log) as approver:
+                _approver(repo, snapshot, log, offline=offline, record=False) as approver:
             run = reconcile(snapshot, now, only=only, offline=offline, prefetch=prefetch,
                             environments=environments, run_id=log.run_id if log else None,
                             on_target=done, approver=approver)
@@ -221,13 +221,14 @@ def _progress(snapshot: Snapshot, only: tuple[str, ...], environments: tuple[str
 
 
 @contextmanager
-def _approver(repo: Path, snapshot: Snapshot, offline: bool, log: Any) -> Iterator[Any]:
+def _approver(repo: Path, snapshot: Snapshot, log: Any, offline: bool = False,
+              record: bool = True) -> Iterator[Any]:
     """The run's approval lookups (lookup.py; None without a forge or require_approval);
     after the run, why some failed, as warnings: a forge outage never fails the run."""
     from .lookup import Lookup
 
     lookup = Lookup.for_run(repo, snapshot.policy, {g.path: g for g in snapshot.grants},
-                            offline=offline)
+                            offline=offline, record=record)
     try:
         yield lookup
     finally:
@@ -317,7 +318,7 @@ def apply(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, 
         snapshot = read_snapshot(repo, rev, started, on_policy=prefetch.start)
         earlier = None if dry_run else reader(repo, sorted(snapshot.policy.targets))
         with _progress(snapshot, only, environments, log) as finished, \
-                _approver(repo, snapshot, False, log) as approver:
+                _approver(repo, snapshot, log) as approver:
             run = reconcile(snapshot, started, only=only, execute=not dry_run,
                             while_executing=preparer(snapshot, endings_from(repo, snapshot)),
                             prefetch=prefetch, earlier=earlier, environments=environments,

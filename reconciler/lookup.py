@@ -59,10 +59,12 @@ class Lookup:
 
     @classmethod
     def for_run(cls, repo_path: Path, policy: Policy, grants: Mapping[str, Grant],
-                env: Mapping[str, str] | None = None, offline: bool = False) -> Lookup | None:
-        """None when there is nothing to do: no forge configured and no approval required."""
+                env: Mapping[str, str] | None = None, offline: bool = False,
+                record: bool = True) -> Lookup | None:
+        """None when there is nothing to do: no approval required, and no forge configured
+        or nothing to `record` (plan shows no approvals: it asks only to judge them)."""
         forge = GitHub.from_env(os.environ if env is None else env)
-        if forge is None and not policy.require_approval:
+        if (forge is None or not record) and not policy.require_approval:
             return None
         return cls(repo_path, policy, grants, forge, offline)
 

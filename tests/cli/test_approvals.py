@@ -167,7 +167,11 @@ def test_require_approval_refuses_a_pull_request_approved_by_its_author_or_grant
         [(namespace.login(), "create")]
 
 
+TOO_MANY = Answer(429, {"message": "too many requests"}, {"Retry-After": "30"})
+
+
 @pytest.mark.parametrize("answer, note", [(rate_limited(), "rate limited (retry after 60 s)"),
+                                          (TOO_MANY, "rate limited (retry after 30 s)"),
                                           (bad_credentials(), "the token was refused")])
 def test_a_forge_that_refuses_is_a_warning_not_a_failure(
         tmp_path: Path, namespace: Namespace, answer: Answer, note: str) -> None:
@@ -240,3 +244,30 @@ def test_plan_says_which_grants_would_be_refused(tmp_path: Path, namespace: Name
     assert offline.exit_code == 2, offline.stdout + offline.stderr
     assert "grants/db1/bob.yaml:1: warning: repository.require_approval: 1: apply grants " \
            "this only if" in offline.stderr
+
+
+def test_an_unreachable_forge_and_an_unknown_pull_request(tmp_path: Path,
+                                                          namespace: Namespace) -> None:
+    """A forge nobody listens on: a warning (an event with --log-format json), and the grant
+    is created without require_approval. A pull request the forge does not know: not_found."""
+    repo = access_repo(tmp_path / "repo", namespace)
+    merge_pr(repo, 12, {"grants/db1/alice.yaml": grant()})
+    with fake_github() as forge:
+        closed = forge.url
+    result = jitgrant("apply", "--repo", str(repo.root), "--log-format", "json",
+                      env={**namespace.env, **forge.env(), "GITHUB_API_URL": closed})
+    assert result.exit_code == 0, result.stdout + result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    [warning] = [e for e in events if e["event"] == "warning"]
+    assert warning["message"].startswith("approvals of pull request(s) #12 not known: ")
+    assert "could not be reached" in warning["message"]
+    assert grants_of(latest_record(repo))["grants/db1/alice.yaml"]["approval"]["lookup"] == \
+        "unavailable"
+
+    merge_pr(repo, 13, {"grants/db1/bob.yaml": grant("bob")})
+    with fake_github() as forge:  # knows no pull request: every path answers 404
+        unknown = apply(repo, namespace, forge)
+    assert unknown.exit_code == 0, unknown.stdout + unknown.stderr
+    approval = grants_of(latest_record(repo))["grants/db1/bob.yaml"]["approval"]
+    assert (approval["lookup"], approval["url"]) == \
+        ("not_found", f"{forge.url}/acme/access/pull/13")

@@ -5,6 +5,7 @@ No forge here: the facts are built in memory in the shape GitHub's REST API answ
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -14,6 +15,7 @@ import yaml
 from reconciler.approvals import facts, in_force, judge, refusal
 from reconciler.codeowners import owners_of
 from reconciler.errors import Problem
+from reconciler.lookup import Lookup
 from reconciler.load import SourceFile
 from reconciler.model import Grant, Person, Policy, Provenance
 from reconciler.validate import load_policy
@@ -126,3 +128,12 @@ def test_require_approval_in_the_policy() -> None:
         found, problems = load({**policy(), "repository": {"require_approval": bad}})
         assert not found.valid, bad  # an invalid policy grants nothing (fail closed)
         assert any("require_approval" in p.message for p in problems), problems
+
+
+def test_a_code_owner_by_name_any_case_and_an_e_mail_owner_that_cannot_be_told() -> None:
+    lookup = Lookup(Path("/nonexistent"), POLICY, {}, None)
+    assert lookup._owns(("@Dave-GH",), "dave-gh") is True
+    assert lookup._owns(("@erin-gh",), "dave-gh") is False
+    assert lookup._owns(("dave@example.com",), "dave-gh") is None
+    assert lookup._owns(("dave@example.com", "@dave-gh"), "dave-gh") is True
+    assert lookup._owns((), "dave-gh") is False
