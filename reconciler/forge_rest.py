@@ -112,8 +112,9 @@ class GitHub:
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": "2022-11-28",
             "User-Agent": "jitgrant"})
+        opener = urllib.request.build_opener(_SameHost(urlsplit(self.api)))
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+            with opener.open(request, timeout=TIMEOUT) as response:
                 body = response.read()
                 headers = dict(response.headers.items())
         except urllib.error.HTTPError as exc:
@@ -127,6 +128,21 @@ class GitHub:
         except ValueError:
             raise ForgeError("unavailable", f"{urlsplit(url).path}: no JSON in the answer") \
                 from None
+
+
+class _SameHost(urllib.request.HTTPRedirectHandler):
+    """Redirects within the API's own scheme and host only: urllib would send the token
+    along to wherever a redirect points (the 3xx answer is then an error)."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = (api.scheme, api.netloc)
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        there = urlsplit(newurl)
+        if (there.scheme, there.netloc) != self.api:
+            return None
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,8 +1,8 @@
 """Hostile pull-request authors against `repository.require_approval`: approving their own pull
 request, a review after the merge, a dismissed or withdrawn approval, an approval of an older
 commit, a direct push whose message names another (approved) pull request, a pull request that
-does not exist, a forge that points its next page at another host, and an approved grant
-stretched by a direct push.
+does not exist, a forge that points its next page or a redirect at another host, and an
+approved grant stretched by a direct push.
 
 The forge is a local stand-in (tests/forge_stub.py: http.server on 127.0.0.1 answering GitHub's
 documented REST endpoints with recorded-shape JSON); git and PostgreSQL are real."""
@@ -14,11 +14,11 @@ from typing import Any
 
 from tests.cli.conftest import Namespace
 from tests.cli.test_approvals import (access_repo, apply, grants_of, latest_record, merge_pr)
-from tests.forge_stub import TOKEN, fake_github, pull, review
+from tests.forge_stub import TOKEN, Answer, fake_github, pull, review
 from tests.helpers import AccessRepo, grant, utc
 
 PEOPLE = ("selfie", "late", "dismissed", "withdrawn", "stale", "forged", "honest", "ghost",
-          "elsewhere", "commented")
+          "elsewhere", "commented", "redirected")
 
 
 def hostile_repo(root: Path, namespace: Namespace) -> AccessRepo:
@@ -39,7 +39,7 @@ def test_every_forgery_grants_nothing_and_honest_approval_still_does(
     merges = {n: merge_pr(repo, n, {f"grants/db1/{who}.yaml": grant(who)})
               for n, who in [(21, "selfie"), (22, "late"), (23, "dismissed"), (24, "withdrawn"),
                              (26, "stale"), (25, "honest"), (27, "commented"),
-                             (28, "elsewhere")]}
+                             (28, "elsewhere"), (29, "redirected")]}
     # A direct push whose message claims to be pull request #25 (approved, for someone else).
     repo.write("grants/db1/forged.yaml", grant("forged"))
     repo.commit("grant forged (#25)")
@@ -64,6 +64,10 @@ def test_every_forgery_grants_nothing_and_honest_approval_still_does(
         forge.pr(28, pull(28, "elsewhere-gh", merges[28]), [review("x-gh", "COMMENTED")])
         forge.routes["/repos/acme/access/pulls/28/reviews?per_page=100"].headers["Link"] = \
             f'<{elsewhere.url}/steal?page=2>; rel="next"'
+        # a redirect to another host is not followed either
+        forge.routes["/repos/acme/access/pulls/29"] = Answer(
+            302, {}, {"Location": f"{elsewhere.url}/repos/acme/access/pulls/29"})
+        elsewhere.pr(29, pull(29, "redirected-gh", merges[29]), [review(dave, "APPROVED")])
         result = apply(repo, namespace, forge)
         assert elsewhere.requests == []  # the token went nowhere else
     assert result.exit_code == 1, result.stdout + result.stderr
