@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from types import MappingProxyType
+from typing import Any, Protocol
 
 from .aftercut import Earlier, FollowUp, compare
 from .dsn import DsnError, admin_dsn, admin_dsn_or_none
@@ -25,6 +26,12 @@ from .snapshot import no_gc_pauses
 from .jobs import DEFAULT_JOBS, bounded_map, tasks
 from .targets import select_in
 from .validate import Snapshot
+
+
+class Approver(Protocol):
+    """lookup.Lookup as reconcile sees it: the verdicts on a target's plan."""
+
+    def check(self, plan: TargetPlan) -> Any: ...
 
 
 def new_run_id() -> str:
@@ -53,6 +60,8 @@ class TargetRun:
     started: datetime | None = None
     seconds: float | None = None
     execute_seconds: float | None = None
+    # grant file -> the audit's `approval` object (lookup.py), for its creates and updates
+    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -278,7 +287,8 @@ def reconcile(snapshot: Snapshot, now: datetime, *, only: Sequence[str] = (),
               prefetch: Prefetch | None = None, earlier: Earlier | None = None,
               jobs: int = DEFAULT_JOBS, environments: Sequence[str] = (),
               run_id: str | None = None,
-              on_target: Callable[[TargetRun], None] | None = None) -> Run:
+              on_target: Callable[[TargetRun], None] | None = None,
+              approver: Approver | None = None) -> Run:
     """Plan (and with `execute`, apply) every selected target, at most `jobs` connections at
     once (the prefetch's bound when there is one, see jobs.py); a failing target never stops
     the others. `while_executing(target_run)` runs in a thread while a target's statements
@@ -286,7 +296,8 @@ def reconcile(snapshot: Snapshot, now: datetime, *, only: Sequence[str] = (),
     sessions and catalogs read while the snapshot was read (made with the same `execute` and
     `env`). `earlier(target name)`: the actions an earlier run left cut, compared with the
     server. `on_target(target_run)` is called, from a worker, as each target finishes (the
-    progress line, the event log)."""
+    progress line, the event log). `approver` (lookup.py) judges the grants of each plan's
+    creates and updates; those it refuses are planned again as not granted."""
     env = os.environ if env is None else env
     run = Run(snapshot, now, [], offline=offline)
     if run_id is not None:
@@ -300,7 +311,7 @@ def reconcile(snapshot: Snapshot, now: datetime, *, only: Sequence[str] = (),
     if prefetch is not None:
         prefetch.keep_only({task[0].name for task in todo[:jobs]})
     context = _Context(snapshot, now, execute, offline, env, while_executing, prefetch,
-                       earlier, slots, on_target)
+                       earlier, slots, on_target, approver)
     with no_gc_pauses():
         done = bounded_map(todo, context.task, jobs)
     by_name = {r.target.name: r for results in done for r in results}
@@ -331,6 +342,7 @@ class _Context:
     earlier: Earlier | None
     slots: threading.BoundedSemaphore
     on_done: Callable[[TargetRun], None] | None
+    approver: Approver | None = None
 
     def task(self, targets: list[Target]) -> list[TargetRun]:
         """The targets one after another (they share a lock when there are several)."""
@@ -352,7 +364,7 @@ def _one_target(ctx: _Context, target: Target) -> TargetRun:
     desired = desired_state(ctx.snapshot, target, ctx.now)
     if ctx.offline:
         actual = offline_state(ctx.snapshot, target)
-        result.plan = diff(desired, actual, ctx.now)
+        result.plan = _approved(ctx, result, target, desired, actual)[0]
         result.statements = engine.render(result.plan, actual)
         return result
     try:
@@ -365,7 +377,7 @@ def _one_target(ctx: _Context, target: Target) -> TargetRun:
     fetched = ctx.prefetch.take(target, groups) if ctx.prefetch is not None else None
     if fetched is None:
         ctx.slots.acquire()  # a fetch holds its own slot
-    execute, now = ctx.execute, ctx.now
+    execute = ctx.execute
     try:
         if fetched is not None:
             session = fetched.session  # closed below, also when the fetch failed
@@ -377,8 +389,8 @@ def _one_target(ctx: _Context, target: Target) -> TargetRun:
             session = engine.connect(target, dsn)
             lock = _take_lock(session, execute)
             actual = session.inspect(groups)
-        result.desired, result.actual = desired, actual
-        result.plan = diff(desired, actual, now)
+        result.plan, result.desired = _approved(ctx, result, target, desired, actual)
+        result.actual = actual
         if lock.revocations_only:
             result.plan = only_revocations(result.plan)
         result.statements = engine.render(result.plan, actual)
@@ -409,6 +421,25 @@ def _one_target(ctx: _Context, target: Target) -> TargetRun:
         finally:
             ctx.slots.release()
     return result
+
+
+def _approved(ctx: _Context, result: TargetRun, target: Target, desired: DesiredState,
+              actual: ActualState) -> tuple[TargetPlan, DesiredState]:
+    """The plan, with the grants the approver refuses left out (planned again without them:
+    a login they alone would make or extend is not made or extended; one they alone keep is
+    revoked). Only the refused grants' logins change, and their other grants were judged with
+    them, so one more pass is enough."""
+    plan = diff(desired, actual, ctx.now)
+    if ctx.approver is None:
+        return plan, desired
+    verdicts = ctx.approver.check(plan)
+    result.approvals = verdicts.approvals
+    if verdicts.refused:
+        desired = desired_state(ctx.snapshot, target, ctx.now, verdicts.refused)
+        plan = diff(desired, actual, ctx.now)
+    if verdicts.notes:
+        plan = replace(plan, problems=plan.problems + tuple(verdicts.notes))
+    return plan, desired
 
 
 @contextmanager

@@ -6,7 +6,7 @@ import fcntl
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,7 +73,8 @@ def record(run: Run, actor: str, actions: bool = True,
     if any(sessions.sampled(t) for t in run.targets):  # before the actions: read cheaply
         data["sessions"] = [s for t in run.targets for s in sessions.target_sessions(t)]
         data["usage"] = [u for t in run.targets for u in sessions.target_usage(t)]
-    data["actions"] = [{**_static(a, shown[i], grants, ended.get(a.login)), **_outcome(t, i)}
+    data["actions"] = [{**_static(a, shown[i], grants, ended.get(a.login), t.approvals),
+                        **_outcome(t, i)}
                        for t in run.targets if actions and t.plan
                        for shown, ended in [(t.shown_by_action(), ends(t))]
                        for i, a in enumerate(t.plan.actions)]
@@ -130,12 +131,13 @@ def _heads(run: TargetRun, grants: dict[str, Grant], ended: dict[str, Ending]) -
     brace, for _outcome's fields to follow."""
     shown = run.shown_by_action()
     actions = run.plan.actions if run.plan else ()
-    return [_compact(_static(a, shown[i], grants, ended.get(a.login)))[:-1]
+    return [_compact(_static(a, shown[i], grants, ended.get(a.login), run.approvals))[:-1]
             for i, a in enumerate(actions)]
 
 
 def _static(action: Action, shown: list[str], grants: dict[str, Grant],
-            ended: Ending | None = None) -> dict[str, Any]:
+            ended: Ending | None = None,
+            approvals: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     # git's word on a removed file's grantee comes before the login's own marker
     grantee = ended.grantee if ended and action.cause == "removed" else action.grantee
     access = ended.access if ended and action.cause == "removed" else action.access
@@ -144,7 +146,8 @@ def _static(action: Action, shown: list[str], grants: dict[str, Grant],
         "access": access, "action": action.kind, "cause": action.cause,
         "changes": action.changes.describe(), "expires": iso(action.expires),
         "grant_files": list(action.grant_files),
-        "grants": [_provenance(p, grants.get(p)) for p in action.grant_files],
+        "grants": [_provenance(p, grants.get(p), (approvals or {}).get(p))
+                   for p in action.grant_files],
         "sql": shown,
         "held": action.hold,
         "ended_by": _ended_by(ended) if action.kind == "revoke" else None,
@@ -187,7 +190,8 @@ def _owned(result: ActionResult | None) -> list[dict[str, Any]]:
             for db, owner in sorted(result.owned_objects.items())]
 
 
-def _provenance(path: str, grant: Grant | None) -> dict[str, Any]:
+def _provenance(path: str, grant: Grant | None,
+                approval: dict[str, Any] | None = None) -> dict[str, Any]:
     prov: Provenance | None = grant.provenance if grant else None
     entry: dict[str, Any] = {"file": path, "reason": grant.reason if grant else None,
                              "ticket": grant.ticket if grant else None}
@@ -195,6 +199,8 @@ def _provenance(path: str, grant: Grant | None) -> dict[str, Any]:
         entry.update(commit=prov.commit, author=prov.author, author_email=prov.author_email,
                      authored=iso(prov.authored), merge_commit=prov.merge_commit,
                      pull_request=prov.pull_request)
+    if approval is not None:  # who approved it, as the forge told (lookup.py)
+        entry["approval"] = approval
     return entry
 
 

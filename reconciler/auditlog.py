@@ -55,6 +55,10 @@ class Approval:
     author: str | None = None
     reason: str | None = None
     ticket: str | None = None
+    # from the forge (the grant entry's `approval`, absent in older records): who approved
+    # the merged pull request, when its approvals count, and its web address
+    approved_by: tuple[str, ...] = ()
+    pull_request_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -193,9 +197,14 @@ def _ending(e: dict[str, Any] | None) -> Approval | None:
 
 
 def _approval(g: dict[str, Any]) -> Approval:
+    forge = g.get("approval") or {}
+    counted = forge.get("lookup") == "ok" and not forge.get("note")
     return Approval(file=g["file"], commit=g.get("commit"), pull_request=g.get("pull_request"),
                     merge_commit=g.get("merge_commit"), author=g.get("author"),
-                    reason=g["reason"], ticket=g["ticket"])
+                    reason=g["reason"], ticket=g["ticket"],
+                    approved_by=tuple(r["login"] for r in forge.get("reviews", ())
+                                      if counted and r["state"] == "APPROVED"),
+                    pull_request_url=forge.get("url"))
 
 
 def _time(text: str) -> datetime:
@@ -380,6 +389,7 @@ Row = dict[str, Any]
 def period_row(p: AccessPeriod) -> Row:
     return {"grantee": p.grantee, "target": p.target, "access": p.access, "login": p.login,
             "granted_at": iso(p.granted_at), "approvals": [_approval_data(a) for a in p.approvals],
+            **_forge_data(p.approvals),
             "expires": iso(p.expires), "ended_at": iso(p.ended_at), "ended_cause": p.ended_cause,
             "ended_by": _approval_data(p.ended_by) if p.ended_by else None,
             "ended_pull_request": p.ended_by.pull_request if p.ended_by else None,
@@ -391,7 +401,7 @@ def entry_row(e: Entry) -> Row:
             "grantee": e.grantee, "access": e.access, "action": e.action, "cause": e.cause,
             "expires": iso(e.expires), "status": e.status, "error": e.error,
             "statements": e.statements, "sessions_ended": e.sessions_ended, "held": e.held,
-            "approvals": [_approval_data(a) for a in e.approvals],
+            "approvals": [_approval_data(a) for a in e.approvals], **_forge_data(e.approvals),
             "ended_by": _approval_data(e.ended_by) if e.ended_by else None, "actor": e.actor,
             "reconciled_commit": e.commit, "record": e.record,
             "ended_sessions": None if e.ended_sessions is None else [
@@ -402,7 +412,17 @@ def entry_row(e: Entry) -> Row:
 
 def _approval_data(a: Approval) -> Row:
     return {"file": a.file, "pull_request": a.pull_request, "merge_commit": a.merge_commit,
-            "commit": a.commit, "author": a.author, "reason": a.reason, "ticket": a.ticket}
+            "commit": a.commit, "author": a.author, "reason": a.reason, "ticket": a.ticket,
+            "approved_by": list(a.approved_by), "pull_request_url": a.pull_request_url}
+
+
+def _forge_data(approvals: Iterable[Approval]) -> Row:
+    """`approved_by`: every approver of the row's grants; `pull_request_url`: the latest
+    pull request's address (an extension's, when one followed the grant)."""
+    found = list(approvals)
+    urls = [a.pull_request_url for a in found if a.pull_request_url]
+    return {"approved_by": list(dict.fromkeys(login for a in found for login in a.approved_by)),
+            "pull_request_url": urls[-1] if urls else None}
 
 
 # In CSV and the table, the approvals of a row become columns of "; "-joined values.
@@ -413,11 +433,11 @@ USAGE_COLUMNS = ["used", "first_used", "last_seen", "sessions_seen", "clients",
                  "sessions_ended", "judged_by"]  # usage.PeriodUsage.row
 CSV_COLUMNS = {
     "access": ["grantee", "target", "access", "login", "granted_at", "expires", "ended_at",
-               "ended_cause", "ended_pull_request", "held", *APPROVAL_COLUMNS, "granted_run",
-               "ended_run", *USAGE_COLUMNS],
+               "ended_cause", "ended_pull_request", "held", *APPROVAL_COLUMNS, "approved_by",
+               "pull_request_url", "granted_run", "ended_run", *USAGE_COLUMNS],
     "actions": ["time", "target", "login", "grantee", "access", "action", "cause", "expires",
                 "status", "error", "statements", "sessions_ended", "held", *APPROVAL_COLUMNS,
-                "actor",
+                "approved_by", "pull_request_url", "actor",
                 "run_id", "reconciled_commit", "record"],
 }
 
@@ -428,6 +448,7 @@ def flat(row: Row) -> Row:
     for column, key in APPROVAL_COLUMNS.items():
         values = dict.fromkeys(str(a[key]) for a in row["approvals"] if a[key] is not None)
         out[column] = "; ".join(values)
+    out["approved_by"] = "; ".join(row["approved_by"])
     return out
 
 
@@ -464,7 +485,8 @@ def neutralise(value: Any) -> str:
 TABLES: dict[str, list[tuple[str, str]]] = {  # view -> (header, column)
     "access": [("GRANTEE", "grantee"), ("TARGET", "target"), ("ACCESS", "access"),
                ("GRANTED", "granted_at"), ("PR", "pull_requests"),
-               ("MERGE", "merge_commits"), ("EXPIRES", "expires"), ("ENDED", "ended_at"),
+               ("APPROVED BY", "approved_by"), ("MERGE", "merge_commits"),
+               ("EXPIRES", "expires"), ("ENDED", "ended_at"),
                ("WHY", "ended_cause"), ("ENDED BY", "ended_pull_request"), ("USED", "used"),
                ("FIRST USED", "first_used"), ("LAST SEEN", "last_seen"),
                ("SESSIONS", "sessions_seen")],

@@ -178,10 +178,11 @@ def plan(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, .
     with Prefetch(execute=False, only=only, jobs=jobs, environments=environments) as prefetch:
         snapshot = read_snapshot(repo, rev, now, base,
                                  on_policy=None if offline else prefetch.start)
-        with _progress(snapshot, only, environments, log) as done:
+        with _progress(snapshot, only, environments, log) as done, \
+                _approver(repo, snapshot, log, offline=offline, record=False) as approver:
             run = reconcile(snapshot, now, only=only, offline=offline, prefetch=prefetch,
                             environments=environments, run_id=log.run_id if log else None,
-                            on_target=done)
+                            on_target=done, approver=approver)
     if log is not None:
         log.ran(run)
     if base is not None:
@@ -217,6 +218,27 @@ def _progress(snapshot: Snapshot, only: tuple[str, ...], environments: tuple[str
         yield lambda target_run: line.finished(target_run.target.name)
     finally:
         line.clear()
+
+
+@contextmanager
+def _approver(repo: Path, snapshot: Snapshot, log: Any, offline: bool = False,
+              record: bool = True) -> Iterator[Any]:
+    """The run's approval lookups (lookup.py; None without a forge or require_approval);
+    after the run, why some failed, as warnings: a forge outage never fails the run."""
+    from .lookup import Lookup
+
+    lookup = Lookup.for_run(repo, snapshot.policy, {g.path: g for g in snapshot.grants},
+                            offline=offline, record=record)
+    try:
+        yield lookup
+    finally:
+        if lookup is not None:
+            lookup.close()
+            for line in lookup.warnings():
+                if log is not None:
+                    log.emit("warning", message=line)
+                else:
+                    click.echo(f"jitgrant: warning: {line}", err=True)
 
 
 def _exit_code(run: Any, changes_code: int) -> int:
@@ -295,11 +317,13 @@ def apply(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, 
                   environments=environments) as prefetch:
         snapshot = read_snapshot(repo, rev, started, on_policy=prefetch.start)
         earlier = None if dry_run else reader(repo, sorted(snapshot.policy.targets))
-        with _progress(snapshot, only, environments, log) as finished:
+        with _progress(snapshot, only, environments, log) as finished, \
+                _approver(repo, snapshot, log) as approver:
             run = reconcile(snapshot, started, only=only, execute=not dry_run,
                             while_executing=preparer(snapshot, endings_from(repo, snapshot)),
                             prefetch=prefetch, earlier=earlier, environments=environments,
-                            run_id=log.run_id if log else None, on_target=finished)
+                            run_id=log.run_id if log else None, on_target=finished,
+                            approver=approver)
     if log is not None:
         log.ran(run)
     _print_run(run, fmt)

@@ -4,6 +4,7 @@ own everything else, so a change of approvers is itself reviewed by them."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 from .model import Policy
@@ -62,3 +63,42 @@ def to_json(policy: Policy, exists: Exists, stale: bool, written: bool,
                        "rules": [{"pattern": pattern, "owners": list(owners)}
                                  for pattern, owners in rules(policy, exists, path)]},
                       indent=2, ensure_ascii=False)
+
+
+# -- reading a CODEOWNERS file (what a forge does with it) -------------------------------------
+
+
+def parse(text: str) -> list[tuple[re.Pattern[str], tuple[str, ...]]]:
+    """(pattern, owners) of each rule line of a CODEOWNERS file, in file order."""
+    found = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if words:
+            found.append((_pattern(words[0]), tuple(words[1:])))
+    return found
+
+
+def owners_of(text: str, path: str) -> tuple[str, ...]:
+    """The owners of `path` (relative, no leading slash): the last matching rule's."""
+    owners: tuple[str, ...] = ()
+    for pattern, who in parse(text):
+        if pattern.match(path):
+            owners = who
+    return owners
+
+
+def _pattern(glob: str) -> re.Pattern[str]:
+    """gitignore-style, as GitHub reads CODEOWNERS: a slash at the start or in the middle
+    anchors at the root; a match of a folder covers what is under it; `*` stays within one
+    level, `**` crosses them."""
+    anchored = "/" in glob.rstrip("/")
+    body, out, i = glob.strip("/"), "", 0
+    while i < len(body):
+        if body.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif body.startswith("**", i):
+            out, i = out + ".*", i + 2
+        else:
+            out += {"*": "[^/]*", "?": "[^/]"}.get(body[i], re.escape(body[i]))
+            i += 1
+    return re.compile(("^" if anchored else "^(?:.*/)?") + out + "(?:/.*)?$")

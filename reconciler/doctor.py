@@ -320,6 +320,28 @@ def check_push(repo: Path) -> Finding:
                    "branch (a deploy key or token with write access)")
 
 
+def check_forge(required: int, env: Mapping[str, str]) -> list[Finding]:
+    """Whether apply can ask the forge who approved a grant (nothing is sent: the variables
+    only). Without repository.require_approval a missing token only costs the record."""
+    from .forge_rest import GitHub
+
+    forge = GitHub.from_env(env)
+    severity = "warning" if required else "note"
+    fix = ("run apply where GITHUB_REPOSITORY and GITHUB_TOKEN (pull-requests: read) are set, "
+           "as GitHub Actions does")
+    if forge is None:
+        if not required:
+            return []
+        return [Finding("approvals", "forge", severity, f"repository.require_approval is "
+                        f"{required} and GITHUB_REPOSITORY is not set: apply refuses every "
+                        "new grant", fix)]
+    if not forge.token:
+        return [Finding("approvals", "forge", severity, "GITHUB_TOKEN is not set: who approved "
+                        "is not recorded" + (", and apply refuses every new grant"
+                                             if required else ""), fix)]
+    return [Finding("approvals", "forge", "ok", f"asks {forge.api} about {forge.repository}")]
+
+
 def to_text(findings: list[Finding], targets: list[str]) -> str:
     lines = [f.line() for f in findings if f.severity not in ("ok",)]
     bad = {f.target for f in findings if f.severity in ("warning", "error")}
@@ -358,6 +380,7 @@ def doctor_command(repo: Path, only: tuple[str, ...], fmt: str) -> int:
     if reachable:
         findings += overdue_findings(snapshot, reachable, now_utc(), os.environ)
     findings.append(check_push(repo))
+    findings += check_forge(snapshot.policy.require_approval, os.environ)
     click.echo(to_json(findings) if fmt == "json" else
                to_text(findings, [t.name for t in targets] + ["audit"]))
     return exit_code(findings)

@@ -54,6 +54,22 @@ def read_tree(repo: git.Repo, commit: str, tops: Iterable[str]) -> list[SourceFi
     return read_entries(repo, commit, list_tree(repo, commit, tops))
 
 
+def file_at(repo: git.Repo, commit: str, path: str) -> bytes | None:
+    """A regular file's committed bytes at `commit`; None when there is none there."""
+    try:
+        kind = repo.git.cat_file("-t", f"{commit}:{path}")
+        if kind != "blob" or _mode_at(repo, commit, path) == "120000":
+            return None
+        return bytes(repo.git.cat_file("blob", f"{commit}:{path}", stdout_as_string=False))
+    except git.GitCommandError:
+        return None
+
+
+def _mode_at(repo: git.Repo, commit: str, path: str) -> str:
+    listing = str(repo.git.ls_tree(commit, "--", path))
+    return listing.split(" ", 1)[0] if listing else ""
+
+
 def list_tree(repo: git.Repo, commit: str, tops: Iterable[str]) -> list[TreeEntry]:
     """The YAML files under `tops` at `commit`, unread: one ls-tree."""
     listing = repo.git.ls_tree("-r", "-z", "--long", "--full-tree", commit, "--", *tops)

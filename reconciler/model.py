@@ -98,6 +98,8 @@ class Policy:
     policy_owners: tuple[str, ...] = ()
     # False when any policy file had an error: apply then only takes access away.
     valid: bool = True
+    # repository.require_approval: approving reviews a grant's pull request needs (0: none)
+    require_approval: int = 0
 
 
 @fast_init
@@ -206,6 +208,9 @@ class DesiredState:
     # access levels with settings, to check against the server (plan.unfit_settings)
     with_settings: Mapping[str, AccessLevel] = field(
         default_factory=lambda: MappingProxyType({}))
+    # Grant files refused for want of approval (repository.require_approval), path -> why:
+    # left out of `logins` like invalid ones, and reported by the plan.
+    refused: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @fast_init

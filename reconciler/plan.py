@@ -6,7 +6,7 @@ run by `apply` and written to the audit, so a dry run is exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from types import MappingProxyType
@@ -80,7 +80,7 @@ class Action:
     target: str
     kind: str  # create | update | revoke
     login: str
-    cause: str  # granted | drift | expired | removed | offboarded | invalid | unknown
+    cause: str  # granted | drift | expired | removed | offboarded | invalid | unapproved | unknown
     grantee: str | None = None
     access: str | None = None
     expires: datetime | None = None
@@ -106,9 +106,13 @@ class TargetPlan:
 # -- desired state ---------------------------------------------------------------------------
 
 
-def desired_state(snapshot: Snapshot, target: Target, now: datetime) -> DesiredState:
+def desired_state(snapshot: Snapshot, target: Target, now: datetime,
+                  refused: Mapping[str, str] | None = None) -> DesiredState:
     """The logins that should exist at `now`, and what is known of every other login that some
-    grant file maps to (for the cause of its revocation). One pass over the grants."""
+    grant file maps to (for the cause of its revocation). One pass over the grants.
+    `refused`: grant files not approved as repository.require_approval asks (path -> why),
+    left out like invalid ones."""
+    refused = refused or {}
     by_login: dict[str, list[Grant]] = {}
     found: dict[str, list[tuple[str, str, datetime | None]]] = {}
     names: dict[str, tuple[str, str]] = {}
@@ -123,6 +127,8 @@ def desired_state(snapshot: Snapshot, target: Target, now: datetime) -> DesiredS
     for grant in snapshot.grants:
         if grant.target == target.name:
             cause = _time_cause(grant, now)
+            if cause == "granted" and grant.path in refused:
+                cause = "unapproved"
             name = add(grant.grantee, grant.access, grant.path, cause, grant.expires)
             if cause == "granted":
                 by_login.setdefault(name, []).append(grant)
@@ -142,7 +148,8 @@ def desired_state(snapshot: Snapshot, target: Target, now: datetime) -> DesiredS
                         may_grant=snapshot.policy.valid, access_levels=frozenset(levels),
                         dangerous_levels=frozenset(n for n, lv in levels.items() if lv.dangerous),
                         with_settings=MappingProxyType(
-                            {n: lv for n, lv in levels.items() if lv.settings}))
+                            {n: lv for n, lv in levels.items() if lv.settings}),
+                        refused=MappingProxyType(dict(refused)))
 
 
 def _desired_login(snapshot: Snapshot, name: str, grants: list[Grant],
@@ -195,7 +202,8 @@ def _known(who: tuple[str, str], entries: list[tuple[str, str, datetime | None]]
         path, cause, expires = entries[0]
         return KnownLogin(who[0], who[1], cause, expires, (path,), definite)
     causes = {cause for _, cause, _ in entries}
-    cause = next(c for c in ("granted", "offboarded", "invalid", "expired", "removed")
+    cause = next(c for c in ("granted", "offboarded", "invalid", "unapproved", "expired",
+                             "removed")
                  if c in causes or c == "removed")
     expiries = [e for _, _, e in entries if e is not None]
     return KnownLogin(who[0], who[1], cause, max(expiries) if expiries else None,
@@ -247,7 +255,8 @@ def _cannot_repair(target: Target) -> str:
 def diff(desired: DesiredState, actual: ActualState, now: datetime) -> TargetPlan:
     """The actions that take `actual` to `desired`; pure."""
     target = desired.target
-    problems: list[Problem] = []
+    problems: list[Problem] = [Problem(path, 1, why) for path, why in
+                               sorted(desired.refused.items())]
     actions: list[Action] = []
     unprotected = {}
     for name, role in sorted(actual.roles.items()):

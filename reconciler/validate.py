@@ -120,6 +120,7 @@ def _check_grants(grant_files: list[SourceFile], policy: Policy, ctx: Context) -
 def load_policy(files: list[SourceFile], problems: list[Problem]) -> Policy:
     merged: dict[str, dict[str, tuple[Document, Any]]] = {s: {} for s in POLICY_SECTIONS}
     owners: list[str] = []
+    required = 0
     defaults = DsnDefaults()
     bad_entries: set[tuple[str, str, str]] = set()  # (file, section, name)
     start = len(problems)
@@ -135,6 +136,7 @@ def load_policy(files: list[SourceFile], problems: list[Problem]) -> Policy:
         repo_section = doc.data.get("repository")
         if isinstance(repo_section, dict):
             owners.extend(o for o in repo_section.get("policy_owners", []) if isinstance(o, str))
+            required = max(required, _required(repo_section.get("require_approval")))
             defaults.read(doc, repo_section, problems)
 
     def target(name: str, v: dict[str, Any], doc: Document,
@@ -150,7 +152,12 @@ def load_policy(files: list[SourceFile], problems: list[Problem]) -> Policy:
     if not files:
         problems.append(Problem("policies", 0, "no policy files found under policies/"))
     return Policy(MappingProxyType(targets), MappingProxyType(access), MappingProxyType(people),
-                  tuple(owners), valid)
+                  tuple(owners), valid=valid, require_approval=required)
+
+
+def _required(value: Any) -> int:
+    """repository.require_approval (the schema checks it); across files the highest wins."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _usable(level: AccessLevel, target: Target) -> bool:

@@ -77,3 +77,23 @@ def test_an_unknown_target_is_one_error_line(repo: AccessRepo) -> None:
     ((), 0), (("ok", "note"), 0), (("ok", "warning"), 2), (("warning", "error", "note"), 1)])
 def test_exit_code_is_the_worst_found(severities: tuple[str, ...], code: int) -> None:
     assert exit_code([Finding("t", "c", s, "m") for s in severities]) == code
+
+
+def test_require_approval_without_a_token_is_a_warning(repo: AccessRepo) -> None:
+    doc = policy(dsn_env="JG_DOCTOR", groups=("pg_monitor",))
+    repo.write("policies/main.yaml", {**doc, "repository": {"require_approval": 1}})
+    repo.commit("require approval")
+    bare = jitgrant("doctor", "--repo", str(repo.root),
+                    env={"JG_DOCTOR": PG_DSN, "GITHUB_REPOSITORY": "", "GITHUB_TOKEN": ""})
+    assert bare.exit_code == 2, bare.stdout
+    assert "approvals: warning: forge: repository.require_approval is 1 and " \
+           "GITHUB_REPOSITORY is not set" in bare.stdout
+    no_token = jitgrant("doctor", "--repo", str(repo.root),
+                        env={"JG_DOCTOR": PG_DSN, "GITHUB_REPOSITORY": "acme/access",
+                             "GITHUB_TOKEN": ""})
+    assert "approvals: warning: forge: GITHUB_TOKEN is not set" in no_token.stdout
+    ready = jitgrant("doctor", "--repo", str(repo.root),
+                     env={"JG_DOCTOR": PG_DSN, "GITHUB_REPOSITORY": "acme/access",
+                          "GITHUB_TOKEN": "ghs_x"})
+    assert ready.exit_code == 0, ready.stdout
+    assert "ghs_x" not in ready.stdout

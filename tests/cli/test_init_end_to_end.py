@@ -147,6 +147,7 @@ def test_init_validate_request_check_approve_merge_apply(
     git(admin, "push", "-q", str(origin), "main")
     runner.context["secrets.EXAMPLE_DB_DSN"] = PG_DSN
     runner.context["github.run_id"] = "1"
+    runner.context["github.token"] = ""  # no forge here: GITHUB_REPOSITORY is not set
     main = clone(origin, tmp_path / "main")
     runner.job(main, workflows / "reconcile.yml", "apply")
     assert runner.commands[-1] == "apply --push"
