@@ -37,7 +37,7 @@ from .timeutil import iso
 WORK_START, WORK_END = time(8, 0), time(18, 0)  # working hours: 08:00 <= t < 18:00, Mon-Fri
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 VIEWS = ("access", "actions")
-FORMATS = ("table", "json", "csv")
+FORMATS = ("table", "json", "csv", "html")
 
 
 # -- reading the records -----------------------------------------------------------------------
@@ -94,10 +94,11 @@ class AuditLog:
     skipped: list[Problem] = field(default_factory=list)  # files not read, one line each
 
 
-def load(root: Path) -> AuditLog:
+def load(root: Path, keep: dict[str, dict[str, Any]] | None = None) -> AuditLog:
     """Every audit/**/*.json of the working tree. A file that is not a valid record (unreadable,
     not JSON, not matching schema/audit.schema.json, or a second copy of a run) is skipped and
-    reported; it never stops the others from being read."""
+    reported; it never stops the others from being read. `keep`: also each record read, as
+    data, by its file (for the fields the entries leave out)."""
     log = AuditLog()
     folder = root / "audit"
     runs: dict[str, str] = {}  # run id -> file
@@ -117,6 +118,8 @@ def load(root: Path) -> AuditLog:
             log.skipped.append(Problem(rel, 0, f"{problem}; skipped", "warning"))
             continue
         runs[data["run_id"]] = rel
+        if keep is not None:
+            keep[rel] = data
         log.records += 1
         log.entries.extend(entries)
     return log
@@ -507,15 +510,27 @@ def query_rows(log: AuditLog, query: Query, view: str) -> list[Row]:
 @click.option("--view", type=click.Choice(VIEWS), default="access", show_default=True,
               help="access: one row per login's access period; actions: one per action.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
-              show_default=True, help="csv and json times are UTC.")
+              show_default=True, help="csv and json times are UTC. html: one self-contained "
+                                      "page, a timeline per target and the table (access view).")
+@click.option("--grant", "grant_file", metavar="FILE",
+              help="The whole story of one grant file (grants/<target>/<name>.yaml), from the "
+                   "records alone: table (text) or json.")
 @handled
 def audit_command(repo: Path, since: str | None, until: str | None, grantee: str | None,
                   only: tuple[str, ...], after_hours: bool, zone_name: str, view: str,
-                  fmt: str) -> int:
+                  fmt: str, grant_file: str | None) -> int:
     """Query the audit trail: who had access to what, when, approved where, how it ended."""
     query = build_query(since, until, grantee, only, after_hours, zone_name)
     if not repo.is_dir():
         raise ConfigError(f"{repo}: no such directory (use --repo)")
+    if grant_file is not None:
+        from .story import command as story_command
+
+        return story_command(repo, grant_file, fmt, query)
+    if fmt == "html":
+        from .htmlreport import command as html_command
+
+        return html_command(repo, query, zone_name, view)
     log = load(repo)
     for problem in log.skipped:
         click.echo(str(problem), err=True)
