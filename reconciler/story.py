@@ -101,6 +101,8 @@ def tell(root: Path, file: str) -> Story:
     """The story of `file` (a repository path); NotInTrail when no record names it."""
     raw: dict[str, Data] = {}
     log = load(root, keep=raw)
+    for problem in log.skipped:
+        click.echo(str(problem), err=True)
     mine = [e for e in log.entries if names(e, file)]
     if not mine:
         raise NotInTrail(f"{file}: no audit record names this grant (the trail has "
@@ -233,8 +235,9 @@ def _request(g: Data) -> Data:
 
 
 def as_data(story: Story) -> Data:
-    logins = dict.fromkeys((p.span.target, p.span.login, p.span.grantee, p.span.access)
-                           for p in story.periods)
+    logins = dict.fromkeys([*((p.span.target, p.span.login, p.span.grantee, p.span.access)
+                              for p in story.periods),
+                            *((e.target, e.login, e.grantee, e.access) for e in story.attempts)])
     return {
         "grant": story.file,
         "logins": [{"target": t, "login": lg, "grantee": g, "access": a}
