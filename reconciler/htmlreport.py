@@ -71,11 +71,22 @@ def _sha256(text: str) -> str:
 
 def script_json(value: Any) -> str:
     """JSON that can sit inside a <script> element: nothing in it can close the element or
-    open a comment (`<`, `>`, `&` escaped), and every non-ASCII character is \\u-escaped
-    (U+2028 and U+2029 included; a lone surrogate from a hostile file cannot break the
-    page's encoding)."""
-    text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+    open a comment (`<`, `>`, `&` escaped), every non-ASCII character is \\u-escaped (U+2028
+    and U+2029 included), and no string holds a lone surrogate (a record's JSON can carry one:
+    Chromium 156 crashes on the page that shows it)."""
+    text = json.dumps(_whole(value), ensure_ascii=True, separators=(",", ":"), sort_keys=True)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _whole(value: Any) -> Any:
+    """`value` with every lone surrogate in its strings replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {_whole(k): _whole(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_whole(v) for v in value]
+    return value
 
 
 def describe(query: Query) -> str:
