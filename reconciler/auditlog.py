@@ -20,6 +20,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from fnmatch import fnmatchcase
@@ -515,25 +516,43 @@ def query_rows(log: AuditLog, query: Query, view: str) -> list[Row]:
 @click.option("--grant", "grant_file", metavar="FILE",
               help="The whole story of one grant file (grants/<target>/<name>.yaml), from the "
                    "records alone: table (text) or json.")
+@click.option("--output", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of standard output (e.g. report.html in CI).")
 @handled
 def audit_command(repo: Path, since: str | None, until: str | None, grantee: str | None,
                   only: tuple[str, ...], after_hours: bool, zone_name: str, view: str,
-                  fmt: str, grant_file: str | None) -> int:
+                  fmt: str, grant_file: str | None, out: Path | None) -> int:
     """Query the audit trail: who had access to what, when, approved where, how it ended."""
     query = build_query(since, until, grantee, only, after_hours, zone_name)
     if not repo.is_dir():
         raise ConfigError(f"{repo}: no such directory (use --repo)")
     if grant_file is not None:
-        from .story import command as story_command
+        from .story import output as story_output
 
-        return story_command(repo, grant_file, fmt, query)
+        return emit(story_output(repo, grant_file, fmt, query), out)
     if fmt == "html":
-        from .htmlreport import command as html_command
+        from .htmlreport import output as html_output
 
-        return html_command(repo, query, zone_name, view)
+        return emit(html_output(repo, query, zone_name, view), out)
     log = load(repo)
     for problem in log.skipped:
         click.echo(str(problem), err=True)
     output = render(query_rows(log, query, view), view, fmt, query.zone)
-    click.echo(output.encode(), nl=False)  # as bytes: CSV's CRLF must not be translated
+    return emit(output.encode(), out)  # as bytes: CSV's CRLF must not be translated
+
+
+def emit(content: bytes, out: Path | None) -> int:
+    """Standard output, or the --output file, replaced whole: a reader (a web server, the
+    artifact upload) never sees half a page."""
+    if out is None:
+        click.echo(content, nl=False)
+        return 0
+    part = out.with_name(f".{out.name}.part")
+    try:
+        part.write_bytes(content)
+        part.replace(out)
+    except OSError as exc:
+        with suppress(OSError):
+            part.unlink(missing_ok=True)
+        raise ConfigError(f"--output {out}: cannot be written ({exc.strerror})") from None
     return 0

@@ -190,13 +190,12 @@ def _ms(at: datetime) -> int:
 # -- the command -------------------------------------------------------------------------------
 
 
-def command(repo: Path, query: Query, zone_name: str, view: str) -> int:
-    """`jitgrant audit --format html`: the page on standard output."""
+def output(repo: Path, query: Query, zone_name: str, view: str) -> bytes:
+    """`jitgrant audit --format html`: the page."""
     if view != "access":
         raise ConfigError("--format html shows access periods: it takes no --view actions")
     log = load(repo)
     for problem in log.skipped:
         click.echo(str(problem), err=True)
     text = page(query_rows(log, query, "access"), query, zone_name, datetime.now(timezone.utc))
-    click.echo(text.encode("utf-8", "backslashreplace"), nl=False)
-    return 0
+    return text.encode("utf-8", "backslashreplace")

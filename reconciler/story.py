@@ -437,7 +437,7 @@ def _usage_lines(p: Data, when: Callable[[str | None], str]) -> list[str]:
 # -- the command -------------------------------------------------------------------------------
 
 
-def command(repo: Path, file: str, fmt: str, query: Query) -> int:
+def output(repo: Path, file: str, fmt: str, query: Query) -> bytes:
     """`jitgrant audit --grant FILE`: the story of one grant, whatever the other filters say
     (they would cut it short, so they are refused)."""
     if fmt not in ("table", "json"):
@@ -449,5 +449,4 @@ def command(repo: Path, file: str, fmt: str, query: Query) -> int:
     data = as_data(story)
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
         else to_text(data, query.zone)
-    click.echo(text.encode("utf-8", "backslashreplace"), nl=False)
-    return 0
+    return text.encode("utf-8", "backslashreplace")

@@ -129,3 +129,27 @@ def test_after_hours_are_shaded_in_a_short_view(repo: AccessRepo, tmp_path: Path
     marked = {e.attrs["title"].split(":")[0] for e in dom.by_class("bar")  # type: ignore[union-attr]
               if "after-hours" in e.classes()}
     assert {"bob", "gina"} <= marked and "alice" not in marked
+
+
+def test_output_to_a_file(repo: AccessRepo, tmp_path: Path) -> None:
+    """--output, as the reconcile workflow writes the artifact; a folder that is not there is
+    one line and exit 1."""
+    out = tmp_path / "report.html"
+    assert audit(repo, "--format", "html", "--output", str(out)) == ""
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    assert list(tmp_path.iterdir()) == [out]
+    result = jitgrant("audit", "--repo", str(repo.root), "--format", "html", "--output",
+                      str(tmp_path / "missing" / "report.html"))
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert "--output" in line and "cannot be written" in line
+    csv = tmp_path / "periods.csv"
+    audit(repo, "--format", "csv", "--output", str(csv))
+    assert csv.read_bytes().count(b"\r\n") == len(periods(repo)) + 1
+
+
+def test_the_actions_view_has_no_page(repo: AccessRepo) -> None:
+    result = jitgrant("audit", "--repo", str(repo.root), "--format", "html", "--view",
+                      "actions")
+    assert result.exit_code == 1
+    assert "--format html shows access periods" in result.stderr
