@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +49,11 @@ def t(text: str) -> datetime:
 
 
 def approval(pr: int, author: str, *approvers: str, lookup: str = "ok",
-             url: str | None = None) -> Data:
+             url: str | None = None, merged: str = "2026-11-16T09:00:00Z") -> Data:
+    reviewed = (t(merged) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"provider": "github", "url": url or f"https://github.com/acme/access/pull/{pr}",
-            "author": author, "merged_by": "carol-gh", "merged_at": "2026-11-16T09:00:00Z",
-            "reviews": [{"login": a, "state": "APPROVED", "submitted_at": "2026-11-16T08:55:00Z",
+            "author": author, "merged_by": "carol-gh", "merged_at": merged,
+            "reviews": [{"login": a, "state": "APPROVED", "submitted_at": reviewed,
                          "code_owner": a == "dave-gh"} for a in approvers]
             + [{"login": "zed-gh", "state": "COMMENTED", "submitted_at": None,
                 "code_owner": None}],
@@ -121,7 +122,8 @@ def write_trail(root: Path) -> None:
     s2 = session("orders-prod", ALICE, "5151", "2026-11-18T13:10:00Z", "2026-11-18T13:15:00Z",
                  client="10.0.0.9")
     record(root, "2026-11-18T13:05:00Z", [Step(create(again))], [again], "a5",
-           lambda d: grant_approval(d, 0, approval(20, "alice-gh", "dave-gh", "erin-gh")))
+           lambda d: grant_approval(d, 0, approval(20, "alice-gh", "dave-gh", "erin-gh",
+                                                    merged="2026-11-18T13:00:00Z")))
     record(root, "2026-11-18T13:20:00Z", [], [again], "a6", lambda d: d.update(sessions=[s2]))
     record(root, "2026-11-18T16:05:00Z",
            [Step(revoke("orders-prod", ALICE, "expired", [again]))], [again], "a7")

@@ -7,11 +7,14 @@ query. The records: tests/report_trail.py, and one period placed across a day's 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reconciler.auditlog import Query
+from reconciler.htmlreport import page as render_page
 from tests.audit_runs import Step, approved_grant, create, login_of, make_run, revoke, write_record
 from tests.browser import WINDOW, Dom, dump_dom, screenshot
 from tests.cli.conftest import jitgrant
@@ -153,3 +156,42 @@ def test_the_actions_view_has_no_page(repo: AccessRepo) -> None:
                       "actions")
     assert result.exit_code == 1
     assert "--format html shows access periods" in result.stderr
+
+
+def test_what_the_sessions_and_approvals_fields_add(tmp_path: Path) -> None:
+    """Rows as `audit` gives them once records carry approvals and sessions (fields read by
+    their contract names): approvers and the pull request's link in the table, the first use
+    as a tick on the bar, a period sampled but never used hatched, after-hours use marked in
+    the timeline and the table alike."""
+    base = {"target": "orders-prod", "access": "readonly", "login": "l", "approvals": [],
+            "granted_at": "2026-11-16T09:05:00Z", "expires": "2026-11-16T12:00:00Z",
+            "ended_at": "2026-11-16T12:05:00Z", "ended_cause": "expired",
+            "ended_pull_request": None, "held": None}
+    rows = [
+        {**base, "grantee": "alice", "approved_by": ["dave-gh"], "used": True,
+         "pull_request_url": "https://github.com/acme/access/pull/12", "sessions_seen": 2,
+         "first_used": "2026-11-16T09:20:00Z", "last_seen": "2026-11-16T11:00:00Z",
+         "clients": ["10.0.0.5"]},
+        {**base, "grantee": "erin", "approved_by": ["dave-gh"], "used": False,
+         "sessions_seen": 0},
+        {**base, "grantee": "frank", "used": True, "first_used": "2026-11-16T19:30:00Z"},
+        {**base, "grantee": "bob"},  # a record from before the fields
+    ]
+    html = tmp_path / "report.html"
+    html.write_text(page_of(rows))
+    _, dom = dump_dom(html, "", tmp_path / "profile")
+    bars = {e.attrs["title"].split(":")[0]: e.classes()  # type: ignore[union-attr]
+            for e in dom.by_class("bar")}
+    assert "unused" in bars["erin"] and "unused" not in bars["alice"] | bars["bob"]
+    assert {who for who, c in bars.items() if "after-hours" in c} == {"frank"}
+    assert len(dom.by_class("used")) == 2  # alice's and frank's first use
+    [link] = dom.by_tag("a")
+    assert link.attrs["href"] == "https://github.com/acme/access/pull/12"
+    shaded = [e for e in dom.by_tag("tr") if "after-hours" in e.classes()]
+    assert len(shaded) == 1
+    cells = [e.text for e in dom.by_tag("td")]
+    assert "dave-gh" in cells and "10.0.0.5" in cells and "never" in cells
+
+
+def page_of(rows: list[dict[str, Any]]) -> str:
+    return render_page(rows, Query(), "UTC", datetime(2026, 11, 20, tzinfo=timezone.utc))

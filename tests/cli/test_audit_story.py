@@ -225,3 +225,10 @@ def test_older_records_and_a_broken_one(tmp_path: Path, repo: AccessRepo) -> Non
     assert result.exit_code == 0
     assert "broken.json: warning: does not match" in result.stderr
     assert "Requested in pull request #12" in result.stdout
+
+
+def test_the_story_to_a_file(repo: AccessRepo, tmp_path: Path) -> None:
+    out = tmp_path / "story.json"
+    result = story(repo, ALICE_FILE, "--format", "json", "--output", str(out))
+    assert result.exit_code == 0 and result.stdout == ""
+    assert json.loads(out.read_text()) == data(repo, ALICE_FILE)
