@@ -119,10 +119,15 @@ def _item(row: Row, zone: tzinfo) -> Row:
         approved_by=_unique(row.get("approved_by") or []),
         clients=_unique(row.get("clients") or []),
         applications=_unique(row.get("applications") or []),
-        shown={k: _show(_parse(row.get(k)), zone) for k in TIMES if row.get(k)})
-    judged = row.get("first_used") or row.get("granted_at")
-    item["after_hours"] = bool(judged) and after_hours(_parse(judged), zone)
-    item["judged_by"] = "sessions" if row.get("first_used") else "grant"
+        shown={})
+    for k in TIMES:  # a time that is not one (02-30, 25:00) is shown as no time at all
+        at = _parse(row.get(k))
+        item[k] = iso(at)
+        if at is not None:
+            item["shown"][k] = _show(at, zone)
+    judged = _parse(row.get("first_used")) or _parse(row.get("granted_at"))
+    item["after_hours"] = judged is not None and after_hours(judged, zone)
+    item["judged_by"] = "sessions" if item["first_used"] else "grant"
     return item
 
 
@@ -134,8 +139,13 @@ def _https(url: Any) -> str | None:
     return url if isinstance(url, str) and url.startswith("https://") else None
 
 
-def _parse(text: str | None) -> datetime:
-    return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+def _parse(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
 
 
 def _show(at: datetime, zone: tzinfo) -> str:
@@ -151,7 +161,7 @@ def _bands(items: list[Row], zone: tzinfo, now: datetime) -> list[list[int]]:
     """The times outside working hours (08:00-18:00, Monday to Friday, in `zone`) from the
     first to the last time of the rows, as [start, end) in milliseconds since the epoch, as
     auditlog.after_hours judges them."""
-    times = [_parse(t) for i in items for t in (i.get(k) for k in TIMES) if t]
+    times = [at for i in items for k in TIMES if (at := _parse(i.get(k))) is not None]
     if not times:
         return []
     first, last = min(times), max(max(times), now)

@@ -332,7 +332,10 @@ def _when(zone: tzinfo) -> Callable[[str | None], str]:
     def show(value: str | None) -> str:
         if not value:
             return "-"
-        local = _time(value).astimezone(zone)
+        try:
+            local = _time(value).astimezone(zone)
+        except ValueError:  # a session's time the schema's pattern let through: 02-30, 25:00
+            return _clean(value)
         offset = "Z" if local.utcoffset() == timedelta(0) else local.strftime("%z")
         return local.strftime("%Y-%m-%d %H:%M") + offset
     return show

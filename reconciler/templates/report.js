@@ -187,7 +187,7 @@
       track.appendChild(bar);
       const used = ms(r.first_used);
       if (used !== null && used >= lo && used <= hi) {
-        const mark = el("div", "used");
+        const mark = el("div", "tick");
         mark.title = `first used ${r.shown.first_used}`;
         place(mark, lo, hi, used, used);
         track.appendChild(mark);

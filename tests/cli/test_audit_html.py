@@ -174,7 +174,8 @@ def test_what_the_sessions_and_approvals_fields_add(tmp_path: Path) -> None:
          "clients": ["10.0.0.5"]},
         {**base, "grantee": "erin", "approved_by": ["dave-gh"], "used": False,
          "sessions_seen": 0},
-        {**base, "grantee": "frank", "used": True, "first_used": "2026-11-16T19:30:00Z"},
+        {**base, "grantee": "frank", "used": True, "granted_at": "2026-11-16T17:00:00Z",
+         "ended_at": "2026-11-16T20:00:00Z", "first_used": "2026-11-16T19:30:00Z"},
         {**base, "grantee": "bob"},  # a record from before the fields
     ]
     html = tmp_path / "report.html"
@@ -184,7 +185,9 @@ def test_what_the_sessions_and_approvals_fields_add(tmp_path: Path) -> None:
             for e in dom.by_class("bar")}
     assert "unused" in bars["erin"] and "unused" not in bars["alice"] | bars["bob"]
     assert {who for who, c in bars.items() if "after-hours" in c} == {"frank"}
-    assert len(dom.by_class("used")) == 2  # alice's and frank's first use
+    ticks = [e for e in dom.by_class("tick") if e.tag == "div"]
+    assert sorted(e.attrs["title"] for e in ticks) == [  # type: ignore[type-var]
+        "first used 2026-11-16 09:20Z", "first used 2026-11-16 19:30Z"]
     [link] = dom.by_tag("a")
     assert link.attrs["href"] == "https://github.com/acme/access/pull/12"
     shaded = [e for e in dom.by_tag("tr") if "after-hours" in e.classes()]

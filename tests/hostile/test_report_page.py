@@ -6,6 +6,7 @@ it is shown as text."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from reconciler.htmlreport import page
 from tests.browser import Dom, dump_dom
 from tests.cli.conftest import jitgrant
 from tests.helpers import AccessRepo
-from tests.report_trail import HOSTILE_APP, HOSTILE_CLIENT, HOSTILE_REASON, write_trail
+from tests.report_trail import (ALICE_FILE, HOSTILE_APP, HOSTILE_CLIENT, HOSTILE_REASON,
+                                write_trail)
 
 NOW = datetime(2026, 11, 20, tzinfo=timezone.utc)
 MARKUP = [HOSTILE_REASON, HOSTILE_APP, HOSTILE_CLIENT,
@@ -91,3 +93,25 @@ def test_hostile_fragments(tmp_path: Path, fragment: str) -> None:
     _, dom = dump_dom(html, fragment, tmp_path / "profile")
     assert_nothing_injected(dom)
     assert any("<img" in o.text for o in dom.by_tag("option"))
+
+
+def test_impossible_times_from_a_record(tmp_path: Path) -> None:
+    """The schema's pattern lets 2026-02-30T25:61:00Z through in a session's times: the story
+    shows it as text, the page as no time; neither stops (exit 3) on it."""
+    repo = AccessRepo(tmp_path / "repo")
+    write_trail(repo.root)
+    [path] = [p for p in (repo.root / "audit").rglob("*.json") if p.name.endswith("-a2.json")]
+    record = json.loads(path.read_text())
+    record["sessions"][0].update(started="2026-02-30T25:61:00Z",
+                                 last_active="9999-99-99T99:99:99Z")
+    path.write_text(json.dumps(record))
+    result = jitgrant("audit", "--repo", str(repo.root), "--grant", ALICE_FILE)
+    assert result.exit_code == 0, result.output
+    assert "started 2026-02-30T25:61:00Z" in result.stdout
+    row = {**hostile_row("alice", 0), "first_used": "2026-02-30T25:61:00Z", "last_seen": 7}
+    html = tmp_path / "report.html"
+    html.write_text(page([row], Query(), "UTC", NOW))
+    _, dom = dump_dom(html, "", tmp_path / "profile")
+    assert_nothing_injected(dom)
+    assert len(dom.by_class("bar")) == 1
+    assert not [e for e in dom.by_class("tick") if e.tag == "div"]
