@@ -77,6 +77,8 @@ class Period:
     sessions: dict[tuple[str, str | None], Data] = field(default_factory=dict)
     ended: list[Data] = field(default_factory=list)  # sessions its revocation(s) ended
     usage: list[Data] = field(default_factory=list)
+    sampled: bool = False  # a record in it read the target's sessions, or a revoke listed them
+    counters: list[tuple[int, int]] = field(default_factory=list)  # per sampling record
 
     def window(self) -> tuple[datetime, datetime]:
         return (self.span.granted_at or FAR_PAST, self.span.ended_at or FAR_FUTURE)
@@ -145,17 +147,30 @@ def _place_samples(periods: list[Period], raw: dict[str, Data]) -> None:
         at = _time(data["started"])
         for p in periods:
             start, end = p.window()
-            if not start <= at <= end:
-                continue
-            _sampled(p, at, data.get("sessions") or ())
-            p.usage.extend({"time": data["started"], "calls": u.get("calls"),
-                            "connections_total": u.get("connections_total")}
-                           for u in data.get("usage") or () if _same(p, u))
+            if start <= at <= end and _read_target(data, p.span.target):
+                _sample(p, data, at)
     for p in periods:
         for e in p.events:
-            if e.action == "revoke" and e.status == "ok":
-                p.ended.extend({**s, "ended_at": iso(e.at)}
-                               for s in _action(raw, e).get("ended_sessions") or ())
+            listed = _action(raw, e).get("ended_sessions")
+            if e.action == "revoke" and e.status == "ok" and listed is not None:
+                p.sampled = True
+                p.ended.extend({**s, "ended_at": iso(e.at)} for s in listed)
+
+
+def _read_target(data: Data, target: str) -> bool:
+    """Whether the record's run read the target's sessions and counters (`sampled`)."""
+    return any(t.get("target") == target and t.get("sampled") for t in data["targets"])
+
+
+def _sample(p: Period, data: Data, at: datetime) -> None:
+    p.sampled = True
+    _sampled(p, at, data.get("sessions") or ())
+    mine = [u for u in data.get("usage") or () if _same(p, u)]
+    p.usage.extend({"time": data["started"], "calls": u.get("calls"),
+                    "connections_total": u.get("connections_total")} for u in mine)
+    # a login a sampling run lists no counters of had them at zero
+    p.counters.append((mine[0].get("calls") or 0, mine[0].get("connections_total") or 0)
+                      if mine else (0, 0))
 
 
 def _same(p: Period, item: Data) -> bool:
@@ -217,13 +232,18 @@ def _better(new: Data | None, old: Data | None) -> bool:
 def _request(g: Data) -> Data:
     approval: Data = g.get("approval") or {}
     reviews = approval.get("reviews") or []
+    # as `audit` counts them: only a lookup that found the pull request merged as the grant's
+    # merge commit, with nothing noted against it (another merge commit, a forged number)
+    counted = approval.get("lookup") == "ok" and not approval.get("note")
     return {
         "commit": g.get("commit"), "author": g.get("author"),
         "author_email": g.get("author_email"), "authored": g.get("authored"),
         "reason": g.get("reason"), "ticket": g.get("ticket"),
         "pull_request": g.get("pull_request"), "merge_commit": g.get("merge_commit"),
         "pull_request_url": approval.get("url"), "pull_request_author": approval.get("author"),
-        "approved_by": [r.get("login") for r in reviews if r.get("state") == "APPROVED"],
+        "approved_by": [r.get("login") for r in reviews
+                        if counted and r.get("state") == "APPROVED"],
+        "approvals_counted": approval.get("approvals") if counted else None,
         "reviews": reviews, "merged_by": approval.get("merged_by"),
         "merged_at": approval.get("merged_at"),
         "approval_lookup": approval.get("lookup"), "approval_note": approval.get("note"),
@@ -257,33 +277,34 @@ def _period_data(p: Period, raw: dict[str, Data]) -> Data:
         "granted_at": iso(s.granted_at), "expires": iso(s.expires), "ended_at": iso(s.ended_at),
         "ended_cause": s.ended_cause, "ended_by": _ending(s.ended_by), "held": s.held,
         "events": [_event(e, raw) for e in p.events],
-        "sessions": _summary(sessions, p.ended, sampled=_sampled_any(p, raw)),
+        "sessions": _summary(sessions, p.ended, p.sampled, _grew(p.counters)),
         "sessions_seen": sessions,
         "sessions_ended": p.ended,
         "usage": p.usage,
     }
 
 
-def _sampled_any(p: Period, raw: dict[str, Data]) -> bool:
-    """Whether any record in the period sampled sessions at all (then none seen means unused;
-    otherwise nothing is known)."""
-    start, end = p.window()
-    return any(("sessions" in d or "usage" in d) and start <= _time(d["started"]) <= end
-               for d in raw.values())
+def _grew(counters: list[tuple[int, int]]) -> bool:
+    """A counter above where the period's first sample had it: used between samples."""
+    return any(now > then for c in counters[1:] for now, then in zip(c, counters[0],
+                                                                    strict=True))
 
 
-def _summary(seen: list[Data], ended: list[Data], sampled: bool) -> Data:
-    """A session ended by a revoke was open until that run: it was last seen then."""
+def _summary(seen: list[Data], ended: list[Data], sampled: bool, grew: bool) -> Data:
+    """As `audit` counts them (usage.py): a session is first used at its start (when the
+    server keeps none, when first seen), last seen in the latest sample that lists it or at
+    the revocation that ended it; used when a session was seen or ended or a counter grew,
+    unused when samples were taken and none of that happened, not known without samples."""
     every = {(str(x.get("id")), x.get("started")): x for x in seen + ended}
-    starts = [x.get("started") or x.get("first_sampled") for x in every.values()]
-    lasts = [x.get(k) for x in seen + ended
-             for k in ("last_active", "last_sampled", "ended_at", "started")]
+    starts = [x.get("started") or x.get("first_sampled") or x.get("ended_at")
+              for x in every.values()]
+    lasts = [x.get(k) for x in seen + ended for k in ("last_sampled", "ended_at")]
     clients = sorted({str(x["client"]) for x in every.values() if x.get("client")})
+    used = True if every or grew else (False if sampled else None)
     return {"count": len(every),
             "first_used": min((t for t in starts if t), default=None),
             "last_seen": max((t for t in lasts if t), default=None),
-            "clients": clients,
-            "used": True if every else (False if sampled else None)}
+            "clients": clients, "used": used}
 
 
 def _ending(a: Approval | None) -> Data | None:
@@ -367,6 +388,8 @@ def _approvers(r: Data, when: Callable[[str | None], str]) -> str:
         return "- (not recorded: the record predates approvals, or no forge was reachable)"
     if r["approval_lookup"] != "ok":
         return f"- (lookup {_clean(r['approval_lookup'])}: {_clean(r['approval_note'])})"
+    if r["approval_note"]:
+        return f"- (none counted: {_clean(r['approval_note'])})"
     approving = [x for x in r["reviews"] if x.get("state") == "APPROVED"]
     if not approving:
         return "nobody"

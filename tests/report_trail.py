@@ -55,7 +55,7 @@ def approval(pr: int, author: str, *approvers: str, lookup: str = "ok",
             "author": author, "merged_by": "carol-gh", "merged_at": merged,
             "reviews": [{"login": a, "state": "APPROVED", "submitted_at": reviewed,
                          "code_owner": a == "dave-gh"} for a in approvers]
-            + [{"login": "zed-gh", "state": "COMMENTED", "submitted_at": None,
+            + [{"login": "zed-gh", "state": "CHANGES_REQUESTED", "submitted_at": None,
                 "code_owner": None}],
             "approvals": len(approvers), "lookup": lookup,
             "note": None if lookup == "ok" else "no token"}
@@ -74,11 +74,22 @@ def ended(s: Data) -> Data:
 
 def record(root: Path, when: str, steps: list[Step], grants: list[Grant], run_id: str,
            patch: Callable[[Data], None] | None = None) -> str:
+    """A record; `patch` adds the contract's fields. A record given `sessions` (or `usage`)
+    says it sampled the targets they name, as the sessions branch writes it (`sampled`)."""
     rel = write_record(root, make_run(t(when), steps, grants, run_id=run_id))
     if patch is not None:
         path = root / rel
         data = json.loads(path.read_text())
         patch(data)
+        sampled = {s["target"] for s in data.get("sessions", []) + data.get("usage", [])}
+        sampled |= set(data.pop("sampled", ()))
+        for entry in data["targets"]:
+            if entry["target"] in sampled:
+                entry["sampled"] = True
+                sampled.discard(entry["target"])
+        data["targets"] += [{"target": name, "engine": "postgres", "status": "ok",
+                             "error": None, "actions": 0, "sampled": True}
+                            for name in sorted(sampled)]
         path.write_text(json.dumps(data, indent=1))
     return rel
 
@@ -97,7 +108,7 @@ def write_trail(root: Path) -> None:
 
     def first(d: Data) -> None:
         grant_approval(d, 0, approval(12, "alice-gh", "dave-gh"))
-        d["sessions"] = []
+        d.update(sessions=[], sampled=["orders-prod"])
 
     record(root, "2026-11-16T09:05:00Z", [Step(create(alice))], [alice], "a1", first)
     record(root, "2026-11-16T09:30:00Z", [], [alice], "a2",
@@ -146,10 +157,10 @@ def write_trail(root: Path) -> None:
                           t("2026-11-17T09:00:00Z"))
     record(root, "2026-11-17T09:05:00Z", [Step(create(erin))], [erin], "e1",
            lambda d: (grant_approval(d, 0, approval(16, "erin-gh", "dave-gh")),
-                      d.update(sessions=[])))
+                      d.update(sessions=[], sampled=["billing-mysql"])))
     record(root, "2026-11-17T17:05:00Z",
            [Step(revoke("billing-mysql", ERIN, "expired", [erin]))], [erin], "e2",
-           lambda d: d.update(sessions=[]))
+           lambda d: d.update(sessions=[], sampled=["billing-mysql"]))
 
     mallory = approved_grant(MALLORY_FILE, "mallory", "analytics-staging", "readonly",
                              t("2026-11-19T23:00:00Z"), HOSTILE_REASON, 66,

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from tests.audit_runs import Step, approved_grant, create, make_run, revoke, write_record
+from tests.audit_runs import (Step, approved_grant, create, login_of, make_run, revoke,
+                              write_record)
 from tests.cli.conftest import jitgrant
 from tests.helpers import AccessRepo
 from tests.report_trail import (ALICE, ALICE_FILE, BOB_FILE, ERIN_FILE, FRANK_FILE, HOSTILE_APP,
-                                MALLORY_FILE, t, write_trail)
+                                MALLORY_FILE, record, t, write_trail)
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +233,21 @@ def test_the_story_to_a_file(repo: AccessRepo, tmp_path: Path) -> None:
     result = story(repo, ALICE_FILE, "--format", "json", "--output", str(out))
     assert result.exit_code == 0 and result.stdout == ""
     assert json.loads(out.read_text()) == data(repo, ALICE_FILE)
+
+
+def test_counters_alone_tell_it_was_used(tmp_path: Path) -> None:
+    """No session seen by any sample, but the connection counter grew between two samples
+    (MySQL/MariaDB performance_schema): used, though not when."""
+    repo = AccessRepo(tmp_path / "repo")
+    g = approved_grant("grants/billing-mysql/ivan.yaml", "ivan", "billing-mysql", "readonly",
+                       t("2026-11-16T12:00:00Z"), "close", 3, t("2026-11-16T09:00:00Z"))
+    login = login_of("billing-mysql", "ivan", "readonly")
+    counter = [{"target": "billing-mysql", "login": login, "calls": None,
+                "connections_total": 4}]
+    record(repo.root, "2026-11-16T09:05:00Z", [Step(create(g))], [g], "i1",
+           lambda d: d.update(sessions=[], sampled=["billing-mysql"]))
+    record(repo.root, "2026-11-16T10:00:00Z", [], [g], "i2",
+           lambda d: d.update(sessions=[], usage=counter))
+    [period] = data(repo, "grants/billing-mysql/ivan.yaml")["periods"]
+    assert period["sessions"] == {"count": 0, "first_used": None, "last_seen": None,
+                                  "clients": [], "used": True}
