@@ -73,6 +73,7 @@ class Period:
     """One access period of the grant's login, with the trail's actions and samples in it."""
 
     span: AccessPeriod
+    until: datetime | None = None  # where the login's next access period begins
     events: list[Entry] = field(default_factory=list)
     sessions: dict[tuple[str, str | None], Data] = field(default_factory=dict)
     ended: list[Data] = field(default_factory=list)  # sessions its revocation(s) ended
@@ -111,7 +112,7 @@ def tell(root: Path, file: str) -> Story:
                          f"{log.records} record(s); give the path as the repository has it, "
                          "grants/<target>/<name>.yaml)")
     keys = list(dict.fromkeys((e.target, e.login) for e in mine))
-    periods = [Period(p) for key in keys for p in _periods_of(log.entries, key, file)]
+    periods = [p for key in keys for p in _periods_of(log.entries, key, file)]
     _place_events(periods, [e for e in log.entries if (e.target, e.login) in keys])
     placed = {id(e) for p in periods for e in p.events}
     attempts = [e for e in mine if id(e) not in placed]
@@ -119,24 +120,27 @@ def tell(root: Path, file: str) -> Story:
     return Story(file, _requests(mine, raw, file), periods, attempts, raw)
 
 
-def _periods_of(entries: list[Entry], key: Key, file: str) -> list[AccessPeriod]:
-    periods = access_periods(e for e in entries if (e.target, e.login) == key)
-    return [p for p in periods if any(names(c, file) for c in p.changes)
-            or (p.ended_by is not None and p.ended_by.file == file)]
+def _periods_of(entries: list[Entry], key: Key, file: str) -> list[Period]:
+    """The login's access periods the file was part of, each knowing where the login's next
+    period (whichever file it came from) begins."""
+    every = access_periods(e for e in entries if (e.target, e.login) == key)
+    found = []
+    for i, span in enumerate(every):
+        if any(names(c, file) for c in span.changes) or (
+                span.ended_by is not None and span.ended_by.file == file):
+            found.append(Period(span, every[i + 1].first_seen if i + 1 < len(every) else None))
+    return found
 
 
 def _place_events(periods: list[Period], entries: list[Entry]) -> None:
     """Each action of the login goes to the period whose time it falls in: from the period's
-    first run up to the next period's (a held login's later revokes, failed retries)."""
-    by_key: dict[Key, list[Period]] = {}
-    for p in periods:
-        by_key.setdefault((p.span.target, p.span.login), []).append(p)
+    first run up to the login's next period (a held login's later revokes, failed retries)."""
     for entry in sorted(entries, key=lambda e: e.order):
-        mine = by_key.get((entry.target, entry.login), [])
-        for i, p in enumerate(mine):
-            start = p.span.first_seen or FAR_PAST
-            nxt = mine[i + 1].span.first_seen if i + 1 < len(mine) else None
-            if start <= entry.at and (nxt is None or entry.at < nxt):
+        for p in periods:
+            if (p.span.target, p.span.login) != (entry.target, entry.login):
+                continue
+            if (p.span.first_seen or FAR_PAST) <= entry.at and (
+                    p.until is None or entry.at < p.until):
                 p.events.append(entry)
                 break
 

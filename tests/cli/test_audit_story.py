@@ -251,3 +251,27 @@ def test_counters_alone_tell_it_was_used(tmp_path: Path) -> None:
     [period] = data(repo, "grants/billing-mysql/ivan.yaml")["periods"]
     assert period["sessions"] == {"count": 0, "first_used": None, "last_seen": None,
                                   "clients": [], "used": True}
+
+
+def test_another_files_period_between_is_not_this_grants(tmp_path: Path) -> None:
+    """alice.yaml grants her login on the 16th and the 18th; alice-b.yaml grants the same login
+    on the 17th: its actions and sessions belong to neither of alice.yaml's periods."""
+    repo = AccessRepo(tmp_path / "repo")
+    write_trail(repo.root)
+    other = approved_grant("grants/orders-prod/alice-b.yaml", "alice", "orders-prod",
+                           "readonly", t("2026-11-17T11:00:00Z"), "other", 17,
+                           t("2026-11-17T09:00:00Z"))
+    seen = [{"target": "orders-prod", "login": ALICE, "grantee": "alice", "access": "readonly",
+             "id": "77", "started": "2026-11-17T10:01:00Z", "last_active": None,
+             "client": "10.7.7.7", "application": None, "database": None}]
+    record(repo.root, "2026-11-17T10:00:00Z", [Step(create(other))], [other], "b-1")
+    record(repo.root, "2026-11-17T10:30:00Z", [], [other], "b-2",
+           lambda d: d.update(sessions=seen))
+    record(repo.root, "2026-11-17T11:05:00Z", [Step(revoke("orders-prod", ALICE, "expired",
+                                                           [other]))], [other], "b-3")
+    found = data(repo, ALICE_FILE)
+    runs = [e["run_id"] for p in found["periods"] for e in p["events"]]
+    assert runs == ["a1", "a3", "a4", "a5", "a7"]
+    assert "10.7.7.7" not in json.dumps(found)
+    assert [e["run_id"] for p in data(repo, "grants/orders-prod/alice-b.yaml")["periods"]
+            for e in p["events"]] == ["b-1", "b-3"]
