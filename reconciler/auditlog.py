@@ -530,14 +530,17 @@ def audit_command(repo: Path, since: str | None, until: str | None, grantee: str
         from .story import output as story_output
 
         return emit(story_output(repo, grant_file, fmt, query), out)
-    if fmt == "html":
-        from .htmlreport import output as html_output
-
-        return emit(html_output(repo, query, zone_name, view), out)
+    if fmt == "html" and view != "access":
+        raise ConfigError("--format html shows access periods: it takes no --view actions")
     log = load(repo)
     for problem in log.skipped:
         click.echo(str(problem), err=True)
-    output = render(query_rows(log, query, view), view, fmt, query.zone)
+    rows = query_rows(log, query, view)
+    if fmt == "html":
+        from .htmlreport import output as html_output
+
+        return emit(html_output(rows, query, zone_name), out)
+    output = render(rows, view, fmt, query.zone)
     return emit(output.encode(), out)  # as bytes: CSV's CRLF must not be translated
 
 

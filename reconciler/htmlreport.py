@@ -22,16 +22,13 @@ import hashlib
 import json
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
-import click
 import jinja2
 from markupsafe import Markup
 
 from . import __version__
-from .auditlog import WORK_END, WORK_START, Query, after_hours, load, query_rows
-from .errors import ConfigError
+from .auditlog import WORK_END, WORK_START, Query, after_hours
 from .timeutil import iso
 
 Row = dict[str, Any]
@@ -200,12 +197,7 @@ def _ms(at: datetime) -> int:
 # -- the command -------------------------------------------------------------------------------
 
 
-def output(repo: Path, query: Query, zone_name: str, view: str) -> bytes:
-    """`jitgrant audit --format html`: the page."""
-    if view != "access":
-        raise ConfigError("--format html shows access periods: it takes no --view actions")
-    log = load(repo)
-    for problem in log.skipped:
-        click.echo(str(problem), err=True)
-    text = page(query_rows(log, query, "access"), query, zone_name, datetime.now(timezone.utc))
+def output(rows: list[Row], query: Query, zone_name: str) -> bytes:
+    """`jitgrant audit --format html`: the page of the access rows, made now."""
+    text = page(rows, query, zone_name, datetime.now(timezone.utc))
     return text.encode("utf-8", "backslashreplace")
