@@ -6,6 +6,7 @@
   const rows = data.rows;
   const DAY = 86400000;
   const SHADE_DAYS = 62;
+  const AXIS_LABELS = 5;
   const KEYS = ["person", "target", "from", "to"];
   const byId = (id) => document.getElementById(id);
 
@@ -166,6 +167,11 @@
     const box = el("div", "timeline");
     const axis = el("div", "axis");
     axis.appendChild(el("span", "start", showTime(lo)));
+    for (let i = 1; i < AXIS_LABELS; i += 1) {
+      const label = el("span", "mid", showTime(lo + ((hi - lo) * i) / AXIS_LABELS));
+      label.style.left = `${((i * 100) / AXIS_LABELS).toFixed(3)}%`;
+      axis.appendChild(label);
+    }
     axis.appendChild(el("span", "end", showTime(hi)));
     box.appendChild(axis);
     for (const r of list) {
