@@ -44,12 +44,12 @@ def page(rows: list[Row], query: Query, zone_name: str, now: datetime) -> str:
     css, js = _asset("report.css"), _asset("report.js")
     items = [_item(r, query.zone) for r in rows]
     data = {"zone": zone_name, "generated": iso(now), "rows": items,
-            "after_hours": _bands(items, query.zone, now),
-            "work": [WORK_START.strftime("%H:%M"), WORK_END.strftime("%H:%M")]}
+            "after_hours": _bands(items, query.zone, now)}
     return _ENV.get_template("report.html.j2").render(
         css=Markup(css), js=Markup(js), data=Markup(script_json(data)),
         csp=csp(css, js), zone=zone_name, generated=_show(now, query.zone),
-        query=describe(query), count=len(items), version=__version__)
+        query=describe(query), count=len(items), version=__version__,
+        work=f"{WORK_START:%H:%M}\u2013{WORK_END:%H:%M}")
 
 
 def _asset(name: str) -> str:
