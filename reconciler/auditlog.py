@@ -20,6 +20,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from fnmatch import fnmatchcase
@@ -38,7 +39,7 @@ from .timeutil import iso
 WORK_START, WORK_END = time(8, 0), time(18, 0)  # working hours: 08:00 <= t < 18:00, Mon-Fri
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 VIEWS = ("access", "actions")
-FORMATS = ("table", "json", "csv")
+FORMATS = ("table", "json", "csv", "html")
 
 
 # -- reading the records -----------------------------------------------------------------------
@@ -102,10 +103,11 @@ class AuditLog:
     samples: list[usage.Sample] = field(default_factory=list)  # sessions and counters seen
 
 
-def load(root: Path) -> AuditLog:
+def load(root: Path, keep: dict[str, dict[str, Any]] | None = None) -> AuditLog:
     """Every audit/**/*.json of the working tree. A file that is not a valid record (unreadable,
     not JSON, not matching schema/audit.schema.json, or a second copy of a run) is skipped and
-    reported; it never stops the others from being read."""
+    reported; it never stops the others from being read. `keep`: also each record read, as
+    data, by its file (for the fields the entries leave out)."""
     log = AuditLog()
     folder = root / "audit"
     runs: dict[str, str] = {}  # run id -> file
@@ -125,6 +127,8 @@ def load(root: Path) -> AuditLog:
             log.skipped.append(Problem(rel, 0, f"{problem}; skipped", "warning"))
             continue
         runs[data["run_id"]] = rel
+        if keep is not None:
+            keep[rel] = data
         log.records += 1
         log.entries.extend(entries)
         log.samples.extend(usage.samples(data, _time(data["started"])))
@@ -563,20 +567,54 @@ def query_rows(log: AuditLog, query: Query, view: str, unused: bool = False) -> 
 @click.option("--view", type=click.Choice(VIEWS), default="access", show_default=True,
               help="access: one row per login's access period; actions: one per action.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
-              show_default=True, help="csv and json times are UTC.")
+              show_default=True, help="csv and json times are UTC. html: one self-contained "
+                                      "page, a timeline per target and the table (access view).")
+@click.option("--grant", "grant_file", metavar="FILE",
+              help="The whole story of one grant file (grants/<target>/<name>.yaml), from the "
+                   "records alone: table (text) or json.")
+@click.option("--output", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of standard output (e.g. report.html in CI).")
 @handled
 def audit_command(repo: Path, since: str | None, until: str | None, grantee: str | None,
                   only: tuple[str, ...], after_hours: bool, unused: bool, zone_name: str,
-                  view: str, fmt: str) -> int:
+                  view: str, fmt: str, grant_file: str | None = None,
+                  out: Path | None = None) -> int:
     """Query the audit trail: who had access to what, when, approved where, how it ended."""
     query = build_query(since, until, grantee, only, after_hours, zone_name)
     if unused and view != "access":
         raise ConfigError("--unused needs --view access (the default)")
     if not repo.is_dir():
         raise ConfigError(f"{repo}: no such directory (use --repo)")
+    if grant_file is not None:
+        from .story import output as story_output
+
+        return emit(story_output(repo, grant_file, fmt, query), out)
+    if fmt == "html" and view != "access":
+        raise ConfigError("--format html shows access periods: it takes no --view actions")
     log = load(repo)
     for problem in log.skipped:
         click.echo(str(problem), err=True)
-    output = render(query_rows(log, query, view, unused), view, fmt, query.zone)
-    click.echo(output.encode(), nl=False)  # as bytes: CSV's CRLF must not be translated
+    rows = query_rows(log, query, view, unused)
+    if fmt == "html":
+        from .htmlreport import output as html_output
+
+        return emit(html_output(rows, query, zone_name), out)
+    output = render(rows, view, fmt, query.zone)
+    return emit(output.encode(), out)  # as bytes: CSV's CRLF must not be translated
+
+
+def emit(content: bytes, out: Path | None) -> int:
+    """Standard output, or the --output file, replaced whole: a reader (a web server, the
+    artifact upload) never sees half a page."""
+    if out is None:
+        click.echo(content, nl=False)
+        return 0
+    part = out.with_name(f".{out.name}.part")
+    try:
+        part.write_bytes(content)
+        part.replace(out)
+    except OSError as exc:
+        with suppress(OSError):
+            part.unlink(missing_ok=True)
+        raise ConfigError(f"--output {out}: cannot be written ({exc.strerror})") from None
     return 0

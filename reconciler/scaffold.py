@@ -39,6 +39,8 @@ PINNED = {
     "cache": "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae # v5.0.5",
     "app_token": "actions/create-github-app-token@a8d616148505b5069dccd32f177bb87d7f39123b"
                  " # v2.1.1",
+    "upload_artifact": "actions/upload-artifact@043fb46d1a93c77aae656e7c1c64a875d1fc6a0a"
+                       " # v7.0.1",
 }
 _ACTION = re.compile(r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9_][A-Za-z0-9_.-]*)"
                      r"@(?P<ref>[A-Za-z0-9_][A-Za-z0-9_./-]*)$")

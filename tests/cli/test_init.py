@@ -19,6 +19,7 @@ from reconciler.scaffold import CI_KINDS
 from reconciler.schemas import schema_dir
 from tests.cli.conftest import jitgrant
 from tests.helpers import AccessRepo, git
+from tests.report_trail import write_trail
 from tests.unit.test_ci_templates import run
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -170,7 +171,7 @@ def steps(root: Path) -> list[tuple[str, str, dict[str, Any]]]:
 def test_every_action_is_pinned_by_commit_with_its_version(written: Path) -> None:
     text = "".join((written / ".github/workflows" / w).read_text() for w in WORKFLOWS)
     uses = re.findall(r"uses: (.*)$", text, re.M)
-    assert len(uses) == 10
+    assert len(uses) == 12
     assert all(PINNED_USES.match(u) for u in uses), uses
 
 
@@ -435,3 +436,26 @@ def test_codeowners_prefers_github_and_writes_there_when_there_is_none(tmp_path:
     (root / ".gitlab/CODEOWNERS").unlink()
     (root / "CODEOWNERS").unlink()
     assert jitgrant("codeowners", "--repo", str(root)).stdout == "wrote .github/CODEOWNERS\n"
+
+
+def test_the_reconcile_workflow_publishes_the_access_report(
+        written: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After apply, the action writes `audit --format html` to report.html (when the trail
+    changed, or on a push or by hand) and upload-artifact publishes that file; the command as
+    written works in an access repository with audit records, as the action runs it there."""
+    [job] = workflow(written, "reconcile.yml")["jobs"].values()
+    names = [s["name"] for s in job["steps"] if "name" in s]
+    assert names.index("Apply, audit, push") < names.index("Access report")
+    [report] = [s for s in job["steps"] if s.get("name") == "Access report"]
+    [upload] = [s for s in job["steps"] if s.get("uses", "").startswith(
+        "actions/upload-artifact@")]
+    assert report["uses"].startswith(PINNED_ACTION)
+    assert "steps.audited.outputs.changed == 'true'" in report["if"]
+    assert upload["with"]["path"] == "report.html"
+    assert "steps.report.outcome == 'success'" in upload["if"]
+    repo = AccessRepo(tmp_path / "access")
+    write_trail(repo.root)
+    monkeypatch.chdir(repo.root)
+    result = jitgrant(*report["with"]["command"].split())
+    assert result.exit_code == 0, result.output
+    assert (repo.root / "report.html").read_text().startswith("<!DOCTYPE html>")

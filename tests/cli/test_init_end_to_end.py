@@ -149,8 +149,14 @@ def test_init_validate_request_check_approve_merge_apply(
     runner.context["github.run_id"] = "1"
     runner.context["github.token"] = ""  # no forge here: GITHUB_REPOSITORY is not set
     main = clone(origin, tmp_path / "main")
+    monkeypatch.setenv("GITHUB_SHA", git(main, "rev-parse", "HEAD"))  # the pushed merge
     runner.job(main, workflows / "reconcile.yml", "apply")
-    assert runner.commands[-1] == "apply --push"
+    assert runner.commands[-2:] == ["apply --push", "audit --format html --output report.html"]
+    # the run committed an audit record, so it writes the access report the artifact step
+    # uploads (not committed: apply pushed before)
+    assert runner.context["steps.audited.outputs.changed"] == "true"
+    assert '"grantee":"alice"' in (main / "report.html").read_text()
+    assert git(main, "status", "--porcelain") == "?? report.html"
     role = namespace.role(namespace.login("alice", "readonly"))
     assert role is not None and role["rolcanlogin"] and namespace.group in role["member_of"]
     # `apply --push` pushed the audit commit: it is main's tip at origin

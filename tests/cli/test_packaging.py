@@ -102,6 +102,10 @@ def test_the_wheel_without_extras_validates_plans_and_applies(
     applied = _run(jitgrant, "apply", *repo, env=env)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert namespace.role(namespace.login()) is not None
+    # The report page's template, style and script are in the wheel.
+    report = _run(jitgrant, "audit", *repo, "--format", "html", env=env)
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.startswith("<!DOCTYPE html>") and "audit-data" in report.stdout
 
     # Every CI kind's templates are in the wheel (.gitlab-ci.yml is stored without its dot).
     for kind, written in (("gitlab", ".gitlab-ci.yml"),
