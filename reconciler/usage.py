@@ -75,9 +75,14 @@ def session(s: dict[str, Any]) -> SeenSession:
 
 
 def _time(text: str | None) -> datetime | None:
+    """A record's time; None when absent or impossible (the schema's pattern lets
+    2026-02-30T25:61:00Z through): not known, never a reason to stop reading the trail."""
     if text is None:
         return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
 
 
 @dataclass
