@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import records
 from .model import ActualState
 from .plan import TargetPlan
 
@@ -111,39 +112,23 @@ def _records(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     only up to its actions unless a target of it was cut; an unreadable one is skipped (no
     reason to stop a run)."""
     seen = 0
-    for year in _descending(root / "audit"):
-        for month in _descending(year):
-            for day in _descending(month):
-                for path in sorted(day.glob("*.json"), reverse=True):
-                    if seen >= LOOK_BACK:
-                        return
-                    seen += 1
-                    try:
-                        data = _load(path)
-                    except (OSError, ValueError):
-                        continue
-                    if isinstance(data, dict):
-                        yield path.relative_to(root).as_posix(), data
-
-
-# Where audit.to_json starts a record's actions: everything the reader needs comes before.
-_ACTIONS = b'\n  "actions": ['
+    for path in records.newest_first(root / "audit"):
+        if seen >= LOOK_BACK:
+            return
+        seen += 1
+        try:
+            data = _load(path)
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            yield path.relative_to(root).as_posix(), data
 
 
 def _load(path: Path) -> Any:
-    """A record with its actions only when a target of it was cut: the head (times, targets,
-    follow-ups) of a record of 10,000 actions is a few lines, its actions megabytes."""
-    head = b""
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 16):
-            head += chunk
-            if _ACTIONS in head[-len(chunk) - len(_ACTIONS):]:
-                break
-    at = head.find(_ACTIONS)
-    if at != -1:
-        data = json.loads(head[:at] + b'\n  "actions": []\n}')
-        if not any(_was_cut(t) for t in _dicts(data.get("targets"))):
-            return data
+    """A record with its actions only when a target of it was cut."""
+    data = records.read_head(path)
+    if isinstance(data, dict) and not any(_was_cut(t) for t in _dicts(data.get("targets"))):
+        return data
     return json.loads(path.read_bytes())
 
 
@@ -153,12 +138,6 @@ def _was_cut(target: dict[str, Any]) -> bool:
     error = target.get("error")
     return bool(target.get("cut")) or (isinstance(error, str)
                                        and error.startswith("connection lost"))
-
-
-def _descending(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.iterdir() if p.is_dir()), reverse=True)
 
 
 def _touched(data: dict[str, Any]) -> set[str]:

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, events, gitrepo, sessions
+from . import __version__, events, gitrepo, records, sessions
 from .apply import Run, TargetRun
 from .endings import Ending, endings
 from .engines import ActionResult
@@ -303,19 +303,7 @@ def _signature(data: dict[str, Any]) -> list[list[Any]]:
 
 def _latest_record(folder: Path) -> Path | None:
     """The newest record under audit/YYYY/MM/DD/, found without listing every day's files."""
-    for year in _descending(folder):
-        for month in _descending(year):
-            for day in _descending(month):
-                records = sorted(day.glob("*.json"))
-                if records:
-                    return records[-1]
-    return None
-
-
-def _descending(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.iterdir() if p.is_dir()), reverse=True)
+    return next(records.newest_first(folder), None)
 
 
 def _deliver_pending(repo: Repo, run_id: str) -> None:

@@ -7,11 +7,11 @@ access was used"."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import records
 from .errors import one_line
 from .model import SESSION_CAP, ActualState, DesiredState, OpenSession
 from .plan import is_managed, protection
@@ -171,49 +171,20 @@ def newest_seen(root: Path, targets: set[str]) -> dict[str, list[Seen]]:
     return found
 
 
-_ACTIONS = b'\n  "actions": ['
-
-
 def _heads(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """The newest LOOK_BACK records' heads (audit.to_json puts sessions and usage before the
     actions); an unreadable one is skipped."""
     seen = 0
-    for path in _newest_first(root / "audit"):
+    for path in records.newest_first(root / "audit"):
         if seen >= LOOK_BACK:
             return
         seen += 1
         try:
-            data = _head(path)
+            data = records.read_head(path)
         except (OSError, ValueError):
             continue
         if isinstance(data, dict):
             yield path.name, data
-
-
-def _head(path: Path) -> Any:
-    head = b""
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 16):
-            head += chunk
-            if _ACTIONS in head[-len(chunk) - len(_ACTIONS):]:
-                break
-    at = head.find(_ACTIONS)
-    if at == -1:
-        return json.loads(head)
-    return json.loads(head[:at] + b'\n  "actions": []\n}')
-
-
-def _newest_first(folder: Path) -> Iterator[Path]:
-    for year in _descending(folder):
-        for month in _descending(year):
-            for day in _descending(month):
-                yield from sorted(day.glob("*.json"), reverse=True)
-
-
-def _descending(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.iterdir() if p.is_dir()), reverse=True)
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
