@@ -600,7 +600,9 @@ def audit_command(repo: Path, since: str | None, until: str | None, grantee: str
 
         return emit(html_output(rows, query, zone_name), out)
     output = render(rows, view, fmt, query.zone)
-    return emit(output.encode(), out)  # as bytes: CSV's CRLF must not be translated
+    # As bytes: CSV's CRLF must not be translated. A record's JSON may carry a lone surrogate
+    # (a hostile file under audit/): it is shown as U+FFFD, never a crash.
+    return emit(output.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode(), out)
 
 
 def emit(content: bytes, out: Path | None) -> int:
