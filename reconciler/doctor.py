@@ -98,6 +98,11 @@ def _pg_privileges(found: Found, facts: Mapping[str, Any], admin: str) -> list[F
     if not facts["signal"]:
         out.append(found("end sessions", "error", f"{name} cannot end other sessions (it "
                          "lacks pg_signal_backend)", f"GRANT pg_signal_backend TO {admin}"))
+    if not facts["stats"]:
+        out.append(found("see sessions", "warning", f"{name} sees managed logins' sessions "
+                         "without their start, client or last activity, so the audit cannot "
+                         "tell when access was used (it lacks pg_read_all_stats)",
+                         f"GRANT pg_read_all_stats TO {admin}"))
     for login in facts["undroppable"]:
         out.append(found("drop the login", "error", f"{name} has no ADMIN on login {login}, "
                          "so it cannot drop it", f"GRANT {postgres.ident(login)} TO {admin} "

@@ -1065,11 +1065,13 @@ def _in_namespace(inside: bool, superuser: bool, never_touch: bool) -> str:
 # -- what `jitgrant doctor` reads (read only) --------------------------------------------------
 
 # The reconciler's own role, in one row: superuser, CREATEROLE, can it end sessions (the
-# privileges of pg_signal_backend), is its connection encrypted.
+# privileges of pg_signal_backend), is its connection encrypted, can it see other roles'
+# sessions whole (pg_read_all_stats: their start, client and last activity).
 _DOCTOR_SELF = """SELECT current_user, r.rolsuper, r.rolcreaterole,
   pg_has_role(current_user, 'pg_signal_backend', 'USAGE'),
   coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false),
-  current_setting('server_version_num')::int, current_database()
+  current_setting('server_version_num')::int, current_database(),
+  pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
 FROM pg_roles r WHERE r.rolname = current_user"""
 # Each group role an access level names: whether it exists, is a superuser, and whether the
 # reconciler holds ADMIN on it (16+: what granting and revoking it needs).
@@ -1112,10 +1114,11 @@ def _doctor_facts(conn: psycopg.Connection[Any], target: Target,
                   groups: frozenset[str]) -> dict[str, Any]:
     row = conn.execute(_DOCTOR_SELF).fetchone()
     assert row is not None
-    admin, superuser, createrole, signal, tls, version, database = row
+    admin, superuser, createrole, signal, tls, version, database, stats = row
     owner = target.reassign_owned_to
     facts: dict[str, Any] = {
         "admin": admin, "superuser": superuser, "createrole": createrole, "signal": signal,
+        "stats": stats,
         "tls": tls, "version": version, "database": database,
         "sslmode": str(conninfo_to_dict(conn.info.dsn).get("sslmode") or ""),
         "groups": conn.execute(_DOCTOR_GROUPS, {"groups": sorted(groups)}).fetchall(),

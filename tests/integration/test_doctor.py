@@ -76,6 +76,17 @@ def test_end_sessions_needs_pg_signal_backend(lp: World) -> None:
                                  f'GRANT pg_signal_backend TO "{admin}"')]
 
 
+def test_seeing_sessions_whole_needs_pg_read_all_stats(lp: World) -> None:
+    """Without it the audit cannot tell when access was used: a warning, not an error (no
+    revocation step needs it)."""
+    admin = admin_of(lp)
+    _as_superuser(lp, "REVOKE pg_read_all_stats FROM {}", admin)
+    code, checks, _ = doctor(lp)
+    assert code == 2
+    assert problems(checks) == [("warning", "see sessions",
+                                 f'GRANT pg_read_all_stats TO "{admin}"')]
+
+
 def test_reassign_owned_needs_the_receiving_roles_privileges(lp: World) -> None:
     admin = admin_of(lp)
     _as_superuser(lp, "REVOKE {} FROM {}", lp.owner, admin)

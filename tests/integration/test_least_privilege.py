@@ -21,12 +21,14 @@ SETUP = [
     "GRANT {group} TO {admin} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE",
     "GRANT {owner} TO {admin} WITH INHERIT TRUE",
     "GRANT pg_signal_backend TO {admin}",
+    "GRANT pg_read_all_stats TO {admin}",
 ]
 # And for PostgreSQL 15 and earlier, where CREATEROLE manages every non-superuser role.
 SETUP_15 = [
     "CREATE ROLE {admin} LOGIN CREATEROLE PASSWORD {password}",
     "GRANT {owner} TO {admin}",
     "GRANT pg_signal_backend TO {admin}",
+    "GRANT pg_read_all_stats TO {admin}",
 ]
 
 
@@ -181,3 +183,35 @@ def test_a_login_owning_tables_in_two_databases_is_revoked(lp_any_world: World) 
     for database in (main, second):
         assert _table_owner(w, database, table) == (w.owner,)
     assert w.run().targets[0].plan.actions == ()  # type: ignore[union-attr]
+
+
+def _held_session_seen(w: World) -> dict[str, object]:
+    """A session of the login held open across an apply: what the record says of it."""
+    password = new_password()
+    w.add_grant(verifier=scram_sha256_verifier(password))
+    assert not w.run().failed
+    with psycopg.connect(w.server.login_dsn(w.login(), password), autocommit=True) as session:
+        run = w.run()
+        assert not run.failed, run.targets[0].error
+        actual = run.targets[0].actual
+        assert actual is not None
+        [seen] = [s for s in actual.open_sessions if s.login == w.login()]
+        assert seen.id == str(session.info.backend_pid)
+        return {"started": seen.started, "client": seen.client}
+
+
+def test_the_documented_set_up_sees_a_sessions_start_and_client(lp_any_world: World) -> None:
+    """pg_read_all_stats (docs/least-privilege.md) is what shows a non-superuser reconciler
+    when a login was used."""
+    seen = _held_session_seen(lp_any_world)
+    assert seen["started"] is not None and seen["client"] == "127.0.0.1"
+
+
+def test_without_pg_read_all_stats_a_session_is_seen_without_its_start(
+        lp_any_world: World) -> None:
+    w = lp_any_world
+    with w.server.conn() as c:
+        c.execute(sql.SQL("REVOKE pg_read_all_stats FROM {}").format(
+            sql.Identifier(w.prefix + "reconciler")))
+    seen = _held_session_seen(w)
+    assert seen == {"started": None, "client": None}
