@@ -32,6 +32,7 @@ LAZY_COMMANDS = {
     "extend": ("requester", "extend_command"),
     "revoke": ("requester", "revoke_command"),
     "password": ("requester", "password_command"),
+    "queue": ("queue", "queue_command"),
     "standing": ("standing", "standing_command"),
     "targets": ("targets", "targets_command"),
 }
