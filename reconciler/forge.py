@@ -102,7 +102,7 @@ class PullThread:
 
     state: str
     reviewers: tuple[str, ...]
-    comments: tuple[str, ...]  # bodies
+    comments: tuple[tuple[str, str], ...]  # (author's login, body)
 
 
 def open_pulls() -> list[OpenPull]:
@@ -120,8 +120,8 @@ def open_pulls() -> list[OpenPull]:
 def pull_thread(number: int) -> PullThread:
     data = _json(_gh("pr", "view", str(number), "--json", "state,reviewRequests,comments"),
                  f"pull request #{number}")
-    comments = tuple(str(c.get("body", "")) for c in data.get("comments") or ()
-                     if isinstance(c, dict))
+    comments = tuple((str((c.get("author") or {}).get("login", "")), str(c.get("body", "")))
+                     for c in data.get("comments") or () if isinstance(c, dict))
     return PullThread(str(data.get("state", "")), reviewer_names(data.get("reviewRequests")),
                       comments)
 

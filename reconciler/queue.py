@@ -262,15 +262,20 @@ def _grant(source: SourceFile, policy: Policy, now: datetime) -> Grant | RawGran
 # -- acting -----------------------------------------------------------------------------------
 
 
-def act(item: Item) -> tuple[str, bool]:
+def act(item: Item, bot: str) -> tuple[str, bool]:
     """Take the item's due step on its pull request, unless it was taken already: the
     reviewers requested and the comments are read first. What was done, and whether anything
-    was (False: it had been done before, or the pull request is closed)."""
+    was (False: it had been done before, or the pull request is closed).
+
+    A marker counts only in a comment by `bot` (the login jitgrant's token comments as):
+    anyone can write the marker into a comment of their own, to silence an escalation. A
+    close is never skipped for a marker: an open request past its deadline is closed."""
     assert item.pr is not None and item.due
     thread = forge.pull_thread(item.pr)
     if item.kind == "request" and thread.state.upper() != "OPEN":
         return f"#{item.pr} is {thread.state.lower()}: nothing to do", False
-    if any(item.marker in body for body in thread.comments):
+    if item.due != "close" and any(item.marker in body for author, body in thread.comments
+                                   if _same_login(author, bot)):
         return f"#{item.pr}: {item.due} done before", False
     if item.due == "escalate":
         missing = [r.removeprefix("@") for r in item.add_reviewers
@@ -283,6 +288,11 @@ def act(item: Item) -> tuple[str, bool]:
     forge.comment(item.pr, item.body)
     added = f" ({', '.join(item.add_reviewers)})" if item.due == "escalate" else ""
     return f"#{item.pr}: {item.due}{added}", True
+
+
+def _same_login(author: str, bot: str) -> bool:
+    """gh names an app's comments by its slug (github-actions), the API as slug[bot]."""
+    return author.lower().removesuffix("[bot]") == bot.lower().removesuffix("[bot]")
 
 
 def _requested(name: str, reviewers: tuple[str, ...]) -> bool:
@@ -330,7 +340,7 @@ class Outcome:
 
 
 def run(repo_path: Path, rev: str, base: str, now: datetime, forge_on: bool, act_on: bool,
-        fetch: bool) -> Outcome:
+        fetch: bool, bot: str = "github-actions") -> Outcome:
     from .snapshot import read_snapshot
 
     repo = gitrepo.open_repo(repo_path)
@@ -345,7 +355,7 @@ def run(repo_path: Path, rev: str, base: str, now: datetime, forge_on: bool, act
     outcome = Outcome(items(QueueInput(snapshot, requests, now)), warnings=warnings,
                       forge_read=pulls is not None)
     if act_on and outcome.forge_read:
-        _act_all(outcome)
+        _act_all(outcome, bot)
     return outcome
 
 
@@ -357,12 +367,12 @@ def _pulls(warnings: list[str]) -> list[forge.OpenPull] | None:
         return None
 
 
-def _act_all(outcome: Outcome) -> None:
+def _act_all(outcome: Outcome, bot: str) -> None:
     for index, item in enumerate(outcome.found):
         if item.pr is None or not item.due:
             continue
         try:
-            outcome.done[index], changed = act(item)
+            outcome.done[index], changed = act(item, bot)
         except UserError as exc:
             outcome.warnings.append(f"#{item.pr}: {item.due} failed: {exc}")
             continue
@@ -388,12 +398,15 @@ def notify_lines(outcome: Outcome, acted: bool) -> list[str]:
               show_default=True)
 @click.option("--notify", metavar="URL", envvar="JITGRANT_NOTIFY_URL", show_envvar=True,
               help="Post the due steps to this Slack-compatible webhook.")
+@click.option("--bot", default="github-actions", show_default=True, envvar="JITGRANT_BOT",
+              show_envvar=True, help="The login jitgrant's token comments as: only its "
+              "comments say a step was taken.")
 @click.option("--no-fetch", is_flag=True, help="Read the remote branches as last fetched.")
 @click.option("--no-forge", is_flag=True,
               help="Do not ask gh: branches only, aged by their commit dates.")
 @handled
 def queue_command(repo: Path, rev: str, base: str, act_on: bool, fmt: str,
-                  notify: str | None, no_fetch: bool, no_forge: bool) -> int:
+                  notify: str | None, bot: str, no_fetch: bool, no_forge: bool) -> int:
     """Open access requests and grants about to end, and what is due: escalate, remind,
     close (exit 1 when gh or git failed; nothing is ever granted)."""
     from . import notify as notifier
@@ -402,7 +415,7 @@ def queue_command(repo: Path, rev: str, base: str, act_on: bool, fmt: str,
         raise UserError("--act needs the forge: drop --no-forge")
     if notify and notifier.check_url(notify):
         raise UserError(str(notifier.check_url(notify)))
-    outcome = run(repo, rev, base, now_utc(), not no_forge, act_on, not no_fetch)
+    outcome = run(repo, rev, base, now_utc(), not no_forge, act_on, not no_fetch, bot)
     if fmt == "json":
         click.echo(to_json(outcome.found, now_utc(), outcome.done, outcome.warnings))
     else:

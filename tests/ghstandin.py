@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 WRITES = {"edit", "comment", "close", "create", "merge"}
+BOT = "github-actions"  # the login the stand-in's token comments as (gh's name for the app)
 
 
 def _load(path: str) -> dict[str, Any]:
@@ -100,12 +101,12 @@ def _pr(state: dict[str, Any], verb: str, rest: list[str]) -> int:
     elif verb == "comment":
         body = sys.stdin.read() if _option(rest, "--body-file") == "-" else \
             _option(rest, "--body")
-        pull["comments"].append({"author": {"login": "jitgrant-bot"}, "body": body})
+        pull["comments"].append({"author": {"login": BOT}, "body": body})
     elif verb == "close":
         pull["state"] = "CLOSED"
         said = _option(rest, "--comment")
         if said:
-            pull["comments"].append({"author": {"login": "jitgrant-bot"}, "body": said})
+            pull["comments"].append({"author": {"login": BOT}, "body": said})
     else:
         print(f"stand-in: unknown command pr {verb}", file=sys.stderr)
         return 2
@@ -155,6 +156,14 @@ class GhStandIn:
         found = _find(self.state(), str(number))
         assert found is not None, number
         return found
+
+    def comment_as(self, number: int, login: str, body: str) -> None:
+        """A comment by someone else (a person, not the token jitgrant runs with)."""
+        state = self.state()
+        found = _find(state, str(number))
+        assert found is not None, number
+        found["comments"].append({"author": {"login": login}, "body": body})
+        self.save(state)
 
     def fail(self, *commands: str) -> None:
         """Make these commands ("pr edit", "pr list") fail from now on."""
