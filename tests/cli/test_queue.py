@@ -207,3 +207,38 @@ def test_no_forge_lists_the_branches_only(remote: Remote) -> None:
     result = queue(remote, "--no-forge")
     assert result.exit_code == 0, result.output
     assert STALE in result.stdout and "commit date" in result.stdout
+
+
+def test_a_step_that_failed_half_way_is_finished_not_repeated(remote: Remote,
+                                                             gh: GhStandIn) -> None:
+    two_requests(remote, gh)
+    gh.fail("pr comment")
+    assert queue(remote, "--act").exit_code == 1  # the reviewers were added, the comment not
+    gh.fail()
+    assert queue(remote, "--act").exit_code == 0
+    # the stand-in records the refused comment too: one edit, a refused and a posted comment
+    assert [c[:3] for c in gh.writes()] == [["pr", "edit", "11"], ["pr", "comment", "11"],
+                                            ["pr", "comment", "11"]]
+    assert len(gh.pull(11)["comments"]) == 1
+
+
+def test_a_fetch_that_fails_is_a_warning_and_exit_1(remote: Remote, gh: GhStandIn) -> None:
+    two_requests(remote, gh)
+    git(remote.checkout, "fetch", "-q")
+    shutil.rmtree(remote.bare)
+    result = queue(remote)
+    assert result.exit_code == 1
+    [warning] = result.stderr.splitlines()
+    assert "git fetch origin failed" in warning and "fetched before are read" in warning
+    assert STALE in result.stdout  # read as last fetched
+
+
+def test_an_ending_grant_without_a_pull_request_is_a_json_line(remote: Remote,
+                                                               gh: GhStandIn) -> None:
+    remote.merge_to_main("grants/db1/alice.yaml", grant("alice", expires=utc(minutes=20)),
+                         "pushed straight to main")
+    result = queue(remote, "--act", "--format", "json")
+    [item] = json.loads(result.stdout)["items"]
+    assert item["kind"] == "ending" and item["pull_request"] is None and item["acted"] is None
+    assert item["command"] == "jitgrant extend grants/db1/alice.yaml --for 1h"
+    assert gh.writes() == []
