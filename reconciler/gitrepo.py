@@ -910,6 +910,7 @@ class RequestBranch:
     # for more than a listing).
     committed: datetime
     files: tuple[tuple[str, str], ...]  # (path, blob sha) at the tip, of the grant files it touches
+    removes: tuple[str, ...] = ()  # grant files the base has and the tip does not
 
 
 def fetch_branches(repo: git.Repo, remote: str = "origin") -> str | None:
@@ -945,20 +946,23 @@ def request_branches(repo: git.Repo, base: str, remote: str = "origin",
     blobs = _blobs_at(repo, [(tips[ref][0], path) for ref, path in wanted])
     on_base = _blobs_at(repo, [(base_sha, path) for _, path in wanted])
     files: dict[str, list[tuple[str, str]]] = {}
+    removes: dict[str, list[str]] = {}
     for (ref, path), blob, merged in zip(wanted, blobs, on_base, strict=True):
-        # None: touched, then deleted again on the branch; the base's blob: merged already
-        # (squashed or rebased), so it asks for nothing.
+        # The base's blob: merged already (squashed or rebased), so it asks for nothing.
         if blob is not None and blob != merged:
             files.setdefault(ref, []).append((path, blob))
+        elif blob is None and merged is not None:
+            removes.setdefault(ref, []).append(path)
     return [RequestBranch(ref.removeprefix(prefix), tips[ref][0], tips[ref][1],
-                          tuple(found)) for ref, found in sorted(files.items())]
+                          tuple(files.get(ref, ())), tuple(removes.get(ref, ())))
+            for ref in sorted(set(files) | set(removes))]
 
 
 def _touched(repo: git.Repo, refs: list[str], base: str, top: str) -> dict[str, set[str]]:
-    """ref -> paths under `top` that its commits not in `base` add or change, by one git log
+    """ref -> paths under `top` that its commits not in `base` touch, by one git log
     reading the refs from stdin (a branch name is never an argument: it may begin with -)."""
     cmd = ["git", "--git-dir", str(repo.git_dir), "log", "--stdin", "--source", "--no-merges",
-           "--no-renames", "--diff-filter=AM", "--name-only", "-z", "--format=%x01%S", "--",
+           "--no-renames", "--diff-filter=AMD", "--name-only", "-z", "--format=%x01%S", "--",
            top]
     proc = subprocess.run(cmd, input="".join(f"{r}\n" for r in refs) + f"^{base}\n",
                           capture_output=True, text=True, check=False)

@@ -92,6 +92,7 @@ class Request:
     committed: datetime  # the branch tip's committer date (its author's to choose)
     grants: tuple[Grant | RawGrant, ...]
     pull: forge.OpenPull | None = None
+    removes: tuple[str, ...] = ()  # grant files it deletes: a revocation is never closed
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,14 @@ def request_item(request: Request, policy: Policy, now: datetime) -> Item:
     age, age_from = _age(request, now)
     base = Item("request", request.branch, "", "", request.pull.number if request.pull else None,
                 age, age_from, _waiting_on(request, policy),
-                extra={"grant_files": [g.path for g in request.grants]})
+                extra={"grant_files": [g.path for g in request.grants],
+                       "removes": list(request.removes)})
     closing = _close_reason(request, levels, age, now)
+    if closing and request.removes:
+        # Closing it would stop a revocation: it waits for people, however old.
+        return replace(_review_step(base, levels, age), extra={
+            **base.extra, "not_closed": f"{closing}, but it removes "
+                                        f"{', '.join(request.removes)}: never closed"})
     if closing:
         return replace(base, due="close", why=closing, marker=MARK.format("closed"),
                        body=f"{MARK.format('closed')}\nClosed by jitgrant: {closing}. "
@@ -251,7 +258,7 @@ def read_requests(repo: Any, snapshot: Snapshot, base: str,
     for branch in branches:
         grants = tuple(_grant(next(sources), snapshot.policy, now) for _ in branch.files)
         requests.append(Request(branch.name, branch.committed, grants,
-                                by_branch.get(branch.name)))
+                                by_branch.get(branch.name), branch.removes))
     return tuple(requests)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.cli.test_queue import FRESH, STALE, Remote, queue, queue_policy
 from tests.ghstandin import GhStandIn
-from tests.helpers import grant, stamp, utc
+from tests.helpers import git, grant, stamp, utc
 from tests.webhook_stub import SECRET_PATH, webhook
 
 
@@ -122,3 +122,40 @@ def test_a_webhook_that_fails_is_one_warning_and_not_the_queues_failure(
     [warning] = result.stderr.splitlines()
     assert "HTTP 500" in warning and SECRET_PATH not in warning
     assert "webhookSECRET" not in result.output
+
+
+def test_a_request_that_also_removes_a_grant_is_never_closed(remote: Remote,
+                                                             gh: GhStandIn) -> None:
+    """Closing it would stop a revocation: past its TTL it is escalated, not closed."""
+    remote.merge_to_main("grants/db1/bob.yaml", grant("bob", expires=utc(hours=6)),
+                         "Merge pull request #3 from bob/grant")
+    root = remote.requester.root
+    git(root, "checkout", "-q", "-b", STALE, "main")
+    remote.requester.remove("grants/db1/bob.yaml")
+    remote.requester.write("grants/db1/alice.yaml", grant("alice", expires=utc(hours=6)))
+    remote.requester.commit("revoke bob, ask for alice")
+    git(root, "push", "-q", "origin", STALE)
+    git(root, "checkout", "-q", "main")
+    gh.add_pull(11, STALE, created=stamp(utc(hours=-30)))
+    result = queue(remote, "--act", "--format", "json")
+    [item] = [i for i in json.loads(result.stdout)["items"] if i["kind"] == "request"]
+    assert item["due"] == "escalate" and item["removes"] == ["grants/db1/bob.yaml"]
+    assert "never closed" in item["not_closed"]
+    assert gh.pull(11)["state"] == "OPEN"
+    assert not [c for c in gh.writes() if c[1] == "close"]
+
+
+def test_a_branch_is_judged_by_mains_policy_not_its_own(remote: Remote, gh: GhStandIn) -> None:
+    """A request branch that edits policies/ (no deadlines, someone to spam) changes nothing."""
+    doc = queue_policy(escalate_to=["@mallory"], review_within="1000w", request_ttl="1000w")
+    root = remote.requester.root
+    git(root, "checkout", "-q", "-b", STALE, "main")
+    remote.requester.write("policies/main.yaml", doc)
+    remote.requester.write("grants/db1/alice.yaml", grant("alice", expires=utc(hours=6)))
+    remote.requester.commit("ask, and move the deadlines")
+    git(root, "push", "-q", "origin", STALE)
+    git(root, "checkout", "-q", "main")
+    gh.add_pull(11, STALE, created=stamp(utc(hours=-2)))
+    queue(remote, "--act")
+    assert gh.writes()[0] == ["pr", "edit", "11", "--add-reviewer", "acme/oncall-leads"]
+    assert "mallory" not in json.dumps(gh.calls())
