@@ -346,6 +346,7 @@ class Outcome:
     new: list[int] = field(default_factory=list)  # the items a step was taken for now
     warnings: list[str] = field(default_factory=list)
     forge_read: bool = False  # the open pull requests were read
+    now: datetime | None = None  # the time the deadlines were measured at
 
 
 def run(repo_path: Path, rev: str, base: str, now: datetime, forge_on: bool, act_on: bool,
@@ -362,7 +363,7 @@ def run(repo_path: Path, rev: str, base: str, now: datetime, forge_on: bool, act
     snapshot = read_snapshot(repo_path, rev, now)
     requests = read_requests(repo, snapshot, base, pulls, now)
     outcome = Outcome(items(QueueInput(snapshot, requests, now)), warnings=warnings,
-                      forge_read=pulls is not None)
+                      forge_read=pulls is not None, now=now)
     if act_on and outcome.forge_read:
         _act_all(outcome, bot)
     return outcome
@@ -426,7 +427,8 @@ def queue_command(repo: Path, rev: str, base: str, act_on: bool, fmt: str,
         raise UserError(str(notifier.check_url(notify)))
     outcome = run(repo, rev, base, now_utc(), not no_forge, act_on, not no_fetch, bot)
     if fmt == "json":
-        click.echo(to_json(outcome.found, now_utc(), outcome.done, outcome.warnings))
+        click.echo(to_json(outcome.found, outcome.now or now_utc(), outcome.done,
+                           outcome.warnings))
     else:
         _print_text(outcome)
     for warning in outcome.warnings:
