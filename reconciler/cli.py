@@ -32,10 +32,16 @@ LAZY_COMMANDS = {
     "extend": ("requester", "extend_command"),
     "revoke": ("requester", "revoke_command"),
     "password": ("requester", "password_command"),
+    "queue": ("queue", "queue_command"),
     "standing": ("standing", "standing_command"),
     "targets": ("targets", "targets_command"),
 }
 
+
+# apply (and queue, which has its own): a Slack-compatible webhook, reconciler/notify.py.
+NOTIFY = click.option(
+    "--notify", metavar="URL", envvar="JITGRANT_NOTIFY_URL", show_envvar=True,
+    help="Post the outcome (counts per target, no secrets) to this Slack-compatible webhook.")
 
 # plan, apply and status: see reconciler/overdue.py.
 OVERDUE_GRACE = click.option(
@@ -297,10 +303,12 @@ def _print_run(run: Any, fmt: str, overdue: Any = None) -> None:
 @click.option("--pushgateway", metavar="URL",
               help="Push the run's Prometheus metrics to this Pushgateway (job jitgrant).")
 @log_format_option
+@NOTIFY
 @handled
 def apply(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, ...], jobs: int,
           dry_run: bool, no_commit: bool, push: bool, fmt: str, overdue_grace: str,
-          metrics_file: Path | None, pushgateway: str | None, log_format: str) -> int:
+          metrics_file: Path | None, pushgateway: str | None, log_format: str,
+          notify: str | None = None) -> int:
     """Reconcile the databases with the grants at a commit, then audit and commit."""
     from . import events
     from .aftercut import reader
@@ -337,7 +345,24 @@ def apply(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, 
             "committed and pushed" if push else "committed, not pushed: no --push"
         click.echo(f"audit record: {rel} ({done})")
     code = _exit_code(run, 0)
+    _notify(notify, run, log)
     return _report_run(run, grace, rel, metrics_file, pushgateway, code, log)
+
+
+def _notify(url: str | None, run: Any, log: Any) -> None:
+    """apply's outcome to the webhook (notify.py), when it changed something or failed (not
+    every scheduled run): a failure to post is one warning, never the run's."""
+    if not url or not (run.has_changes or run.failed):
+        return
+    from . import notify
+
+    problem = notify.post(url, notify.apply_text(run))
+    if problem is None:
+        return
+    if log is not None:
+        log.emit("warning", message=problem)
+    else:
+        click.echo(f"jitgrant: warning: {problem}", err=True)
 
 
 def _report_run(run: Any, grace: Any, audit: str | None, metrics_file: Path | None,

@@ -894,3 +894,97 @@ def push_dry_run(path: Path) -> str | None:
     except git.GitCommandError as exc:
         return _git_message(exc)
     return None
+
+
+# -- request branches (queue.py) --------------------------------------------------------------
+
+
+@fast_init
+@dataclass(frozen=True)
+class RequestBranch:
+    """A remote branch with commits under grants/ that the base does not have."""
+
+    name: str  # without refs/remotes/<remote>/
+    tip: str
+    # The tip's committer date: whoever made the commit chose it (queue.py never trusts it
+    # for more than a listing).
+    committed: datetime
+    files: tuple[tuple[str, str], ...]  # (path, blob sha) at the tip, of the grant files it touches
+    removes: tuple[str, ...] = ()  # grant files the base has and the tip does not
+
+
+def fetch_branches(repo: git.Repo, remote: str = "origin") -> str | None:
+    """Bring the remote's branches up to date (pruning deleted ones); a message when that
+    failed (the branches fetched before are then read as they are)."""
+    try:
+        repo.git.fetch("--quiet", "--no-tags", "--prune", remote,
+                       f"+refs/heads/*:refs/remotes/{remote}/*")
+    except git.GitCommandError as exc:
+        return f"git fetch {remote} failed: {_git_message(exc)}"
+    return None
+
+
+def request_branches(repo: git.Repo, base: str, remote: str = "origin",
+                     top: str = "grants/") -> list[RequestBranch]:
+    """Every branch of `remote` with commits touching `top` that `base` lacks, in three git
+    processes whatever the number of branches (for-each-ref, one log, one batch-check): a
+    request queue of 1,000 branches must not cost 1,000 `git log`s. A commit on two branches
+    is counted for one of them (git log --source)."""
+    prefix = f"refs/remotes/{remote}/"
+    out = repo.git.for_each_ref("--format=%(objectname) %(committerdate:unix) %(refname)",
+                                prefix)
+    tips: dict[str, tuple[str, datetime]] = {}
+    for line in out.splitlines():
+        sha, when, ref = line.split(" ", 2)
+        if not ref.endswith("/HEAD"):
+            tips[ref] = (sha, datetime.fromtimestamp(int(when), timezone.utc))
+    if not tips:
+        return []
+    base_sha = resolve(repo, base)
+    touched = _touched(repo, list(tips), base_sha, top)
+    wanted = [(ref, path) for ref in sorted(touched) for path in sorted(touched[ref])]
+    blobs = _blobs_at(repo, [(tips[ref][0], path) for ref, path in wanted])
+    on_base = _blobs_at(repo, [(base_sha, path) for _, path in wanted])
+    files: dict[str, list[tuple[str, str]]] = {}
+    removes: dict[str, list[str]] = {}
+    for (ref, path), blob, merged in zip(wanted, blobs, on_base, strict=True):
+        # The base's blob: merged already (squashed or rebased), so it asks for nothing.
+        if blob is not None and blob != merged:
+            files.setdefault(ref, []).append((path, blob))
+        elif blob is None and merged is not None:
+            removes.setdefault(ref, []).append(path)
+    return [RequestBranch(ref.removeprefix(prefix), tips[ref][0], tips[ref][1],
+                          tuple(files.get(ref, ())), tuple(removes.get(ref, ())))
+            for ref in sorted(set(files) | set(removes))]
+
+
+def _touched(repo: git.Repo, refs: list[str], base: str, top: str) -> dict[str, set[str]]:
+    """ref -> paths under `top` that its commits not in `base` touch, by one git log
+    reading the refs from stdin (a branch name is never an argument: it may begin with -)."""
+    cmd = ["git", "--git-dir", str(repo.git_dir), "log", "--stdin", "--source", "--no-merges",
+           "--no-renames", "--diff-filter=AMD", "--name-only", "-z", "--format=%x01%S", "--",
+           top]
+    proc = subprocess.run(cmd, input="".join(f"{r}\n" for r in refs) + f"^{base}\n",
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise UserError(f"git log of the request branches failed: {one_line(proc.stderr)}")
+    touched: dict[str, set[str]] = {}
+    for record in proc.stdout.split("\x01")[1:]:
+        ref, _, names = record.partition("\0")  # "<ref>\0\n<path>\0<path>\0"
+        paths = set(names.removeprefix("\n").split("\0"))
+        # A name with a control character is no grant file (and would break the batch's lines).
+        touched.setdefault(ref, set()).update(
+            p for p in paths if p.startswith(top) and p.isprintable())
+    return touched
+
+
+def _blobs_at(repo: git.Repo, specs: list[tuple[str, str]]) -> list[str | None]:
+    """The blob sha of each (commit, path), None where the path is missing, in one process."""
+    if not specs:
+        return []
+    proc = subprocess.run(["git", "--git-dir", str(repo.git_dir), "cat-file",
+                           "--batch-check=%(objectname) %(objecttype)"],
+                          input="".join(f"{c}:{p}\n" for c, p in specs).encode(),
+                          capture_output=True, check=True)
+    lines = proc.stdout.decode("utf-8", "replace").splitlines()
+    return [line.split(" ")[0] if line.endswith(" blob") else None for line in lines]

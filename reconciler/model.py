@@ -78,6 +78,11 @@ class AccessLevel:
     setting_lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     path: str = ""
     line: int = 0
+    # Request deadlines, read by `jitgrant queue` (queue.py); None: no such deadline.
+    review_within: timedelta | None = None
+    escalate_to: tuple[str, ...] = ()
+    request_ttl: timedelta | None = None
+    remind_before: timedelta = timedelta(minutes=30)
 
 
 @fast_init

@@ -346,6 +346,9 @@ def _access(name: str, v: dict[str, Any], doc: Document,
         problems.append(Problem(doc.path, doc.line("access", name, "max_duration"),
                                 f"access.{name}.max_duration: {exc}"))
         return None
+    deadlines = _deadlines(name, v, doc, problems)
+    if deadlines is None:
+        return None
     dangerous = bool(v.get("dangerous", False))
     if not dangerous and _power_roles(name, v["roles"], doc, problems):
         return None
@@ -361,7 +364,33 @@ def _access(name: str, v: dict[str, Any], doc: Document,
         settings=tuple(sorted((k, value_text(x)) for k, x in settings.items())),
         setting_lines=MappingProxyType({k: doc.line("access", name, "settings", k)
                                         for k in settings}),
-        path=doc.path, line=doc.line("access", name))
+        path=doc.path, line=doc.line("access", name), **deadlines)
+
+
+DEADLINE_KEYS = ("review_within", "request_ttl", "remind_before")
+
+
+def _deadlines(name: str, v: dict[str, Any], doc: Document,
+               problems: list[Problem]) -> dict[str, Any] | None:
+    """The request deadlines of a level (queue.py reads them), parsed like max_duration;
+    None when one is bad (the level is then left out, as for a bad max_duration)."""
+    found: dict[str, Any] = {}
+    for key in DEADLINE_KEYS:
+        if key not in v:
+            continue
+        try:
+            found[key] = parse_duration(str(v[key]))
+        except ValueError as exc:
+            problems.append(Problem(doc.path, doc.line("access", name, key),
+                                    f"access.{name}.{key}: {exc}"))
+            return None
+    if v.get("escalate_to") and "review_within" not in v:
+        problems.append(Problem(doc.path, doc.line("access", name, "escalate_to"),
+                                f"access.{name}.escalate_to: needs review_within (when to "
+                                "escalate)"))
+        return None
+    found["escalate_to"] = tuple(v.get("escalate_to", ()))
+    return found
 
 
 def _setting_problems(name: str, settings: dict[str, Any], doc: Document,

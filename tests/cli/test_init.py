@@ -24,7 +24,7 @@ from tests.unit.test_ci_templates import run
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 PINNED_ACTION = f"jitgrant/jitgrant@{SHA}"
-WORKFLOWS = ("validate.yml", "reconcile.yml", "auto-approve.yml")
+WORKFLOWS = ("validate.yml", "reconcile.yml", "auto-approve.yml", "queue.yml")
 PINNED_USES = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
 
 
@@ -101,7 +101,7 @@ def test_an_existing_file_is_refused_one_line_each_and_nothing_is_written(
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert f"{written / 'policies/people.yaml'}: exists already (--force overwrites it)" in lines
-    assert len(lines) == 13 and all(": exists already" in line for line in lines)
+    assert len(lines) == 14 and all(": exists already" in line for line in lines)
     assert not (written / "README.md").exists()  # not even the missing file was written
     assert (written / "policies/people.yaml").read_text() == "people: {}\n"
     result = init(written, "--force", "--action", PINNED_ACTION)
@@ -171,7 +171,7 @@ def steps(root: Path) -> list[tuple[str, str, dict[str, Any]]]:
 def test_every_action_is_pinned_by_commit_with_its_version(written: Path) -> None:
     text = "".join((written / ".github/workflows" / w).read_text() for w in WORKFLOWS)
     uses = re.findall(r"uses: (.*)$", text, re.M)
-    assert len(uses) == 12
+    assert len(uses) == 14
     assert all(PINNED_USES.match(u) for u in uses), uses
 
 
@@ -182,6 +182,7 @@ def test_least_privilege_timeouts_and_credentials(written: Path) -> None:
         for job_name, job in data["jobs"].items():
             # the reconcile job also reads who approved each grant's pull request
             extra = {"pull-requests": "read"} if name == "reconcile.yml" else {}
+            extra = {"pull-requests": "write"} if name == "queue.yml" else extra
             assert job["permissions"] == {"contents": "read", **extra}, (name, job_name)
             assert 0 < job["timeout-minutes"] <= 30, (name, job_name)
     for name, _job, step in steps(written):
@@ -288,7 +289,7 @@ def test_the_current_folder_by_default(tmp_path: Path, monkeypatch: pytest.Monke
 # -- the other CI kinds ----------------------------------------------------------------------
 
 GITHUB_PR = (".github/CODEOWNERS", ".github/dependabot.yml", ".github/workflows/validate.yml",
-             ".github/workflows/auto-approve.yml")
+             ".github/workflows/auto-approve.yml", ".github/workflows/queue.yml")
 KIND_FILES = {  # one entry per kind of scaffold.CI_KINDS (checked below)
     "github": (*GITHUB_PR, ".github/workflows/reconcile.yml"),
     "gitlab": (".gitlab/CODEOWNERS", ".gitlab-ci.yml"),
