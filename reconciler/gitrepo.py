@@ -894,3 +894,21 @@ def push_dry_run(path: Path) -> str | None:
     except git.GitCommandError as exc:
         return _git_message(exc)
     return None
+
+
+def written_by(repo: git.Repo, commit: str, files: dict[str, str]) -> dict[str, Provenance]:
+    """As `provenance` (path -> blob at `commit`: the newest commit that wrote it, and the
+    first-parent commit that brought it), for files other than grants: neither read from nor
+    kept in the grants' provenance cache."""
+    found = _provenance_since(repo, commit, files, None)
+    assert found is not None  # without a cache the walk always completes
+    return found
+
+
+def is_ancestor(repo: git.Repo, ancestor: str, descendant: str) -> bool:
+    """Whether `ancestor` is in the history of `descendant` (a commit is its own ancestor);
+    False when git does not know either commit."""
+    try:
+        return _is_ancestor(repo, ancestor, descendant)
+    except UserError:
+        return False
