@@ -70,10 +70,13 @@ def test_a_break_glass_grant_is_applied_and_unreviewed_until_the_follow_up_lands
     rows = list(csv.DictReader(io.StringIO(break_glass(world, "--format", "csv").stdout)))
     assert [(r["grant_file"], r["reviewed"]) for r in rows] == [(GRANT, "false")]
     assert listed(world, "--grantee", "bob") == []
+    assert listed(world, "--target", "other*") == [] and len(listed(world, "--target", "d*")) == 1
+    assert listed(world, "--since", "2099-01-01") == [] and len(listed(world, "--until",
+                                                                       "2099-01-01")) == 1
 
     world.review(GRANT, "alice")  # her own review is refused, and says why
     refused = break_glass(world, "--format", "json")
-    assert len(json.loads(refused.stdout)) == 1
+    assert refused.exit_code == 0 and len(json.loads(refused.stdout)) == 1
     assert "reviews/db1/alice-bg.yaml:2: warning: reviewer: alice is the grantee" \
         in refused.stderr
     git(world.root, "rm", "-q", "reviews/db1/alice-bg.yaml")

@@ -191,3 +191,23 @@ def test_auto_approve_never_approves_a_review_record(world: BreakGlassRepo, chan
         world.repo.commit("drop the review", **identity("alice"))
     snap = read_snapshot(world.root, "HEAD", now_utc(), base)
     assert "reviews/db1/alice-bg.yaml: not a grant file" in not_auto_approvable(snap)
+
+
+def test_squash_merges_order_by_the_squash_commits(world: BreakGlassRepo) -> None:
+    """Squashed pull requests are single commits on main: the grant's commit is its own
+    merge, and a review squashed after it counts; one squashed before it does not."""
+    world.repo.write("reviews/db1/early.yaml", {"grant": GRANT, "reviewer": "bob",
+                                                "comment": "ahead of time"})
+    world.repo.commit("bob reviews ahead (#11)", **identity("bob"))
+    world.repo.write(GRANT, {"grantee": "alice", "target": "db1", "access": "breakglass",
+                             "expires": "2031-01-01T00:30:00Z", "reason": "INC-9"})
+    squash = world.repo.commit("alice breaks the glass (#12)", **identity("alice"))
+    records = record(REC, GRANT, squash, squash, 12)
+    found = status(world.root, records, env={})
+    assert len(found.unreviewed) == 1 and "not after it" in reasons(found)
+    world.repo.write("reviews/db1/after.yaml", {"grant": GRANT, "reviewer": "erin",
+                                                "comment": "fine"})
+    world.repo.commit("erin reviews (#13)", **identity("erin"))
+    found = status(world.root, records, env={})
+    assert [(g.reviewed_by, g.review_file) for g in found.grants] == [
+        ("erin", "reviews/db1/after.yaml")]
