@@ -73,6 +73,7 @@ class BreakGlassGrant:
     record: str  # the audit record of that run
     reviewed_by: str | None = None  # the reviewer of the review record that counts
     review_file: str | None = None
+    waiting_on: tuple[str, ...] = ()  # unreviewed: the grant file's code owners (CODEOWNERS)
 
     @property
     def arrival(self) -> str | None:
@@ -87,7 +88,7 @@ class BreakGlassGrant:
                 "expires": _iso(self.expires), "reason": self.reason, "ticket": self.ticket,
                 "run_id": self.run_id, "record": self.record,
                 "reviewed": self.reviewed_by is not None, "reviewed_by": self.reviewed_by,
-                "review_file": self.review_file}
+                "review_file": self.review_file, "waiting_on": list(self.waiting_on)}
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,7 @@ class Judge:
                 return replace(grant, reviewed_by=review.reviewer, review_file=review.path)
             self.problems.append(Problem(review.path, review.doc.line(*why[0]),
                                          f"{why[1]}; not counted", "warning"))
-        return grant
+        return replace(grant, waiting_on=codeowners.owners_of(self._owners(), grant.grant_file))
 
     def refusal(self, grant: BreakGlassGrant, review: ReviewRecord
                 ) -> tuple[tuple[str, ...], str] | None:
@@ -358,12 +359,24 @@ def _iso(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
+def queue_fields(grant: BreakGlassGrant) -> dict[str, Any]:
+    """An unreviewed grant as the fields of a "needs review" queue item (queue.Item's names:
+    kind, subject, due, why, pr, waiting_on, extra). Nothing is due: it is listed, never
+    acted on, until the review record lands."""
+    since = _iso(grant.created)
+    return {"kind": "break-glass", "subject": grant.grant_file, "due": "",
+            "why": f"break-glass access granted {since} needs a review after the fact: a "
+                   f"{REVIEWS}/{grant.target}/ record by a code owner, committed after the merge",
+            "pr": grant.pull_request, "waiting_on": grant.waiting_on,
+            "extra": grant.as_dict()}
+
+
 # -- `jitgrant audit --break-glass` -----------------------------------------------------------
 
 CSV_COLUMNS = ["created", "target", "grantee", "access", "login", "grant_file", "expires",
                "pull_request", "pull_request_url", "requested_by", "reason", "ticket",
                "grant_commit", "merge_commit", "run_id", "record", "reviewed", "reviewed_by",
-               "review_file"]
+               "review_file", "waiting_on"]
 TABLE = [("CREATED", "created"), ("TARGET", "target"), ("GRANTEE", "grantee"),
          ("ACCESS", "access"), ("GRANT FILE", "grant_file"), ("PR", "pull_request"),
          ("EXPIRES", "expires"), ("REASON", "reason")]
@@ -378,8 +391,7 @@ def output(found: list[BreakGlassGrant], fmt: str) -> str:
     rows = [g.as_dict() for g in found]
     if fmt == "json":
         return to_json(rows) + "\n"
-    flat = [{k: ("true" if v is True else "false" if v is False else v)
-             for k, v in row.items()} for row in rows]
+    flat = [{k: _flat(v) for k, v in row.items()} for row in rows]
     if fmt == "csv":
         return to_csv(flat, CSV_COLUMNS)
     if not rows:
@@ -389,6 +401,12 @@ def output(found: list[BreakGlassGrant], fmt: str) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(TABLE))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
                      for r in cells) + "\n"
+
+
+def _flat(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "; ".join(value) if isinstance(value, list) else value
 
 
 def _cell(column: str, value: Any, clean: Callable[[str], str]) -> str:

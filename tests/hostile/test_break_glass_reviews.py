@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.breakglass import Status, status, unreviewed
+from reconciler.breakglass import Status, queue_fields, status, unreviewed
 from reconciler.review import not_auto_approvable
 from reconciler.snapshot import read_snapshot
 from reconciler.timeutil import now_utc
@@ -39,7 +39,11 @@ def reasons(found: Status) -> str:
 
 def test_a_code_owner_s_review_after_the_merge_counts(world: BreakGlassRepo) -> None:
     records = granted(world)
-    assert [g.grant_file for g in unreviewed(world.root, records)] == [GRANT]
+    [waiting] = unreviewed(world.root, records)
+    assert (waiting.grant_file, waiting.waiting_on) == (GRANT, ("@bob-gh", "@erin-gh"))
+    item = queue_fields(waiting)  # what a "needs review" queue lists
+    assert (item["kind"], item["subject"], item["pr"], item["due"]) == (
+        "break-glass", GRANT, 12, "")
     world.review(GRANT, "bob")
     found = status(world.root, records, env={})
     assert found.unreviewed == [] and found.problems == []
