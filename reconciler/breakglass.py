@@ -74,10 +74,19 @@ class BreakGlassGrant:
     reviewed_by: str | None = None  # the reviewer of the review record that counts
     review_file: str | None = None
     waiting_on: tuple[str, ...] = ()  # unreviewed: the grant file's code owners (CODEOWNERS)
+    # every merge commit a record claims for it: a record is a file a pull request could
+    # plant, so a review must come after all of them (a planted one only makes it harder)
+    claimed: tuple[str, ...] = ()
 
     @property
     def arrival(self) -> str | None:
         return self.merge_commit or self.grant_commit
+
+    @property
+    def after(self) -> tuple[str, ...]:
+        """The commits a review must come after: the grant's, and every claimed merge."""
+        return tuple(dict.fromkeys(c for c in (self.grant_commit, self.merge_commit,
+                                               *self.claimed) if c))
 
     def as_dict(self) -> dict[str, Any]:
         return {"target": self.target, "login": self.login, "grantee": self.grantee,
@@ -130,6 +139,9 @@ def from_records(records: Mapping[str, Mapping[str, Any]]) -> list[BreakGlassGra
                 key = (action["target"], entry["file"], entry.get("commit"))
                 if key not in found:
                     found[key] = _grant(rel, data, action, entry)
+                merge = entry.get("merge_commit")
+                if merge and merge not in found[key].after:
+                    found[key] = replace(found[key], claimed=(*found[key].claimed, merge))
     return sorted(found.values(), key=lambda g: (g.created, g.target, g.grant_file))
 
 
@@ -278,8 +290,8 @@ class Judge:
         if arrival is None:
             return (f"the audit trail does not tell which commit brought {grant.grant_file}: "
                     "a review cannot be shown to come after it")
-        if written is None or written.commit == arrival \
-                or not gitrepo.is_ancestor(self.repo, arrival, written.commit):
+        if written is None or written.commit in grant.after or not all(
+                gitrepo.is_ancestor(self.repo, c, written.commit) for c in grant.after):
             return (f"written before or beside the merge of {grant.grant_file} "
                     f"({arrival[:12]}), not after it: only a later commit reviews it")
         return None

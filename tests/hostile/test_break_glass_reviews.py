@@ -215,3 +215,24 @@ def test_squash_merges_order_by_the_squash_commits(world: BreakGlassRepo) -> Non
     found = status(world.root, records, env={})
     assert [(g.reviewed_by, g.review_file) for g in found.grants] == [
         ("erin", "reviews/db1/after.yaml")]
+
+
+def test_a_planted_audit_record_cannot_move_the_merge_earlier(world: BreakGlassRepo) -> None:
+    """Anyone can open a pull request adding a file under audit/: one claiming an earlier
+    merge for the grant (so that a review written before the real merge would count) only
+    adds a commit the review must also come after."""
+    base = world.head()
+    git(world.root, "branch", "early", "main")
+    commit, merge = world.request()
+    git(world.root, "checkout", "-q", "early")
+    world.repo.write("reviews/db1/alice-bg.yaml", {"grant": GRANT, "reviewer": "bob",
+                                                   "comment": "fine"})
+    world.repo.commit("bob reviews", **identity("bob"))
+    git(world.root, "checkout", "-q", "main")
+    git(world.root, "merge", "-q", "--no-ff", "early", "-m", "Merge pull request #30 from x/z")
+    real = record(REC, GRANT, commit, merge, 12)
+    planted = record("audit/2020/01/01/20200101T000000Z-000000000000.json", GRANT, commit,
+                     base, 12, started="2020-01-01T00:00:00Z", run_id="000000000000")
+    found = status(world.root, {**real, **planted}, env={})
+    assert len(found.unreviewed) == 1 and "not after it" in reasons(found)
+    assert set(found.grants[0].after) == {commit, merge, base}
