@@ -12,10 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import Result
 
 from tests.break_glass import BreakGlassRepo, break_glass_policy, record
 from tests.cli.conftest import Namespace, jitgrant
+from tests.cli.test_auto_approve import Gh, expected_writes
 from tests.forge_stub import fake_github
 from tests.helpers import git, grant, utc
 
@@ -133,3 +135,25 @@ def test_without_a_break_glass_level_codeowners_is_unchanged(tmp_path: Path) -> 
     world.repo.commit("no break glass")
     out = jitgrant("codeowners", "--repo", str(world.root), "--format", "json")
     assert "/reviews/" not in out.stdout
+
+
+def test_auto_approve_approves_a_break_glass_grant_of_the_allowed_groups(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`jitgrant auto-approve` with the stand-in for `gh` of tests/cli/test_auto_approve.py:
+    alice (sre) gets her break-glass grant approved and set to merge; bob (backend) does not,
+    and no call is made for him."""
+    gh = Gh(tmp_path, monkeypatch)
+    world = BreakGlassRepo(tmp_path / "repo")
+    for who, approved in (("alice", True), ("bob", False)):
+        git(world.root, "checkout", "-q", "-B", f"ask-{who}", "main")
+        world.repo.write(f"grants/db1/{who}-bg.yaml", grant(
+            who, access="breakglass", expires=utc(minutes=50), reason="INC-9 orders stuck"))
+        sha = world.repo.commit(f"{who} breaks the glass")
+        gh.answer(author=f"{who}-gh", head=sha, teams=[])
+        result = jitgrant("auto-approve", "--repo", str(world.root), "--base", "main",
+                          "--pr", "7", "--sha", sha)
+        assert result.exit_code == 0, result.stderr
+        assert (gh.writes() == expected_writes(sha)) is approved, result.stdout
+        if not approved:
+            assert gh.calls() == [] and "the grant is invalid" in result.stdout
+        gh.log.unlink(missing_ok=True)
