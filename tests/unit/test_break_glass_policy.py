@@ -106,3 +106,20 @@ def test_a_dangerous_break_glass_level_is_not_auto_approvable() -> None:
     changed = frozenset({"grants/db1/bg.yaml"})
     reasons = not_auto_approvable(snapshot({**GOOD, "dangerous": True}, changed=changed))
     assert reasons == ["grants/db1/bg.yaml: access level 'breakglass' is dangerous"]
+
+
+def test_the_audit_schema_takes_the_mark_only_as_true() -> None:
+    """`break_glass: true` on an action validates; `false` (a hand-made record unmarking a
+    grant) does not, and records without it, older ones, still do."""
+    from reconciler.breakglass import from_records
+    from reconciler.schemas import validator
+    from tests.break_glass import record
+
+    [(rel, data)] = record("audit/x.json", "grants/db1/bg.yaml", "a" * 40, "b" * 40, 3).items()
+    check = validator("audit")
+    assert list(check.iter_errors(data)) == []
+    assert [g.grant_file for g in from_records({rel: data})] == ["grants/db1/bg.yaml"]
+    data["actions"][0]["break_glass"] = False
+    assert list(check.iter_errors(data)) != []
+    del data["actions"][0]["break_glass"]
+    assert list(check.iter_errors(data)) == [] and from_records({rel: data}) == []
