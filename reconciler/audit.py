@@ -57,6 +57,7 @@ def record(run: Run, actor: str, actions: bool = True,
     """The record as data; `actions=False` leaves the actions out (to_json then takes them
     already encoded, see action_lines)."""
     grants = _grants(run.snapshot)
+    levels = _break_glass_levels(run.snapshot)
     data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run.run_id,
@@ -73,7 +74,8 @@ def record(run: Run, actor: str, actions: bool = True,
     if any(sessions.sampled(t) for t in run.targets):  # before the actions: read cheaply
         data["sessions"] = [s for t in run.targets for s in sessions.target_sessions(t)]
         data["usage"] = [u for t in run.targets for u in sessions.target_usage(t)]
-    data["actions"] = [{**_static(a, shown[i], grants, ended.get(a.login), t.approvals),
+    data["actions"] = [{**_static(a, shown[i], grants, ended.get(a.login), t.approvals,
+                                  levels),
                         **_outcome(t, i)}
                        for t in run.targets if actions and t.plan
                        for shown, ended in [(t.shown_by_action(), ends(t))]
@@ -96,16 +98,23 @@ def _grants(snapshot: Snapshot) -> dict[str, Grant]:
     return {g.path: g for g in snapshot.grants + snapshot.inactive}
 
 
+def _break_glass_levels(snapshot: Snapshot) -> frozenset[str]:
+    """The access levels with break_glass: true at the reconciled commit: their creates and
+    updates are marked, so a later change of the policy cannot unmark what was granted."""
+    return frozenset(n for n, level in snapshot.policy.access.items() if level.break_glass)
+
+
 def preparer(snapshot: Snapshot, ends: Endings = no_endings) -> Callable[[TargetRun], None]:
     """What `apply` runs in a thread while a target's statements execute: each action's
     fields that do not depend on how it went, encoded as JSON text without its closing
     brace. The thread works while psycopg waits on the server, so that part of the record
     costs no time; whatever is not prepared is built when the record is written."""
     grants = _grants(snapshot)
+    levels = _break_glass_levels(snapshot)
 
     def prepare(run: TargetRun) -> None:
         if run.plan:
-            run.prepared = _heads(run, grants, ends(run))
+            run.prepared = _heads(run, grants, ends(run), levels)
 
     return prepare
 
@@ -121,23 +130,26 @@ def action_lines(run: Run, ends: Endings = no_endings) -> list[str]:
             else None
         if heads is None:
             grants = grants if grants is not None else _grants(run.snapshot)
-            heads = _heads(t, grants, ends(t))
+            heads = _heads(t, grants, ends(t), _break_glass_levels(run.snapshot))
         lines.extend(f"{head}, {_compact(_outcome(t, i))[1:]}" for i, head in enumerate(heads))
     return lines
 
 
-def _heads(run: TargetRun, grants: dict[str, Grant], ended: dict[str, Ending]) -> list[str]:
+def _heads(run: TargetRun, grants: dict[str, Grant], ended: dict[str, Ending],
+           levels: frozenset[str] = frozenset()) -> list[str]:
     """Each action's fields that do not depend on how it went, as JSON without the closing
     brace, for _outcome's fields to follow."""
     shown = run.shown_by_action()
     actions = run.plan.actions if run.plan else ()
-    return [_compact(_static(a, shown[i], grants, ended.get(a.login), run.approvals))[:-1]
+    return [_compact(_static(a, shown[i], grants, ended.get(a.login), run.approvals,
+                             levels))[:-1]
             for i, a in enumerate(actions)]
 
 
 def _static(action: Action, shown: list[str], grants: dict[str, Grant],
             ended: Ending | None = None,
-            approvals: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+            approvals: Mapping[str, dict[str, Any]] | None = None,
+            levels: frozenset[str] = frozenset()) -> dict[str, Any]:
     # git's word on a removed file's grantee comes before the login's own marker
     grantee = ended.grantee if ended and action.cause == "removed" else action.grantee
     access = ended.access if ended and action.cause == "removed" else action.access
@@ -151,6 +163,8 @@ def _static(action: Action, shown: list[str], grants: dict[str, Grant],
         "sql": shown,
         "held": action.hold,
         "ended_by": _ended_by(ended) if action.kind == "revoke" else None,
+        **({"break_glass": True} if action.kind != "revoke" and action.access in levels
+           else {}),
     }
 
 

@@ -572,19 +572,26 @@ def query_rows(log: AuditLog, query: Query, view: str, unused: bool = False) -> 
 @click.option("--grant", "grant_file", metavar="FILE",
               help="The whole story of one grant file (grants/<target>/<name>.yaml), from the "
                    "records alone: table (text) or json.")
+@click.option("--break-glass", "break_glass", is_flag=True,
+              help="The break-glass grants not yet reviewed after their merge (a reviews/ "
+                   "record): table, json or csv; --since/--until select by when granted.")
 @click.option("--output", "out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file instead of standard output (e.g. report.html in CI).")
 @handled
 def audit_command(repo: Path, since: str | None, until: str | None, grantee: str | None,
                   only: tuple[str, ...], after_hours: bool, unused: bool, zone_name: str,
                   view: str, fmt: str, grant_file: str | None = None,
-                  out: Path | None = None) -> int:
+                  out: Path | None = None, break_glass: bool = False) -> int:
     """Query the audit trail: who had access to what, when, approved where, how it ended."""
     query = build_query(since, until, grantee, only, after_hours, zone_name)
     if unused and view != "access":
         raise ConfigError("--unused needs --view access (the default)")
     if not repo.is_dir():
         raise ConfigError(f"{repo}: no such directory (use --repo)")
+    if break_glass:
+        from .breakglass import command_output
+
+        return emit(command_output(repo, query, fmt).encode(), out)
     if grant_file is not None:
         from .story import output as story_output
 

@@ -45,6 +45,9 @@ def rules(policy: Policy, exists: Exists, path: str = PATH) -> list[tuple[str, t
         approvers = tuple(target.approvers) or owners
         if approvers:
             found.append((f"/grants/{name}/", approvers))
+            if any(level.break_glass for level in policy.access.values()):
+                # the review of a break-glass grant after its merge (breakglass.py)
+                found.append((f"/reviews/{name}/", approvers))
     return found
 
 

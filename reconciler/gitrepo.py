@@ -988,3 +988,21 @@ def _blobs_at(repo: git.Repo, specs: list[tuple[str, str]]) -> list[str | None]:
                           capture_output=True, check=True)
     lines = proc.stdout.decode("utf-8", "replace").splitlines()
     return [line.split(" ")[0] if line.endswith(" blob") else None for line in lines]
+
+
+def written_by(repo: git.Repo, commit: str, files: dict[str, str]) -> dict[str, Provenance]:
+    """As `provenance` (path -> blob at `commit`: the newest commit that wrote it, and the
+    first-parent commit that brought it), for files other than grants: neither read from nor
+    kept in the grants' provenance cache."""
+    found = _provenance_since(repo, commit, files, None)
+    assert found is not None  # without a cache the walk always completes
+    return found
+
+
+def is_ancestor(repo: git.Repo, ancestor: str, descendant: str) -> bool:
+    """Whether `ancestor` is in the history of `descendant` (a commit is its own ancestor);
+    False when git does not know either commit."""
+    try:
+        return _is_ancestor(repo, ancestor, descendant)
+    except UserError:
+        return False

@@ -72,6 +72,9 @@ class AccessLevel:
     connection_limit: int | None = None
     # True: its roles may be superuser-equivalent (see SERVER_POWER_ROLES); reviewers see it.
     dangerous: bool = False
+    # True: a break-glass level (breakglass.py): auto-approvable for its allowed_groups,
+    # marked in the audit, and listed until someone else reviews each grant after its merge.
+    break_glass: bool = False
     # Per-login settings, (name, value as text) sorted by name: PostgreSQL role settings or
     # MySQL/MariaDB account limits (settings.py); and the policy line of each, for problems.
     settings: tuple[tuple[str, str], ...] = ()

@@ -102,6 +102,7 @@ class QueueInput:
     snapshot: Snapshot
     requests: tuple[Request, ...]
     now: datetime
+    repo_path: Path | None = None  # the access repository (for producers that read more of it)
 
 
 Producer = Callable[[QueueInput], Iterable[Item]]
@@ -236,7 +237,18 @@ def _fenced(text: str) -> str:
 
 # Producers of queue items, in order. Another producer (break-glass access awaiting review)
 # appends a callable QueueInput -> Iterable[Item] here.
-PRODUCERS: list[Producer] = [request_items, ending_items]
+def break_glass_items(data: QueueInput) -> Iterable[Item]:
+    """Break-glass access still waiting for its review after the fact (breakglass.py): listed
+    as "needs review" until a code owner's review record lands; nothing is due, nothing done."""
+    if data.repo_path is None:
+        return
+    from . import breakglass
+
+    for grant in breakglass.unreviewed(data.repo_path, commit=data.snapshot.commit or "HEAD"):
+        yield Item(**breakglass.queue_fields(grant))
+
+
+PRODUCERS: list[Producer] = [request_items, ending_items, break_glass_items]
 
 
 def items(data: QueueInput, producers: Iterable[Producer] | None = None) -> list[Item]:
@@ -362,7 +374,7 @@ def run(repo_path: Path, rev: str, base: str, now: datetime, forge_on: bool, act
     pulls = _pulls(warnings) if forge_on else None
     snapshot = read_snapshot(repo_path, rev, now)
     requests = read_requests(repo, snapshot, base, pulls, now)
-    outcome = Outcome(items(QueueInput(snapshot, requests, now)), warnings=warnings,
+    outcome = Outcome(items(QueueInput(snapshot, requests, now, repo_path)), warnings=warnings,
                       forge_read=pulls is not None, now=now)
     if act_on and outcome.forge_read:
         _act_all(outcome, bot)

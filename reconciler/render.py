@@ -157,7 +157,8 @@ def requests_data(run: Run) -> list[dict[str, Any]]:
                          ticket=grant.ticket)
         entry["approvers"] = list((target.approvers if target else ())
                                   or snapshot.policy.policy_owners)
-        entry["auto_approve"] = bool(level and level.auto_approve and not level.dangerous)
+        entry["auto_approve"] = bool(level and (level.auto_approve or level.break_glass)
+                                     and not level.dangerous)
         entry["dangerous"] = bool(level and level.dangerous)
         out.append(entry)
     return out

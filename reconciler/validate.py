@@ -352,6 +352,9 @@ def _access(name: str, v: dict[str, Any], doc: Document,
     dangerous = bool(v.get("dangerous", False))
     if not dangerous and _power_roles(name, v["roles"], doc, problems):
         return None
+    break_glass = v.get("break_glass") is True
+    if break_glass and _break_glass_problems(name, v, max_duration, doc, problems):
+        return None
     settings = v.get("settings") or {}
     if _setting_problems(name, settings, doc, problems):
         return None
@@ -361,6 +364,7 @@ def _access(name: str, v: dict[str, Any], doc: Document,
         allowed_groups=_opt_tuple(v.get("allowed_groups")),
         auto_approve=bool(v.get("auto_approve", False)),
         connection_limit=v.get("connection_limit"), dangerous=dangerous,
+        break_glass=break_glass,
         settings=tuple(sorted((k, value_text(x)) for k, x in settings.items())),
         setting_lines=MappingProxyType({k: doc.line("access", name, "settings", k)
                                         for k in settings}),
@@ -391,6 +395,29 @@ def _deadlines(name: str, v: dict[str, Any], doc: Document,
         return None
     found["escalate_to"] = tuple(v.get("escalate_to", ()))
     return found
+
+
+# The longest a break-glass grant may last: access taken before anyone reviews it stays short.
+BREAK_GLASS_MAX = timedelta(hours=4)
+
+
+def _break_glass_problems(name: str, v: dict[str, Any], max_duration: timedelta,
+                          doc: Document, problems: list[Problem]) -> bool:
+    """A break-glass level merges without a review before it: only named groups may use it,
+    and not for long. True when it breaks either rule (the level is then left out: its grants
+    are invalid, never granted). A missing max_duration is the schema's problem."""
+    found = []
+    if not v.get("allowed_groups"):
+        found.append(Problem(doc.path, doc.line("access", name, "break_glass"),
+                             f"access.{name}: break_glass needs allowed_groups (the on-call "
+                             "people who may use it)"))
+    if max_duration > BREAK_GLASS_MAX:
+        found.append(Problem(doc.path, doc.line("access", name, "max_duration"),
+                             f"access.{name}.max_duration: {format_duration(max_duration)} is "
+                             f"over the {format_duration(BREAK_GLASS_MAX)} a break_glass level "
+                             "may last"))
+    problems.extend(found)
+    return bool(found)
 
 
 def _setting_problems(name: str, settings: dict[str, Any], doc: Document,
