@@ -102,13 +102,15 @@ def judge(grant: Grant, pull: PullFacts, policy: Policy,
         why_not = (f"pull request #{pull.number} was merged as {_short(pull.merge_commit_sha)}, "
                    f"not as {_short(prov.merge_commit if prov else None)}, the commit that "
                    "brought this grant")
-    counted = 0 if why_not else len(counting(pull, grantee_login(policy, grant)))
+    counts = [] if why_not else counting(pull, grantee_login(policy, grant))
+    counted = len(counts)
     approval = {
         "provider": "github", "url": pull.url, "author": pull.author,
         "merged_by": pull.merged_by, "merged_at": pull.merged_at,
         "merge_commit": pull.merge_commit_sha,
         "reviews": [{"login": r.login, "state": r.state, "submitted_at": r.submitted_at,
-                     "code_owner": code_owner.get(r.login)} for r in pull.reviews],
+                     "code_owner": code_owner.get(r.login), "counted": r in counts}
+                    for r in pull.reviews],
         "approvals": counted, "lookup": "ok", "note": why_not,
     }
     return Verdict(approval, counted, why_not)
@@ -127,6 +129,18 @@ def unknown(provider: str, kind: str, note: str, url: str | None = None) -> Verd
     return Verdict({"provider": provider, "url": url, "author": None, "merged_by": None,
                     "merged_at": None, "reviews": [], "approvals": 0, "lookup": kind,
                     "note": note}, 0, note)
+
+
+def recorded_approvers(approval: Mapping[str, Any] | None) -> list[str]:
+    """Who approved, as an audit record's `approval` tells it: the reviews that counted. A
+    record written before reviews carried `counted` lists every approving review; there the
+    pull request's author's own is left out (never an approval; a grantee's cannot be told)."""
+    if not approval or approval.get("lookup") != "ok" or approval.get("note"):
+        return []
+    author = str(approval.get("author") or "").lower()
+    return [str(r.get("login")) for r in approval.get("reviews") or ()
+            if r.get("state") == "APPROVED" and (
+                r["counted"] if "counted" in r else str(r.get("login")).lower() != author)]
 
 
 def grantee_login(policy: Policy, grant: Grant) -> str | None:

@@ -25,6 +25,7 @@ from typing import Any
 
 import click
 
+from .approvals import recorded_approvers
 from .auditlog import AccessPeriod, Approval, Entry, Query, access_periods, load
 from .errors import ConfigError, UserError, one_line
 from .timeutil import iso
@@ -237,7 +238,8 @@ def _request(g: Data) -> Data:
     approval: Data = g.get("approval") or {}
     reviews = approval.get("reviews") or []
     # as `audit` counts them: only a lookup that found the pull request merged as the grant's
-    # merge commit, with nothing noted against it (another merge commit, a forged number)
+    # merge commit, with nothing noted against it (another merge commit, a forged number), and
+    # only the reviews that counted (not the author's or the grantee's own)
     counted = approval.get("lookup") == "ok" and not approval.get("note")
     return {
         "commit": g.get("commit"), "author": g.get("author"),
@@ -245,8 +247,7 @@ def _request(g: Data) -> Data:
         "reason": g.get("reason"), "ticket": g.get("ticket"),
         "pull_request": g.get("pull_request"), "merge_commit": g.get("merge_commit"),
         "pull_request_url": approval.get("url"), "pull_request_author": approval.get("author"),
-        "approved_by": [r.get("login") for r in reviews
-                        if counted and r.get("state") == "APPROVED"],
+        "approved_by": recorded_approvers(approval),
         "approvals_counted": approval.get("approvals") if counted else None,
         "reviews": reviews, "merged_by": approval.get("merged_by"),
         "merged_at": approval.get("merged_at"),
@@ -397,7 +398,10 @@ def _approvers(r: Data, when: Callable[[str | None], str]) -> str:
     approving = [x for x in r["reviews"] if x.get("state") == "APPROVED"]
     if not approving:
         return "nobody"
+    counts = set(r["approved_by"])
     return "; ".join(f"{_clean(x.get('login'))} ("
+                     + ("" if x.get("login") in counts else "not counted: the author, the "
+                        "grantee or an earlier commit, ")
                      + ("code owner, " if x.get("code_owner") else "")
                      + f"{when(x.get('submitted_at'))})" for x in approving)
 
