@@ -597,7 +597,7 @@ def audit_command(repo: Path, since: str | None, until: str | None, grantee: str
     if fmt == "html":
         from .htmlreport import output as html_output
 
-        return emit(html_output(rows, query, zone_name), out)
+        return emit(html_output(rows, query, zone_name, unused), out)
     output = render(rows, view, fmt, query.zone)
     # As bytes: CSV's CRLF must not be translated. A record's JSON may carry a lone surrogate
     # (a hostile file under audit/): it is shown as U+FFFD, never a crash.

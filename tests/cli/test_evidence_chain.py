@@ -27,7 +27,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 import reconciler.cli
 from reconciler.credentials import new_password, scram_sha256_verifier
@@ -85,11 +85,10 @@ def apply(repo: AccessRepo, namespace: Namespace, forge: FakeGitHub) -> Any:
 
 
 def session_as(login: str, password: str) -> psycopg.Connection[Any]:
-    params = conninfo_to_dict(PG_DSN)
+    """A client's session as the login, on the target's database."""
     return psycopg.connect(make_conninfo(PG_DSN, user=login, password=password,
                                          connect_timeout="5"),
-                           application_name="orders-report", autocommit=True,
-                           dbname=str(params.get("dbname", "postgres")))
+                           application_name="orders-report", autocommit=True)
 
 
 def audit(repo: AccessRepo, *args: str) -> str:
