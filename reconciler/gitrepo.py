@@ -28,6 +28,10 @@ from .model import Provenance
 
 _MERGE_PR = re.compile(r"^Merge pull request #(\d+) ")
 _SQUASH_PR = re.compile(r"\(#(\d+)\)\s*$")
+# GitLab's merge commit names its merge request on a line of its message, never in the subject;
+# its default template puts that line last, after the title and description it quotes.
+_GITLAB_MR = re.compile(r"^See merge request (?:[A-Za-z0-9_.-]+/)+[A-Za-z0-9_.-]+!(\d+)[ \t]*$",
+                        re.MULTILINE)
 _DEFAULT_IDENTITY = {"GIT_AUTHOR_NAME": "jitgrant", "GIT_AUTHOR_EMAIL": "jitgrant@localhost",
                      "GIT_COMMITTER_NAME": "jitgrant", "GIT_COMMITTER_EMAIL": "jitgrant@localhost"}
 
@@ -291,11 +295,15 @@ def _provenance_since(repo: git.Repo, commit: str, files: dict[str, str],
         return None  # the cached commit came in as a merged branch: arrivals would differ
     arrived = _arrivals(commits, commit)
     result = {}
+    numbers: dict[str, int | None] = {}  # merge commit -> its pull request, read once
     for path, sha in wrote.items():
         c = commits[sha]
         merge = commits.get(arrived.get(sha, sha))
+        if merge is not None and merge.sha not in numbers:
+            numbers[merge.sha] = _pr_number(merge, repo)
         result[path] = Provenance(c.sha, c.author, c.email, c.authored, c.committed,
-                                  merge.sha if merge else None, _pr_number(merge),
+                                  merge.sha if merge else None,
+                                  numbers[merge.sha] if merge else None,
                                   merge.committed if merge else None)
     if cached:
         for path, blob in files.items():
@@ -421,7 +429,7 @@ def _cache_write(repo: git.Repo, commit: str, files: dict[str, str],
         os.unlink(tmp)
 
 
-_CACHE_VERSION = 2  # 2: the arrival date was added
+_CACHE_VERSION = 3  # 2: the arrival date was added; 3: GitLab's merge requests are read
 
 
 def shallow_boundary(repo: git.Repo) -> frozenset[str]:
@@ -458,11 +466,25 @@ def _arrivals(commits: dict[str, _Commit], tip: str) -> dict[str, str]:
     return arrived
 
 
-def _pr_number(c: _Commit | None) -> int | None:
+def _pr_number(c: _Commit | None, repo: git.Repo) -> int | None:
+    """The pull request a first-parent commit merged: GitHub names it in the subject
+    ("Merge pull request #12 from ...", "Title (#12)"); a GitLab merge commit (two parents) on
+    its message's last "See merge request group/project!12" line. A number is a claim only:
+    approvals count when the forge reports this very commit as the merge (approvals.judge)."""
     if c is None:
         return None
     m = _MERGE_PR.match(c.subject) or _SQUASH_PR.search(c.subject)
-    return int(m.group(1)) if m else None
+    if m:
+        return int(m.group(1))
+    if len(c.parents) < 2:
+        return None
+    try:
+        message = repo.commit(c.sha).message
+    except (ValueError, git.GitError):
+        return None
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    found = _GITLAB_MR.findall(text)
+    return int(found[-1]) if found else None
 
 
 # The first-parent line, each commit diffed against its first parent: a merge or squash
@@ -491,7 +513,7 @@ def mainline_changes(repo: git.Repo, commit: str, top: str,
         head, _, rest = record.partition("\0")
         c = _parse_header(head)
         prov = Provenance(c.sha, c.author, c.email, c.authored, c.committed, c.sha,
-                          _pr_number(c))
+                          _pr_number(c, repo))
         tokens = rest.lstrip("\n").split("\0")
         for meta, path in zip(tokens[0::2], tokens[1::2], strict=False):
             fields = meta.split()
