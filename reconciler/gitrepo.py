@@ -295,12 +295,10 @@ def _provenance_since(repo: git.Repo, commit: str, files: dict[str, str],
         return None  # the cached commit came in as a merged branch: arrivals would differ
     arrived = _arrivals(commits, commit)
     result = {}
-    numbers: dict[str, int | None] = {}  # merge commit -> its pull request, read once
+    merges = {path: commits.get(arrived.get(sha, sha)) for path, sha in wrote.items()}
+    numbers = _pr_numbers(repo, [m for m in merges.values() if m is not None])
     for path, sha in wrote.items():
-        c = commits[sha]
-        merge = commits.get(arrived.get(sha, sha))
-        if merge is not None and merge.sha not in numbers:
-            numbers[merge.sha] = _pr_number(merge, repo)
+        c, merge = commits[sha], merges[path]
         result[path] = Provenance(c.sha, c.author, c.email, c.authored, c.committed,
                                   merge.sha if merge else None,
                                   numbers[merge.sha] if merge else None,
@@ -466,25 +464,34 @@ def _arrivals(commits: dict[str, _Commit], tip: str) -> dict[str, str]:
     return arrived
 
 
-def _pr_number(c: _Commit | None, repo: git.Repo) -> int | None:
-    """The pull request a first-parent commit merged: GitHub names it in the subject
-    ("Merge pull request #12 from ...", "Title (#12)"); a GitLab merge commit (two parents) on
-    its message's last "See merge request group/project!12" line. A number is a claim only:
-    approvals count when the forge reports this very commit as the merge (approvals.judge)."""
-    if c is None:
-        return None
+def _pr_number(c: _Commit) -> int | None:
     m = _MERGE_PR.match(c.subject) or _SQUASH_PR.search(c.subject)
-    if m:
-        return int(m.group(1))
-    if len(c.parents) < 2:
-        return None
-    try:
-        message = repo.commit(c.sha).message
-    except (ValueError, git.GitError):
-        return None
-    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
-    found = _GITLAB_MR.findall(text)
-    return int(found[-1]) if found else None
+    return int(m.group(1)) if m else None
+
+
+def _pr_numbers(repo: git.Repo, merges: list[_Commit]) -> dict[str, int | None]:
+    """The pull request each first-parent commit merged: GitHub names it in the subject
+    ("Merge pull request #12 from ...", "Title (#12)"); a GitLab merge commit (two parents) on
+    the last "See merge request group/project!12" line of its message, read for those commits
+    only, with one `git log`. A number is a claim only: approvals count when the forge reports
+    this very commit as the merge (approvals.judge)."""
+    found = {c.sha: _pr_number(c) for c in merges}
+    ask = list(dict.fromkeys(c.sha for c in merges if found[c.sha] is None and
+                             len(c.parents) > 1))
+    if not ask:
+        return found
+    proc = subprocess.run(["git", "--git-dir", str(repo.git_dir), "log", "--no-walk=unsorted",
+                           "--stdin", "-z", "--format=%H%x1f%B"],
+                          input="".join(f"{sha}\n" for sha in ask).encode(),
+                          capture_output=True, check=False)
+    if proc.returncode:
+        return found  # not known: no number, so no approval (never one borrowed)
+    for record in proc.stdout.decode("utf-8", "replace").split("\0"):
+        sha, sep, message = record.partition("\x1f")
+        numbers = _GITLAB_MR.findall(message) if sep else []
+        if numbers and sha.strip() in found:
+            found[sha.strip()] = int(numbers[-1])
+    return found
 
 
 # The first-parent line, each commit diffed against its first parent: a merge or squash
@@ -509,11 +516,13 @@ def mainline_changes(repo: git.Repo, commit: str, top: str,
     files under `top`, with the pull request each arrived with. One `git log` over the
     first-parent line only (a few commits per pull request, not the branches' history)."""
     cmd = [*_MAINLINE, f"--diff-filter={status}", commit, "--", f"{top}/"]
-    for record in _run_git(["git", "--git-dir", str(repo.git_dir), *cmd]).split("\x1e")[1:]:
-        head, _, rest = record.partition("\0")
-        c = _parse_header(head)
+    records = [(_parse_header(head), rest) for head, _, rest in (
+        r.partition("\0") for r in
+        _run_git(["git", "--git-dir", str(repo.git_dir), *cmd]).split("\x1e")[1:])]
+    numbers = _pr_numbers(repo, [c for c, _ in records])
+    for c, rest in records:
         prov = Provenance(c.sha, c.author, c.email, c.authored, c.committed, c.sha,
-                          _pr_number(c, repo))
+                          numbers[c.sha])
         tokens = rest.lstrip("\n").split("\0")
         for meta, path in zip(tokens[0::2], tokens[1::2], strict=False):
             fields = meta.split()

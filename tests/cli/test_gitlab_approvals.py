@@ -90,6 +90,19 @@ def test_apply_records_the_merge_requests_approver(tmp_path: Path,
                  (repo.root / ".git" / "jitgrant" / "approvals.json").read_text()):
         assert TOKEN not in text
 
+    # The file removed in !20: the revocation names the merge request that removed it.
+    git(repo.root, "checkout", "-q", "-b", "mr-20")
+    repo.remove(FILE)
+    repo.commit("alice is done")
+    git(repo.root, "checkout", "-q", "main")
+    git(repo.root, "merge", "-q", "--no-ff", "mr-20", "-m", "Merge branch 'mr-20' into 'main'"
+        "\n\nDone\n\nSee merge request acme/access!20")
+    with fake_github() as forge:
+        assert apply(repo, namespace, forge).exit_code == 0
+    [revoke] = latest_record(repo)["actions"]
+    assert (revoke["action"], revoke["cause"]) == ("revoke", "removed")
+    assert revoke["ended_by"]["pull_request"] == 20
+
 
 def test_require_approval_counts_neither_author_nor_grantee_nor_a_late_approval(
         tmp_path: Path, namespace: Namespace) -> None:
