@@ -5,7 +5,9 @@ The facts of a pull request (forge_rest.py fetches them) are judged here without
 reviews in force at the merge (GitHub: per reviewer, the latest APPROVED, CHANGES_REQUESTED
 or DISMISSED review submitted at or before the merge decides; COMMENTED changes nothing), and
 whether the merge commit the forge reports is the one git says brought the grant (a commit
-message saying "(#12)" proves nothing by itself). lookup.py runs the lookups of a run."""
+message saying "(#12)" proves nothing by itself). GitLab's merge requests are judged by the
+same rules, as far as GitLab's answers tell them (gitlab_facts). lookup.py runs the lookups of
+a run."""
 
 from __future__ import annotations
 
@@ -64,6 +66,40 @@ def facts(number: int, pull: Mapping[str, Any], reviews: list[dict[str, Any]]) -
                      in_force(reviews, merged_at))
 
 
+def gitlab_facts(number: int, mr: Mapping[str, Any],
+                 approved_by: list[dict[str, Any]]) -> PullFacts:
+    """The facts of merge request !`number` from GitLab's merge request and approvals answers.
+    GitLab tells who approved, not which commit (`commit_id` stays None: approvals of an
+    earlier push count unless the project removes approvals when commits are added), and
+    when only in versions that give `approved_at`: an approval dated after the merge is left
+    out, an undated one is kept."""
+    merged_at = _seconds(_text(mr.get("merged_at"))) if mr.get("state") == "merged" else None
+    merge = _text(mr.get("merge_commit_sha")) or _text(mr.get("squash_commit_sha"))
+    cut = _when(merged_at)
+    reviews: dict[str, Review] = {}
+    for a in approved_by:
+        login, when = _gitlab_login(a.get("user")), _seconds(_text(a.get("approved_at")))
+        at = _when(when)
+        if login is None or (cut is not None and at is not None and at > cut):
+            continue
+        reviews.setdefault(login.lower(), Review(login, "APPROVED", when))
+    return PullFacts(number, _text(mr.get("web_url")) or "", _gitlab_login(mr.get("author")),
+                     _gitlab_login(mr.get("merge_user") or mr.get("merged_by")), merged_at,
+                     merge if merged_at else None, _text(mr.get("sha")),
+                     tuple(reviews.values()))
+
+
+def _seconds(text: str | None) -> str | None:
+    """GitLab's times (milliseconds, 2026-12-06T10:00:00.000Z) as the audit writes times;
+    text that is no time stays as it is."""
+    at = _when(text)
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if at else text
+
+
+def _gitlab_login(user: Any) -> str | None:
+    return _text(user.get("username")) if isinstance(user, dict) else None
+
+
 def in_force(reviews: list[dict[str, Any]], merged_at: str | None) -> tuple[Review, ...]:
     """Per reviewer, the latest decisive review submitted at or before `merged_at` (all of
     them when the pull request is not merged); only APPROVED and CHANGES_REQUESTED stay."""
@@ -91,24 +127,28 @@ class Verdict:
 
 
 def judge(grant: Grant, pull: PullFacts, policy: Policy,
-          code_owner: Mapping[str, bool | None]) -> Verdict:
+          code_owner: Mapping[str, bool | None], provider: str = "github") -> Verdict:
     """The approval of `grant` by `pull`: approving reviews of the merged head by people other
-    than the grantee (people.<h>.github) and the pull request's author."""
+    than the grantee (people.<h>.github, or .gitlab) and the pull request's author."""
     prov = grant.provenance
     why_not = None
+    name = f"merge request !{pull.number}" if provider == "gitlab" else \
+        f"pull request #{pull.number}"
     if pull.merged_at is None:
-        why_not = f"pull request #{pull.number} is not merged"
+        why_not = f"{name} is not merged"
     elif prov is None or pull.merge_commit_sha != prov.merge_commit:
-        why_not = (f"pull request #{pull.number} was merged as {_short(pull.merge_commit_sha)}, "
+        why_not = (f"{name} was merged as {_short(pull.merge_commit_sha)}, "
                    f"not as {_short(prov.merge_commit if prov else None)}, the commit that "
                    "brought this grant")
-    counted = 0 if why_not else len(counting(pull, grantee_login(policy, grant)))
+    counts = [] if why_not else counting(pull, grantee_login(policy, grant, provider))
+    counted = len(counts)
     approval = {
-        "provider": "github", "url": pull.url, "author": pull.author,
+        "provider": provider, "url": pull.url, "author": pull.author,
         "merged_by": pull.merged_by, "merged_at": pull.merged_at,
         "merge_commit": pull.merge_commit_sha,
         "reviews": [{"login": r.login, "state": r.state, "submitted_at": r.submitted_at,
-                     "code_owner": code_owner.get(r.login)} for r in pull.reviews],
+                     "code_owner": code_owner.get(r.login), "counted": r in counts}
+                    for r in pull.reviews],
         "approvals": counted, "lookup": "ok", "note": why_not,
     }
     return Verdict(approval, counted, why_not)
@@ -129,9 +169,23 @@ def unknown(provider: str, kind: str, note: str, url: str | None = None) -> Verd
                     "note": note}, 0, note)
 
 
-def grantee_login(policy: Policy, grant: Grant) -> str | None:
+def recorded_approvers(approval: Mapping[str, Any] | None) -> list[str]:
+    """Who approved, as an audit record's `approval` tells it: the reviews that counted. A
+    record written before reviews carried `counted` lists every approving review; there the
+    pull request's author's own is left out (never an approval; a grantee's cannot be told)."""
+    if not approval or approval.get("lookup") != "ok" or approval.get("note"):
+        return []
+    author = str(approval.get("author") or "").lower()
+    return [str(r.get("login")) for r in approval.get("reviews") or ()
+            if r.get("state") == "APPROVED" and (
+                r["counted"] if "counted" in r else str(r.get("login")).lower() != author)]
+
+
+def grantee_login(policy: Policy, grant: Grant, provider: str = "github") -> str | None:
     person = policy.people.get(grant.grantee)
-    return person.github if person else None
+    if person is None:
+        return None
+    return person.gitlab if provider == "gitlab" else person.github
 
 
 def refusal(grant: Grant, verdict: Verdict | None, policy: Policy, needed: int) -> str | None:
@@ -142,8 +196,9 @@ def refusal(grant: Grant, verdict: Verdict | None, policy: Policy, needed: int) 
         return head + "no pull request was looked up"
     if verdict.approval["lookup"] != "ok" or verdict.why_not:
         return head + str(verdict.why_not or verdict.approval["note"])
-    if grantee_login(policy, grant) is None:
-        return head + (f"the grantee {grant.grantee} has no people.{grant.grantee}.github: "
+    provider = str(verdict.approval.get("provider") or "github")
+    if grantee_login(policy, grant, provider) is None:
+        return head + (f"the grantee {grant.grantee} has no people.{grant.grantee}.{provider}: "
                        "their own review cannot be told from another's")
     if verdict.approvals < needed:
         pr = verdict.approval["url"] or "its pull request"

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from . import usage
+from .approvals import recorded_approvers
 from .clicommon import handled, repo_option
 from .completion import target_option
 from .errors import ConfigError, Problem, one_line
@@ -202,12 +203,10 @@ def _ending(e: dict[str, Any] | None) -> Approval | None:
 
 def _approval(g: dict[str, Any]) -> Approval:
     forge = g.get("approval") or {}
-    counted = forge.get("lookup") == "ok" and not forge.get("note")
     return Approval(file=g["file"], commit=g.get("commit"), pull_request=g.get("pull_request"),
                     merge_commit=g.get("merge_commit"), author=g.get("author"),
                     reason=g["reason"], ticket=g["ticket"],
-                    approved_by=tuple(r["login"] for r in forge.get("reviews", ())
-                                      if counted and r["state"] == "APPROVED"),
+                    approved_by=tuple(recorded_approvers(forge)),
                     pull_request_url=forge.get("url"))
 
 
@@ -605,7 +604,7 @@ def audit_command(repo: Path, since: str | None, until: str | None, grantee: str
     if fmt == "html":
         from .htmlreport import output as html_output
 
-        return emit(html_output(rows, query, zone_name), out)
+        return emit(html_output(rows, query, zone_name, unused), out)
     output = render(rows, view, fmt, query.zone)
     # As bytes: CSV's CRLF must not be translated. A record's JSON may carry a lone surrogate
     # (a hostile file under audit/): it is shown as U+FFFD, never a crash.

@@ -328,12 +328,14 @@ def check_push(repo: Path) -> Finding:
 def check_forge(required: int, env: Mapping[str, str]) -> list[Finding]:
     """Whether apply can ask the forge who approved a grant (nothing is sent: the variables
     only). Without repository.require_approval a missing token only costs the record."""
-    from .forge_rest import GitHub
+    from .forge_rest import forge_from_env
 
-    forge = GitHub.from_env(env)
+    forge = forge_from_env(env)
     severity = "warning" if required else "note"
     fix = ("run apply where GITHUB_REPOSITORY and GITHUB_TOKEN (pull-requests: read) are set, "
            "as GitHub Actions does")
+    if forge is not None and forge.provider == "gitlab":
+        fix = "set GITLAB_TOKEN (a project access token with read_api) in the reconcile job"
     if forge is None:
         if not required:
             return []
@@ -341,9 +343,9 @@ def check_forge(required: int, env: Mapping[str, str]) -> list[Finding]:
                         f"{required} and GITHUB_REPOSITORY is not set: apply refuses every "
                         "new grant", fix)]
     if not forge.token:
-        return [Finding("approvals", "forge", severity, "GITHUB_TOKEN is not set: who approved "
-                        "is not recorded" + (", and apply refuses every new grant"
-                                             if required else ""), fix)]
+        return [Finding("approvals", "forge", severity, f"{forge.token_variable} is not set: "
+                        "who approved is not recorded" + (", and apply refuses every new grant"
+                                                          if required else ""), fix)]
     return [Finding("approvals", "forge", "ok", f"asks {forge.api} about {forge.repository}")]
 
 

@@ -1,7 +1,8 @@
 """GitHub's REST API over the standard library: the pull requests and reviews behind grants,
-and team memberships for code owners. With forge.py (which wraps `gh`), the only module that
-talks to a forge. Every failure is a ForgeError whose message is ours and never holds the
-token: the callers turn it into a warning, never a failure of the run."""
+and team memberships for code owners; GitLab's (API v4): merge requests and their approvals.
+With forge.py (which wraps `gh`), the only module that talks to a forge. Every failure is a
+ForgeError whose message is ours and never holds the token: the callers turn it into a
+warning, never a failure of the run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 DEFAULT_API = "https://api.github.com"
@@ -35,6 +36,8 @@ class GitHub:
     api: str
     repository: str  # owner/name
     token: str = field(repr=False)
+    provider: ClassVar[str] = "github"
+    token_variable: ClassVar[str] = "GITHUB_TOKEN"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GitHub | None:
@@ -53,6 +56,9 @@ class GitHub:
         if server == DEFAULT_API:
             server = "https://github.com"
         return f"{server}/{self.repository}"
+
+    def url_of(self, number: int) -> str:
+        return f"{self.web}/pull/{number}"
 
     def pull(self, number: int) -> dict[str, Any]:
         data = self._get(f"/repos/{self.repository}/pulls/{number}")[0]
@@ -104,14 +110,14 @@ class GitHub:
     def _get(self, path: str) -> tuple[Any, Mapping[str, str]]:
         return self._fetch(self.api + path)
 
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}", "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "jitgrant"}
+
     def _fetch(self, url: str) -> tuple[Any, Mapping[str, str]]:
         if not self.token:
-            raise ForgeError("unavailable", "no token (GITHUB_TOKEN is not set)")
-        request = urllib.request.Request(url, headers={
-            "Authorization": f"Bearer {self.token}",
-            "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": "2022-11-28",
-            "User-Agent": "jitgrant"})
+            raise ForgeError("unavailable", f"no token ({self.token_variable} is not set)")
+        request = urllib.request.Request(url, headers=self._headers())
         opener = urllib.request.build_opener(_SameHost(urlsplit(self.api)))
         try:
             with opener.open(request, timeout=TIMEOUT) as response:
@@ -128,6 +134,69 @@ class GitHub:
         except ValueError:
             raise ForgeError("unavailable", f"{urlsplit(url).path}: no JSON in the answer") \
                 from None
+
+
+@dataclass(frozen=True)
+class GitLab(GitHub):
+    """A project on a GitLab API (v4), as GitLab CI describes it (CI_API_V4_URL,
+    CI_PROJECT_PATH, CI_PROJECT_URL), read with GITLAB_TOKEN (a project or personal access
+    token with read_api: the CI job token cannot read merge requests). `repository` is the
+    project's path (group/subgroup/project)."""
+
+    provider: ClassVar[str] = "gitlab"
+    token_variable: ClassVar[str] = "GITLAB_TOKEN"
+    web_url: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> GitLab | None:
+        """None unless CI_API_V4_URL and CI_PROJECT_PATH name a project."""
+        api = env.get("CI_API_V4_URL", "").strip().rstrip("/")
+        project = env.get("CI_PROJECT_PATH", "").strip()
+        if not api or not re.fullmatch(r"(?:[A-Za-z0-9_.-]+/)+[A-Za-z0-9_.-]+", project):
+            return None
+        web = (env.get("CI_PROJECT_URL") or "").strip().rstrip("/") or \
+            f"{api.removesuffix('/api/v4')}/{project}"
+        return cls(api, project, env.get("GITLAB_TOKEN", "").strip(), web)
+
+    @property
+    def web(self) -> str:
+        return self.web_url
+
+    def url_of(self, number: int) -> str:
+        return f"{self.web}/-/merge_requests/{number}"
+
+    def pull(self, number: int) -> dict[str, Any]:
+        """GET /projects/:id/merge_requests/:iid (the project's path, URL-encoded, is its id)."""
+        data = self._get(f"{self._project()}/merge_requests/{number}")[0]
+        if not isinstance(data, dict):
+            raise ForgeError("unavailable", f"merge request !{number}: not a JSON object")
+        return data
+
+    def reviews(self, number: int) -> list[dict[str, Any]]:
+        """GET .../merge_requests/:iid/approvals: `approved_by`, each {user, approved_at}
+        (approved_at only from GitLab versions that give it)."""
+        data = self._get(f"{self._project()}/merge_requests/{number}/approvals")[0]
+        found = data.get("approved_by") if isinstance(data, dict) else None
+        if not isinstance(found, list):
+            raise ForgeError("unavailable", f"merge request !{number}: no approvals list")
+        return [a for a in found if isinstance(a, dict)]
+
+    def team_member(self, org: str, team: str, login: str) -> bool:
+        """GitLab's groups are not asked (a member lookup needs the user's id): a group
+        owner in CODEOWNERS leaves `code_owner` unknown."""
+        raise ForgeError("unavailable", "GitLab group membership is not looked up")
+
+    def _project(self) -> str:
+        return f"/projects/{quote(self.repository, safe='')}"
+
+    def _headers(self) -> dict[str, str]:
+        return {"PRIVATE-TOKEN": self.token, "Accept": "application/json",
+                "User-Agent": "jitgrant"}
+
+
+def forge_from_env(env: Mapping[str, str]) -> GitHub | None:
+    """The forge the environment names: GitHub Actions' variables, else GitLab CI's."""
+    return GitHub.from_env(env) or GitLab.from_env(env)
 
 
 class _SameHost(urllib.request.HTTPRedirectHandler):

@@ -28,6 +28,10 @@ from .model import Provenance
 
 _MERGE_PR = re.compile(r"^Merge pull request #(\d+) ")
 _SQUASH_PR = re.compile(r"\(#(\d+)\)\s*$")
+# GitLab's merge commit names its merge request on a line of its message, never in the subject;
+# its default template puts that line last, after the title and description it quotes.
+_GITLAB_MR = re.compile(r"^See merge request (?:[A-Za-z0-9_.-]+/)+[A-Za-z0-9_.-]+!(\d+)[ \t]*$",
+                        re.MULTILINE)
 _DEFAULT_IDENTITY = {"GIT_AUTHOR_NAME": "jitgrant", "GIT_AUTHOR_EMAIL": "jitgrant@localhost",
                      "GIT_COMMITTER_NAME": "jitgrant", "GIT_COMMITTER_EMAIL": "jitgrant@localhost"}
 
@@ -291,11 +295,13 @@ def _provenance_since(repo: git.Repo, commit: str, files: dict[str, str],
         return None  # the cached commit came in as a merged branch: arrivals would differ
     arrived = _arrivals(commits, commit)
     result = {}
+    merges = {path: commits.get(arrived.get(sha, sha)) for path, sha in wrote.items()}
+    numbers = _pr_numbers(repo, [m for m in merges.values() if m is not None])
     for path, sha in wrote.items():
-        c = commits[sha]
-        merge = commits.get(arrived.get(sha, sha))
+        c, merge = commits[sha], merges[path]
         result[path] = Provenance(c.sha, c.author, c.email, c.authored, c.committed,
-                                  merge.sha if merge else None, _pr_number(merge),
+                                  merge.sha if merge else None,
+                                  numbers[merge.sha] if merge else None,
                                   merge.committed if merge else None)
     if cached:
         for path, blob in files.items():
@@ -421,7 +427,7 @@ def _cache_write(repo: git.Repo, commit: str, files: dict[str, str],
         os.unlink(tmp)
 
 
-_CACHE_VERSION = 2  # 2: the arrival date was added
+_CACHE_VERSION = 3  # 2: the arrival date was added; 3: GitLab's merge requests are read
 
 
 def shallow_boundary(repo: git.Repo) -> frozenset[str]:
@@ -458,11 +464,34 @@ def _arrivals(commits: dict[str, _Commit], tip: str) -> dict[str, str]:
     return arrived
 
 
-def _pr_number(c: _Commit | None) -> int | None:
-    if c is None:
-        return None
+def _pr_number(c: _Commit) -> int | None:
     m = _MERGE_PR.match(c.subject) or _SQUASH_PR.search(c.subject)
     return int(m.group(1)) if m else None
+
+
+def _pr_numbers(repo: git.Repo, merges: list[_Commit]) -> dict[str, int | None]:
+    """The pull request each first-parent commit merged: GitHub names it in the subject
+    ("Merge pull request #12 from ...", "Title (#12)"); a GitLab merge commit (two parents) on
+    the last "See merge request group/project!12" line of its message, read for those commits
+    only, with one `git log`. A number is a claim only: approvals count when the forge reports
+    this very commit as the merge (approvals.judge)."""
+    found = {c.sha: _pr_number(c) for c in merges}
+    ask = list(dict.fromkeys(c.sha for c in merges if found[c.sha] is None and
+                             len(c.parents) > 1))
+    if not ask:
+        return found
+    proc = subprocess.run(["git", "--git-dir", str(repo.git_dir), "log", "--no-walk=unsorted",
+                           "--stdin", "-z", "--format=%H%x1f%B"],
+                          input="".join(f"{sha}\n" for sha in ask).encode(),
+                          capture_output=True, check=False)
+    if proc.returncode:
+        return found  # not known: no number, so no approval (never one borrowed)
+    for record in proc.stdout.decode("utf-8", "replace").split("\0"):
+        sha, sep, message = record.partition("\x1f")
+        numbers = _GITLAB_MR.findall(message) if sep else []
+        if numbers and sha.strip() in found:
+            found[sha.strip()] = int(numbers[-1])
+    return found
 
 
 # The first-parent line, each commit diffed against its first parent: a merge or squash
@@ -487,11 +516,13 @@ def mainline_changes(repo: git.Repo, commit: str, top: str,
     files under `top`, with the pull request each arrived with. One `git log` over the
     first-parent line only (a few commits per pull request, not the branches' history)."""
     cmd = [*_MAINLINE, f"--diff-filter={status}", commit, "--", f"{top}/"]
-    for record in _run_git(["git", "--git-dir", str(repo.git_dir), *cmd]).split("\x1e")[1:]:
-        head, _, rest = record.partition("\0")
-        c = _parse_header(head)
+    records = [(_parse_header(head), rest) for head, _, rest in (
+        r.partition("\0") for r in
+        _run_git(["git", "--git-dir", str(repo.git_dir), *cmd]).split("\x1e")[1:])]
+    numbers = _pr_numbers(repo, [c for c, _ in records])
+    for c, rest in records:
         prov = Provenance(c.sha, c.author, c.email, c.authored, c.committed, c.sha,
-                          _pr_number(c))
+                          numbers[c.sha])
         tokens = rest.lstrip("\n").split("\0")
         for meta, path in zip(tokens[0::2], tokens[1::2], strict=False):
             fields = meta.split()

@@ -38,9 +38,11 @@ _ENV = jinja2.Environment(loader=jinja2.PackageLoader("reconciler", "templates")
                           autoescape=True, undefined=jinja2.StrictUndefined)
 
 
-def page(rows: list[Row], query: Query, zone_name: str, now: datetime) -> str:
+def page(rows: list[Row], query: Query, zone_name: str, now: datetime,
+         unused: bool = False) -> str:
     """The page for the access rows of `query` (auditlog.period_row, with whatever fields the
-    other parts of the trail add: approved_by, first_used, ...)."""
+    other parts of the trail add: approved_by, first_used, ...); `unused`: the rows are those
+    of `audit --unused`, and the page says so."""
     css, js = _asset("report.css"), _asset("report.js")
     items = [_item(r, query.zone) for r in rows]
     data = {"zone": zone_name, "generated": iso(now), "rows": items,
@@ -48,7 +50,7 @@ def page(rows: list[Row], query: Query, zone_name: str, now: datetime) -> str:
     return _ENV.get_template("report.html.j2").render(
         css=Markup(css), js=Markup(js), data=Markup(script_json(data)),
         csp=csp(css, js), zone=zone_name, generated=_show(now, query.zone),
-        query=describe(query), count=len(items), version=__version__,
+        query=describe(query, unused), count=len(items), version=__version__,
         work=f"{WORK_START:%H:%M}\u2013{WORK_END:%H:%M}")
 
 
@@ -86,12 +88,13 @@ def _whole(value: Any) -> Any:
     return value
 
 
-def describe(query: Query) -> str:
+def describe(query: Query, unused: bool = False) -> str:
     parts = [f"since {iso(query.since)}" if query.since else "",
              f"until {iso(query.until)}" if query.until else "",
              f"grantee {query.grantee}" if query.grantee else "",
              f"target {', '.join(query.targets)}" if query.targets else "",
-             "granted or changed after hours" if query.after_hours else ""]
+             "granted or changed after hours" if query.after_hours else "",
+             "only access granted and sampled but never seen used" if unused else ""]
     return "; ".join(p for p in parts if p) or "every access period in the trail"
 
 
@@ -197,7 +200,7 @@ def _ms(at: datetime) -> int:
 # -- the command -------------------------------------------------------------------------------
 
 
-def output(rows: list[Row], query: Query, zone_name: str) -> bytes:
+def output(rows: list[Row], query: Query, zone_name: str, unused: bool = False) -> bytes:
     """`jitgrant audit --format html`: the page of the access rows, made now."""
-    text = page(rows, query, zone_name, datetime.now(timezone.utc))
+    text = page(rows, query, zone_name, datetime.now(timezone.utc), unused)
     return text.encode("utf-8", "backslashreplace")

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from . import codeowners, gitrepo
-from .approvals import PullFacts, Verdict, facts, judge, refusal, unknown
+from .approvals import PullFacts, Verdict, facts, gitlab_facts, judge, refusal, unknown
 from .errors import Problem, UserError
-from .forge_rest import ForgeError, GitHub
+from .forge_rest import ForgeError, GitHub, forge_from_env
 from .model import Grant, Policy
 from .plan import TargetPlan
 
@@ -63,7 +63,7 @@ class Lookup:
                 record: bool = True) -> Lookup | None:
         """None when there is nothing to do: no approval required, and no forge configured
         or nothing to `record` (plan shows no approvals: it asks only to judge them)."""
-        forge = GitHub.from_env(os.environ if env is None else env)
+        forge = forge_from_env(os.environ if env is None else env)
         if (forge is None or not record) and not policy.require_approval:
             return None
         return cls(repo_path, policy, grants, forge, offline)
@@ -97,18 +97,24 @@ class Lookup:
 
     def _verdict(self, grant: Grant, waiting: Mapping[int, Future[PullFacts]]) -> Verdict:
         number = grant.provenance.pull_request if grant.provenance else None
+        provider = self.forge.provider if self.forge else "github"
         if number is None:
-            return unknown("github", "not_found", "no pull request: the commit that brought "
+            return unknown(provider, "not_found", "no pull request: the commit that brought "
                            "the grant names none (pushed straight to the branch?)")
         if self.forge is None:
-            return unknown("github", "unavailable", "no forge to ask (GITHUB_REPOSITORY is not "
+            return unknown(provider, "unavailable", "no forge to ask (GITHUB_REPOSITORY is not "
                            "set)")
-        url = f"{self.forge.web}/pull/{number}"
+        url = self.forge.url_of(number)
         try:
             pull = waiting[number].result()
         except ForgeError as exc:
-            return unknown("github", exc.kind, f"pull request #{number}: {exc.note}", url)
-        return judge(grant, pull, self.policy, self._code_owners(grant, pull))
+            return unknown(provider, exc.kind, f"{self._named(number)}: {exc.note}", url)
+        return judge(grant, pull, self.policy, self._code_owners(grant, pull), provider)
+
+    def _named(self, number: int) -> str:
+        if self.forge is not None and self.forge.provider == "gitlab":
+            return f"merge request !{number}"
+        return f"pull request #{number}"
 
     # -- pull requests -----------------------------------------------------------------------
 
@@ -129,8 +135,9 @@ class Lookup:
 
     def _fetch(self, number: int) -> PullFacts:
         assert self.forge is not None
+        read = gitlab_facts if self.forge.provider == "gitlab" else facts
         try:
-            found = facts(number, self.forge.pull(number), self.forge.reviews(number))
+            found = read(number, self.forge.pull(number), self.forge.reviews(number))
         except ForgeError as exc:
             with self._lock:
                 self.failures.setdefault(exc.note, []).append(number)
@@ -142,6 +149,8 @@ class Lookup:
 
     def _key(self, number: int) -> str:
         assert self.forge is not None
+        if self.forge.provider == "gitlab":
+            return f"{self.forge.api}/projects/{self.forge.repository}!{number}"
         return f"{self.forge.api}/repos/{self.forge.repository}#{number}"
 
     # -- code owners -------------------------------------------------------------------------
@@ -250,8 +259,10 @@ class Lookup:
         """One line per reason a lookup failed, naming the pull requests."""
         out = []
         for note, numbers in sorted(self.failures.items()):
-            prs = ", ".join(f"#{n}" for n in sorted(set(numbers)))
-            out.append(f"approvals of pull request(s) {prs} not known: {note}")
+            gitlab = self.forge is not None and self.forge.provider == "gitlab"
+            prs = ", ".join(f"{'!' if gitlab else '#'}{n}" for n in sorted(set(numbers)))
+            kind = "merge request(s)" if gitlab else "pull request(s)"
+            out.append(f"approvals of {kind} {prs} not known: {note}")
         if self.forge is None and self.needed:
             out.append("approvals not looked up: GITHUB_REPOSITORY is not set; "
                        "repository.require_approval refuses every new grant")

@@ -96,6 +96,7 @@ class Person:
     github: str | None = None
     groups: tuple[str, ...] = ()
     active: bool = True
+    gitlab: str | None = None  # matched against merge request authors and approvers
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from typing import Any
 
 import click
 
+from .usage import PeriodUsage, UsageIndex
+from .approvals import recorded_approvers
 from .auditlog import AccessPeriod, Approval, Entry, Query, access_periods, load
 from .errors import ConfigError, UserError, one_line
 from .timeutil import iso
@@ -78,8 +80,7 @@ class Period:
     sessions: dict[tuple[str, str | None], Data] = field(default_factory=dict)
     ended: list[Data] = field(default_factory=list)  # sessions its revocation(s) ended
     usage: list[Data] = field(default_factory=list)
-    sampled: bool = False  # a record in it read the target's sessions, or a revoke listed them
-    counters: list[tuple[int, int]] = field(default_factory=list)  # per sampling record
+    use: PeriodUsage | None = None  # as `audit` counts it: used, first used, last seen
 
     def window(self) -> tuple[datetime, datetime]:
         return (self.span.granted_at or FAR_PAST, self.span.ended_at or FAR_FUTURE)
@@ -117,6 +118,9 @@ def tell(root: Path, file: str) -> Story:
     placed = {id(e) for p in periods for e in p.events}
     attempts = [e for e in mine if id(e) not in placed]
     _place_samples(periods, raw)
+    index = UsageIndex(log.samples)
+    for p in periods:
+        p.use = index.of(p.span)
     return Story(file, _requests(mine, raw, file), periods, attempts, raw)
 
 
@@ -157,7 +161,6 @@ def _place_samples(periods: list[Period], raw: dict[str, Data]) -> None:
         for e in p.events:
             listed = _action(raw, e).get("ended_sessions")
             if e.action == "revoke" and e.status == "ok" and listed is not None:
-                p.sampled = True
                 p.ended.extend({**s, "ended_at": iso(e.at)} for s in listed)
 
 
@@ -167,14 +170,10 @@ def _read_target(data: Data, target: str) -> bool:
 
 
 def _sample(p: Period, data: Data, at: datetime) -> None:
-    p.sampled = True
     _sampled(p, at, data.get("sessions") or ())
     mine = [u for u in data.get("usage") or () if _same(p, u)]
     p.usage.extend({"time": data["started"], "calls": u.get("calls"),
                     "connections_total": u.get("connections_total")} for u in mine)
-    # a login a sampling run lists no counters of had them at zero
-    p.counters.append((mine[0].get("calls") or 0, mine[0].get("connections_total") or 0)
-                      if mine else (0, 0))
 
 
 def _same(p: Period, item: Data) -> bool:
@@ -237,7 +236,8 @@ def _request(g: Data) -> Data:
     approval: Data = g.get("approval") or {}
     reviews = approval.get("reviews") or []
     # as `audit` counts them: only a lookup that found the pull request merged as the grant's
-    # merge commit, with nothing noted against it (another merge commit, a forged number)
+    # merge commit, with nothing noted against it (another merge commit, a forged number), and
+    # only the reviews that counted (not the author's or the grantee's own)
     counted = approval.get("lookup") == "ok" and not approval.get("note")
     return {
         "commit": g.get("commit"), "author": g.get("author"),
@@ -245,8 +245,7 @@ def _request(g: Data) -> Data:
         "reason": g.get("reason"), "ticket": g.get("ticket"),
         "pull_request": g.get("pull_request"), "merge_commit": g.get("merge_commit"),
         "pull_request_url": approval.get("url"), "pull_request_author": approval.get("author"),
-        "approved_by": [r.get("login") for r in reviews
-                        if counted and r.get("state") == "APPROVED"],
+        "approved_by": recorded_approvers(approval),
         "approvals_counted": approval.get("approvals") if counted else None,
         "reviews": reviews, "merged_by": approval.get("merged_by"),
         "merged_at": approval.get("merged_at"),
@@ -281,34 +280,22 @@ def _period_data(p: Period, raw: dict[str, Data]) -> Data:
         "granted_at": iso(s.granted_at), "expires": iso(s.expires), "ended_at": iso(s.ended_at),
         "ended_cause": s.ended_cause, "ended_by": _ending(s.ended_by), "held": s.held,
         "events": [_event(e, raw) for e in p.events],
-        "sessions": _summary(sessions, p.ended, p.sampled, _grew(p.counters)),
+        "sessions": _summary(p.use),
         "sessions_seen": sessions,
         "sessions_ended": p.ended,
         "usage": p.usage,
     }
 
 
-def _grew(counters: list[tuple[int, int]]) -> bool:
-    """A counter above where the period's first sample had it: used between samples."""
-    return any(now > then for c in counters[1:] for now, then in zip(c, counters[0],
-                                                                    strict=True))
-
-
-def _summary(seen: list[Data], ended: list[Data], sampled: bool, grew: bool) -> Data:
-    """As `audit` counts them (usage.py): a session is first used at its start (when the
-    server keeps none, when first seen), last seen in the latest sample that lists it or at
-    the revocation that ended it; used when a session was seen or ended or a counter grew,
-    unused when samples were taken and none of that happened, not known without samples."""
-    every = {(str(x.get("id")), x.get("started")): x for x in seen + ended}
-    starts = [x.get("started") or x.get("first_sampled") or x.get("ended_at")
-              for x in every.values()]
-    lasts = [x.get(k) for x in seen + ended for k in ("last_sampled", "ended_at")]
-    clients = sorted({str(x["client"]) for x in every.values() if x.get("client")})
-    used = True if every or grew else (False if sampled else None)
-    return {"count": len(every),
-            "first_used": min((t for t in starts if t), default=None),
-            "last_seen": max((t for t in lasts if t), default=None),
-            "clients": clients, "used": used}
+def _summary(use: PeriodUsage | None) -> Data:
+    """The period's use as `audit` counts it (usage.py, one counting for both): a session is
+    first used at its start (when the server keeps none, when first seen), last seen in the
+    latest sample that lists it or at the revocation that ended it; used when a session was
+    seen or ended or a counter grew, unused when samples were taken and none of that happened,
+    not known without samples."""
+    row = (use or PeriodUsage()).row()
+    return {"count": row["sessions_seen"], "first_used": row["first_used"],
+            "last_seen": row["last_seen"], "clients": row["clients"], "used": row["used"]}
 
 
 def _ending(a: Approval | None) -> Data | None:
@@ -397,7 +384,10 @@ def _approvers(r: Data, when: Callable[[str | None], str]) -> str:
     approving = [x for x in r["reviews"] if x.get("state") == "APPROVED"]
     if not approving:
         return "nobody"
+    counts = set(r["approved_by"])
     return "; ".join(f"{_clean(x.get('login'))} ("
+                     + ("" if x.get("login") in counts else "not counted: the author, the "
+                        "grantee or an earlier commit, ")
                      + ("code owner, " if x.get("code_owner") else "")
                      + f"{when(x.get('submitted_at'))})" for x in approving)
 

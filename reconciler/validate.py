@@ -450,7 +450,8 @@ def _power_roles(name: str, roles: list[str], doc: Document, problems: list[Prob
 
 def _person(name: str, v: dict[str, Any], doc: Document, problems: list[Problem]) -> Person:
     return Person(handle=name, email=v.get("email"), github=v.get("github"),
-                  groups=tuple(v.get("groups", ())), active=bool(v.get("active", True)))
+                  groups=tuple(v.get("groups", ())), active=bool(v.get("active", True)),
+                  gitlab=v.get("gitlab"))
 
 
 def _opt_tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:

@@ -1,8 +1,9 @@
 """A stand-in for GitHub's REST API: an http.server on 127.0.0.1, in a thread, answering the
 documented endpoints jitgrant reads (GET /repos/{owner}/{repo}/pulls/{n}, .../reviews with Link
 pagination, /orgs/{org}/teams/{team}/memberships/{user}) with JSON shaped like GitHub's
-documented responses. It records every request it gets (path and headers), so a test can
-count the requests and look at what was sent."""
+documented responses, and GitLab's (API v4: GET /projects/:id/merge_requests/:iid and
+.../approvals) shaped like GitLab's documented responses. It records every request it gets
+(path and headers), so a test can count the requests and look at what was sent."""
 
 from __future__ import annotations
 
@@ -46,6 +47,40 @@ def review(login: str, state: str, submitted_at: str = "2026-12-06T09:55:00Z",
             "author_association": "MEMBER"}
 
 
+GITLAB_WEB = "https://gitlab.example.com/acme/access"
+
+
+def gitlab_user(username: str) -> dict[str, Any]:
+    return {"id": abs(hash(username)) % 10**6, "username": username, "name": username,
+            "state": "active", "web_url": f"https://gitlab.example.com/{username}"}
+
+
+def merge_request(iid: int, author: str, merge_sha: str | None, merged_by: str = "carol-gl",
+                  merged_at: str | None = "2026-12-06T10:00:00.000Z", head: str = "h" * 40,
+                  squash_sha: str | None = None) -> dict[str, Any]:
+    """A merge request as GET /projects/:id/merge_requests/:iid answers (the fields read, and
+    a few around them)."""
+    merged = merged_at is not None
+    return {"id": 1000 + iid, "iid": iid, "project_id": 7, "title": "grant",
+            "state": "merged" if merged else "opened", "author": gitlab_user(author),
+            "merged_by": gitlab_user(merged_by) if merged else None,
+            "merge_user": gitlab_user(merged_by) if merged else None,
+            "merged_at": merged_at, "sha": head,
+            "merge_commit_sha": merge_sha if merged else None,
+            "squash_commit_sha": squash_sha, "source_branch": "grant", "target_branch": "main",
+            "web_url": f"{GITLAB_WEB}/-/merge_requests/{iid}"}
+
+
+def gitlab_approval(username: str, approved_at: str | None = "2026-12-06T09:55:00.000Z"
+                    ) -> dict[str, Any]:
+    """One entry of `approved_by` in GET .../merge_requests/:iid/approvals (approved_at: only
+    in GitLab versions that give it; None leaves it out)."""
+    entry: dict[str, Any] = {"user": gitlab_user(username)}
+    if approved_at is not None:
+        entry["approved_at"] = approved_at
+    return entry
+
+
 @dataclass
 class Answer:
     status: int = 200
@@ -76,6 +111,23 @@ class FakeGitHub:
                                    f'rel="next", <{self.url}{base}/reviews?per_page=100&'
                                    f'page={len(pages)}>; rel="last"')
             self.routes[path] = Answer(body=page, headers=headers)
+
+    def mr(self, iid: int, data: dict[str, Any], approvals: list[dict[str, Any]]) -> None:
+        """Serve a GitLab merge request of acme/access and its approvals."""
+        base = f"/api/v4/projects/acme%2Faccess/merge_requests/{iid}"
+        self.routes[base] = Answer(body=data)
+        self.routes[f"{base}/approvals"] = Answer(body={
+            "id": data["id"], "iid": iid, "project_id": 7, "title": "grant",
+            "state": data["state"], "approved": bool(approvals), "approvals_required": 0,
+            "approvals_left": 0, "approved_by": approvals})
+
+    def gitlab_env(self, token: str | None = TOKEN) -> dict[str, str]:
+        """The variables GitLab CI sets (and GITLAB_TOKEN), pointing at this stand-in."""
+        found = {"CI_API_V4_URL": f"{self.url}/api/v4", "CI_PROJECT_PATH": REPOSITORY,
+                 "CI_PROJECT_URL": GITLAB_WEB, "GITHUB_REPOSITORY": ""}
+        if token is not None:
+            found["GITLAB_TOKEN"] = token
+        return found
 
     def member(self, org: str, team: str, login: str, active: bool = True) -> None:
         self.routes[f"/orgs/{org}/teams/{team}/memberships/{login}"] = Answer(

@@ -115,6 +115,23 @@ def test_the_commands_own_filters_make_the_page(repo: AccessRepo, tmp_path: Path
     assert "target orders-prod" in html.read_text()
 
 
+def test_unused_makes_a_page_of_just_the_unused_periods(repo: AccessRepo,
+                                                       tmp_path: Path) -> None:
+    """`--unused --format html`: the rows of `--unused --format json`, every bar hatched as
+    unused, and the page says what it shows."""
+    expected = periods(repo, "--unused")
+    assert expected and len(expected) < len(periods(repo))
+    html = page(repo, tmp_path, "--unused")
+    _, dom = dump_dom(html, "", tmp_path / "profile")
+    assert shown(dom) == (len(expected), len(expected))
+    assert all("unused" in e.classes() for e in dom.by_class("bar"))
+    assert sorted(e.attrs["title"].split(":")[0]  # type: ignore[union-attr]
+                  for e in dom.by_class("bar")) == sorted(p["grantee"] for p in expected)
+    assert dom.by_id("shown").text == f"{len(expected)} of {len(expected)} access period(s)"
+    assert "only access granted and sampled but never seen used" in html.read_text()
+    assert "only access granted and sampled" not in page(repo, tmp_path).read_text()
+
+
 def test_a_screenshot_of_the_page(repo: AccessRepo, tmp_path: Path) -> None:
     html = page(repo, tmp_path, "--timezone", "Europe/Berlin")
     out = tmp_path / "report.png"

@@ -275,3 +275,17 @@ def test_another_files_period_between_is_not_this_grants(tmp_path: Path) -> None
     assert "10.7.7.7" not in json.dumps(found)
     assert [e["run_id"] for p in data(repo, "grants/orders-prod/alice-b.yaml")["periods"]
             for e in p["events"]] == ["b-1", "b-3"]
+
+
+@pytest.mark.parametrize("file", [ALICE_FILE, BOB_FILE, ERIN_FILE, MALLORY_FILE])
+def test_the_story_counts_use_as_audit_does(repo: AccessRepo, file: str) -> None:
+    """One counting of sessions (usage.py): each period's use in the story is the use `audit`
+    gives the same period."""
+    result = jitgrant("audit", "--repo", str(repo.root), "--format", "json")
+    rows = {(r["login"], r["granted_at"]): r for r in json.loads(result.stdout)}
+    for period in data(repo, file)["periods"]:
+        row = rows[(period["login"], period["granted_at"])]
+        told = period["sessions"]
+        assert (told["used"], told["first_used"], told["last_seen"], told["clients"],
+                told["count"]) == (row["used"], row["first_used"], row["last_seen"],
+                                   row["clients"], row["sessions_seen"])

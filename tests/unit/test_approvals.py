@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.approvals import facts, in_force, judge, refusal
+from reconciler.approvals import (facts, gitlab_facts, in_force, judge, recorded_approvers,
+                                  refusal)
 from reconciler.codeowners import owners_of
 from reconciler.errors import Problem
 from reconciler.lookup import Lookup
 from reconciler.load import SourceFile
 from reconciler.model import Grant, Person, Policy, Provenance
 from reconciler.validate import load_policy
-from tests.forge_stub import pull, review
+from tests.forge_stub import gitlab_approval, merge_request, pull, review
 from tests.helpers import policy
 
 MERGE = "m" * 40
@@ -99,7 +100,36 @@ def test_refusal_reasons() -> None:
                                               POLICY, 1))
     assert ok.approval["reviews"] == [{"login": "dave-gh", "state": "APPROVED",
                                        "submitted_at": "2026-12-06T09:55:00Z",
-                                       "code_owner": True}]
+                                       "code_owner": True, "counted": True}]
+
+
+def test_recorded_approvers_are_the_reviews_that_counted() -> None:
+    pr = facts(12, pull(12, "bob-gh", MERGE), [review("bob-gh", "APPROVED", review_id=1),
+                                               review("dave-gh", "APPROVED", review_id=2)])
+    approval = judge(a_grant(), pr, POLICY, {}).approval
+    assert recorded_approvers(approval) == ["dave-gh"]
+    older = {**approval, "reviews": [{k: v for k, v in r.items() if k != "counted"}
+                                     for r in approval["reviews"]]}
+    assert recorded_approvers(older) == ["dave-gh"]  # the author's own left out
+    assert recorded_approvers({**approval, "note": "merged as another commit"}) == []
+    assert recorded_approvers({**approval, "lookup": "unavailable"}) == []
+    assert recorded_approvers(None) == []
+
+
+def test_gitlab_facts() -> None:
+    """GitLab's times in milliseconds become the audit's; an approval dated after the merge is
+    left out, an undated one kept; a squash-only merge is its squash commit."""
+    mr = merge_request(7, "bob-gl", None, squash_sha="s" * 40,
+                       merged_at="2026-12-06T10:00:00.123Z")
+    found = gitlab_facts(7, mr, [gitlab_approval("dave-gl", None),
+                                 gitlab_approval("erin-gl", "2026-12-06T10:00:01.000Z"),
+                                 gitlab_approval("DAVE-GL", "2026-12-06T09:00:00.000Z")])
+    assert (found.merged_at, found.merge_commit_sha, found.author, found.merged_by) == (
+        "2026-12-06T10:00:00Z", "s" * 40, "bob-gl", "carol-gl")
+    assert [(r.login, r.submitted_at, r.commit_id) for r in found.reviews] == [
+        ("dave-gl", None, None)]
+    opened = gitlab_facts(7, merge_request(7, "bob-gl", "m" * 40, merged_at=None), [])
+    assert (opened.merged_at, opened.merge_commit_sha) == (None, None)
 
 
 @pytest.mark.parametrize("path, owners", [
