@@ -182,7 +182,8 @@ def plan(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, .
                 _approver(repo, snapshot, log, offline=offline, record=False) as approver:
             run = reconcile(snapshot, now, only=only, offline=offline, prefetch=prefetch,
                             environments=environments, run_id=log.run_id if log else None,
-                            on_target=done, approver=approver)
+                            on_target=done, approver=approver,
+                            sealer=_plan_sealer(repo, snapshot))
     if log is not None:
         log.ran(run)
     if base is not None:
@@ -307,6 +308,7 @@ def apply(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, 
     from .apply import Prefetch, new_run_id, reconcile
     from .audit import endings_from, persist, preparer
     from .overdue import parse_grace
+    from .sealing import for_run
     from .snapshot import read_snapshot
 
     grace = parse_grace(overdue_grace)
@@ -317,13 +319,15 @@ def apply(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, 
                   environments=environments) as prefetch:
         snapshot = read_snapshot(repo, rev, started, on_policy=prefetch.start)
         earlier = None if dry_run else reader(repo, sorted(snapshot.policy.targets))
+        run_id = log.run_id if log else new_run_id()
+        sealer = for_run(repo, snapshot, run_id, push and not dry_run)
         with _progress(snapshot, only, environments, log) as finished, \
                 _approver(repo, snapshot, log) as approver:
             run = reconcile(snapshot, started, only=only, execute=not dry_run,
                             while_executing=preparer(snapshot, endings_from(repo, snapshot)),
                             prefetch=prefetch, earlier=earlier, environments=environments,
-                            run_id=log.run_id if log else None, on_target=finished,
-                            approver=approver)
+                            run_id=run_id, on_target=finished,
+                            approver=approver, sealer=sealer)
     if log is not None:
         log.ran(run)
     _print_run(run, fmt)
@@ -338,6 +342,15 @@ def apply(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, 
         click.echo(f"audit record: {rel} ({done})")
     code = _exit_code(run, 0)
     return _report_run(run, grace, rel, metrics_file, pushgateway, code, log)
+
+
+def _plan_sealer(repo: Path, snapshot: Any) -> Any:
+    """Plan sealed logins as apply would (new passwords stay in memory), when there are any."""
+    if not any(g.delivery == "sealed" for g in snapshot.grants):
+        return None
+    from .sealing import for_run
+
+    return for_run(repo, snapshot, "plan", fetch_pending=False)
 
 
 def _report_run(run: Any, grace: Any, audit: str | None, metrics_file: Path | None,

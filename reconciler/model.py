@@ -88,6 +88,8 @@ class Person:
     github: str | None = None
     groups: tuple[str, ...] = ()
     active: bool = True
+    # Public keys (SSH ed25519/RSA, age recipients) a sealed password is encrypted to (sealed.py)
+    keys: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,8 @@ class Grant:
     ticket: str | None = None
     password_verifier: str | None = field(default=None, repr=False)
     provenance: Provenance | None = None
+    # "sealed": apply makes the password and commits it encrypted to the grantee's keys
+    delivery: str | None = None
 
     def is_current(self, now: datetime) -> bool:
         """starts <= now < expires (the grantee's status is checked separately)."""
