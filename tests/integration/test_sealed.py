@@ -66,12 +66,16 @@ class Sealed:
                    "--", *client, config=config)
 
 
-@pytest.fixture
-def pg_sealed(scram_world: World, tmp_path: Path) -> Sealed:
-    params = scram_world.server.params
-    return Sealed(scram_world, tmp_path, "postgres",
+def sealed_on_postgres(world: World, tmp_path: Path) -> Sealed:
+    params = world.server.params
+    return Sealed(world, tmp_path, "postgres",
                   {"host": params.get("host", "127.0.0.1"),
                    "port": int(params.get("port", 5432)), "dbname": "postgres"})
+
+
+@pytest.fixture
+def pg_sealed(scram_world: World, tmp_path: Path) -> Sealed:
+    return sealed_on_postgres(scram_world, tmp_path)
 
 
 @pytest.fixture
