@@ -136,6 +136,8 @@ class Grant:
     provenance: Provenance | None = None
     # "sealed": apply makes the password and commits it encrypted to the grantee's keys
     delivery: str | None = None
+    # the grant file this one extends (jitgrant extend of a sealed grant): keeps its password
+    extends: str | None = None
 
     def is_current(self, now: datetime) -> bool:
         """starts <= now < expires (the grantee's status is checked separately)."""

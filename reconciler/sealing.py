@@ -4,13 +4,17 @@ A login is sealed when its active grant with the latest expiry says `delivery: s
 each one, apply keeps the password it sealed before only when all of these hold:
 - the sealed file at the reconciled commit (or on a pending audit branch, see gitrepo.PENDING)
   names the same grant file and login: a new sealed grant, or a sealed grant for a login that
-  had none, gets a new password; an extension (the same file, a later `expires`) keeps it;
+  had none, gets a new password; an extension keeps it: the same file with a later
+  `expires`, or a file `jitgrant extend` wrote (`extends:` naming a grant that is still
+  current, whose password it carries on; the sealed file then names the new one);
 - the server has the login, can show its verifier, and that verifier is the file's.
 The second is the file's provenance: only the reconciler sets a verifier on the server, so a
 sealed file a pull request wrote or changed by hand (a verifier of its own, a ciphertext of its
-own) never matches, and the password is made anew and sealed to the grantee's keys. A
-reconciler that cannot read verifiers (a PostgreSQL one that is not superuser) therefore makes
-a new password on every run that reconciles the login.
+own) never matches, and the password is made anew and sealed to the grantee's keys. (A file
+that keeps the server's verifier beside another ciphertext is kept: the grantee cannot open the
+login with it, and asks again; nobody else gains anything.) A reconciler that cannot read
+verifiers (a PostgreSQL one that is not superuser) therefore makes a new password on every run
+that reconciles the login.
 
 The new password exists only in this process: its verifier goes into the plan, its ciphertext
 into the file that the audit commit carries; it is written only when the action that set the
@@ -69,7 +73,7 @@ class Sealer:
         for data in (self.existing.get(path), *self.pending.get(path, ())):
             found = parse_file(data) if data is not None else None
             if found is not None and trusted(found, target, want, grant, role):
-                return Outcome(found, new=False)
+                return Outcome(replace(found, grant=grant.path), new=False)
         key = (target, want.name, grant.path)
         if key not in self.made:  # planned twice (an approver's refusal): one password
             self.made[key] = Outcome(self._new(target, want, grant), new=True)
@@ -94,10 +98,18 @@ def sealed_grant(want: DesiredLogin) -> Grant | None:
 
 def trusted(found: SealedFile, target: str, want: DesiredLogin, grant: Grant,
             role: ActualRole | None) -> bool:
-    """The file was made for this grant of this login, and the server holds its verifier."""
-    return (found.target == target and found.login == want.name and found.grant == grant.path
-            and found.grantee == want.grantee and role is not None and role.verifier_known
-            and role.verifier == found.verifier)
+    """The file was made for this grant of this login (or for the current grant this one
+    extends), and the server holds its verifier."""
+    return (found.target == target and found.login == want.name
+            and found.grantee == want.grantee and _same_grant(found, want, grant)
+            and role is not None and role.verifier_known and role.verifier == found.verifier)
+
+
+def _same_grant(found: SealedFile, want: DesiredLogin, grant: Grant) -> bool:
+    """The same file (its expiry moved), or an extension of a grant that is still current."""
+    if found.grant == grant.path:
+        return True
+    return grant.extends == found.grant and any(g.path == found.grant for g in want.grants)
 
 
 def hold(desired: DesiredState, actual: ActualState) -> DesiredState:

@@ -440,7 +440,8 @@ def check_grant(source: SourceFile, policy: Policy, ctx: Context,
     grant = Grant(path=source.path, grantee=data["grantee"], target=data["target"],
                   access=data["access"], expires=expires, starts=starts, reason=data["reason"],
                   ticket=data.get("ticket"), password_verifier=data.get("password_verifier"),
-                  provenance=ctx.provenance.get(source.path), delivery=data.get("delivery"))
+                  provenance=ctx.provenance.get(source.path), delivery=data.get("delivery"),
+                  extends=data.get("extends"))
     _check_policy(doc, grant, policy, ctx, problems)
     return grant, raw
 

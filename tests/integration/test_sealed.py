@@ -7,6 +7,7 @@ The password is looked for in every git object and output here, and the suite's 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,28 @@ def test_revocation_removes_the_ciphertext_from_the_tip(pg_sealed: Sealed) -> No
     assert pg_sealed.sealed() is None
     touched = git(pg_sealed.repo.root, "log", "-1", "--name-status", "--format=%s")
     assert "[skip ci]" in touched and f"D\tsealed/db1/{pg_sealed.world.login()}.yaml" in touched
+
+
+def test_jitgrant_extend_keeps_the_password(pg_sealed: Sealed, config_dir: Path) -> None:
+    """`jitgrant extend` writes a new file beside the old one (`extends:` names it): the
+    password carries on, and the sealed file names the extension from then on."""
+    pg_sealed.grant(hours=2)
+    pg_sealed.apply()
+    first = pg_sealed.sealed()
+    assert first is not None
+    root = pg_sealed.repo.root
+    made = CliRunner().invoke(main, ["extend", "grants/db1/alice.yaml", "--for", "1h",
+                                     "--repo", str(root), "--format", "json"],
+                              env={"GIT_AUTHOR_EMAIL": "alice@example.com"},
+                              catch_exceptions=False)
+    assert made.exit_code == 0, made.output
+    extension = json.loads(made.stdout)
+    git(root, "merge", "-q", "--no-ff", "-m", "Merge the extension", extension["branch"])
+    text = (root / extension["file"]).read_text()
+    assert "delivery: sealed" in text and "extends: grants/db1/alice.yaml" in text
+    pg_sealed.apply()
+    kept = pg_sealed.sealed()
+    assert kept is not None and kept["grant"] == extension["file"]
+    assert (kept["verifier"], kept["password"]) == (first["verifier"], first["password"])
+    ok = pg_sealed.connect(pg_sealed.key, *PSQL, config=config_dir)
+    assert ok.returncode == 0 and ok.stdout.strip() == pg_sealed.world.login(), ok.stderr
