@@ -653,15 +653,20 @@ _GRANT_ARG = click.argument("grant", metavar="GRANT", shell_complete=complete_gr
 _PUSH = click.option("--push", is_flag=True, help="Push the new branch to origin.")
 
 
+# The request workflow (templates/ci/github) passes its form's inputs through these variables,
+# never pasted into a script: each one stands for its argument or option.
 @click.command("request")
-@click.argument("target", shell_complete=complete_targets)
-@click.argument("access", shell_complete=complete_access)
+@click.argument("target", shell_complete=complete_targets, envvar="JITGRANT_REQUEST_TARGET")
+@click.argument("access", shell_complete=complete_access, envvar="JITGRANT_REQUEST_ACCESS")
 @click.option("--for", "duration", required=True, metavar="DURATION",
+              envvar="JITGRANT_REQUEST_FOR",
               help="How long: 30m, 2h, 1h30m, 1d or PT2H; at most the level's max_duration.")
-@click.option("--reason", required=True, help="Why: shown to the approvers, kept in git.")
+@click.option("--reason", required=True, help="Why: shown to the approvers, kept in git.",
+              envvar="JITGRANT_REQUEST_REASON")
 @click.option("--starts", metavar="TIME", help="Begin then (RFC 3339 with a zone), not now.")
-@click.option("--ticket", help="A ticket or incident id.")
+@click.option("--ticket", help="A ticket or incident id.", envvar="JITGRANT_REQUEST_TICKET")
 @click.option("--as", "as_handle", metavar="HANDLE", shell_complete=complete_people,
+              envvar="JITGRANT_REQUEST_AS",
               help="Ask for this person (needs requesters_for_others for someone else).")
 @click.option("--sealed", is_flag=True,
               help="delivery: sealed: no password here; apply makes it and seals it to the "
@@ -669,17 +674,30 @@ _PUSH = click.option("--push", is_flag=True, help="Push the new branch to origin
 @click.option("--github-actor", metavar="LOGIN", envvar="JITGRANT_GITHUB_ACTOR",
               help="The requester is the person whose people.<handle>.github is LOGIN (a "
                    "workflow's github.actor); needs --sealed. Env: JITGRANT_GITHUB_ACTOR.")
+@click.option("--open-pr", is_flag=True,
+              help="With --push: open the pull request with GitHub's gh command.")
 @_PUSH
 @_FORMAT
 @repo_option
 @handled
 def request_command(target: str, access: str, duration: str, reason: str, starts: str | None,
                     ticket: str | None, as_handle: str | None, push: bool, fmt: str,
-                    repo: Path, sealed: bool, github_actor: str | None) -> int:
+                    repo: Path, sealed: bool, github_actor: str | None,
+                    open_pr: bool) -> int:
     """Ask for access: a grant file on a new branch, the password kept on this machine."""
-    ask = Ask(target, access, _duration(duration), reason, _timestamp(starts), ticket,
-              as_handle, sealed, github_actor or None)
-    _finish(repo, request(repo, ask, _now()), push, fmt, "request")
+    if open_pr and not push:
+        raise UserError("--open-pr needs --push: the pull request is opened from origin")
+    ask = Ask(target, access, _duration(duration), reason, _timestamp(starts), ticket or None,
+              as_handle or None, sealed, github_actor or None)
+    made = request(repo, ask, _now())
+    _finish(repo, made, push, fmt, "request")
+    if open_pr:
+        from .ghpr import open_pull_request
+
+        base = gitrepo.current_branch(gitrepo.open_repo(repo))
+        address = open_pull_request(made.branch, base, made.title, made.body)
+        click.echo(f"pull request: {address}" if address else "pull request: opened",
+                   err=fmt == "json")
     return 0
 
 

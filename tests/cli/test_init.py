@@ -101,7 +101,7 @@ def test_an_existing_file_is_refused_one_line_each_and_nothing_is_written(
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert f"{written / 'policies/people.yaml'}: exists already (--force overwrites it)" in lines
-    assert len(lines) == 13 and all(": exists already" in line for line in lines)
+    assert len(lines) == 14 and all(": exists already" in line for line in lines)
     assert not (written / "README.md").exists()  # not even the missing file was written
     assert (written / "policies/people.yaml").read_text() == "people: {}\n"
     result = init(written, "--force", "--action", PINNED_ACTION)
@@ -288,7 +288,7 @@ def test_the_current_folder_by_default(tmp_path: Path, monkeypatch: pytest.Monke
 # -- the other CI kinds ----------------------------------------------------------------------
 
 GITHUB_PR = (".github/CODEOWNERS", ".github/dependabot.yml", ".github/workflows/validate.yml",
-             ".github/workflows/auto-approve.yml")
+             ".github/workflows/auto-approve.yml", ".github/workflows/request.yml")
 KIND_FILES = {  # one entry per kind of scaffold.CI_KINDS (checked below)
     "github": (*GITHUB_PR, ".github/workflows/reconcile.yml"),
     "gitlab": (".gitlab/CODEOWNERS", ".gitlab-ci.yml"),
