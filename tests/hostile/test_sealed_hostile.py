@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +167,31 @@ def test_a_key_that_does_not_parse_names_its_line(tmp_path: Path) -> None:
     line = next(x for x in result.output.splitlines() if "keys[0]" in x)
     assert line.startswith("policies/main.yaml:") and "not a public key" in line
     assert git(tmp_path / "repo", "status", "--short") == ""
+
+
+def test_a_request_made_for_someone_else_is_sealed_to_the_grantee(
+        pg_sealed: Sealed, tmp_path: Path) -> None:
+    """bob may ask for alice (requesters_for_others); the grant he writes is sealed, and the
+    password apply makes opens with alice's key only, never bob's."""
+    bob_key, bob_public = ssh_key(tmp_path / "bob-keys", "bob")
+    world = pg_sealed.world
+    alice_public = pg_sealed.key.with_suffix(".pub").read_text().strip()
+    pg_sealed.repo.write("policies/main.yaml", sealed_policy(
+        {"alice": [alice_public], "bob": [bob_public]}, dsn_env=world.dsn_env,
+        prefix=world.prefix, groups=(world.group,), requesters_for_others=["@bob-gh"]))
+    pg_sealed.repo.commit("bob may ask for others")
+    root = pg_sealed.repo.root
+    asked = CliRunner().invoke(main, ["request", "db1", "readonly", "--for", "1h", "--reason",
+                                      "INC-3 for alice", "--as", "alice", "--sealed",
+                                      "--format", "json", "--repo", str(root)],
+                               env={"GIT_AUTHOR_EMAIL": "bob@example.com"},
+                               catch_exceptions=False)
+    assert asked.exit_code == 0, asked.output
+    branch = json.loads(asked.stdout)["branch"]
+    git(root, "merge", "-q", "--no-ff", "-m", "Merge pull request #2 from bob", branch)
+    pg_sealed.apply()
+    found = pg_sealed.sealed()
+    assert found is not None and found["grantee"] == "alice"
+    assert logs_in(world, opened(found, pg_sealed.key))
+    with pytest.raises(Exception, match="cannot open the sealed password"):
+        opened(found, bob_key)
