@@ -94,9 +94,12 @@ def main(verbose: bool) -> None:
               "requesters_for_others (repeatable; the variable: space-separated).")
 @click.option("--auto-approvable", is_flag=True,
               help="Exit 0 only if the change is grants of auto_approve levels (needs --base).")
+@click.option("--request-app", envvar="JITGRANT_REQUEST_APP", show_envvar=True,
+              help="The login the request workflow opens pull requests as: its sealed grants "
+                   "pass the --pr-author check (the workflow checked its actor).")
 @handled
 def validate(repo: Path, base: str | None, rev: str | None, fmt: str, pr_author: str | None,
-             teams: tuple[str, ...], auto_approvable: bool) -> int:
+             teams: tuple[str, ...], auto_approvable: bool, request_app: str | None) -> int:
     """Check policies and grants; every problem as path:line: message."""
     from .render import problems_github, problems_json, problems_text
     from .review import author_problems, not_auto_approvable
@@ -107,7 +110,8 @@ def validate(repo: Path, base: str | None, rev: str | None, fmt: str, pr_author:
     now = now_utc()
     snapshot = read_snapshot(repo, rev, now, base)
     problems = sorted(snapshot.problems + (
-        author_problems(snapshot, pr_author, teams, base_reader(repo, str(base)))
+        author_problems(snapshot, pr_author, teams, base_reader(repo, str(base)),
+                        request_app=request_app or None)
         if pr_author else []))
     render = {"text": problems_text, "json": problems_json, "github": problems_github}[fmt]
     output = render(problems)

@@ -207,7 +207,8 @@ def test_the_pull_request_check_passes_the_author_and_teams(written: Path) -> No
     assert validate["with"]["command"] == "validate --base origin/main --format github"
     assert validate["env"] == {
         "JITGRANT_PR_AUTHOR": "${{ github.event.pull_request.user.login }}",
-        "JITGRANT_AUTHOR_TEAMS": "${{ steps.teams.outputs.teams }}"}
+        "JITGRANT_AUTHOR_TEAMS": "${{ steps.teams.outputs.teams }}",
+        "JITGRANT_REQUEST_APP": "${{ vars.JITGRANT_REQUEST_APP }}"}
 
 
 def test_the_written_workflows_pass_actionlint(written: Path) -> None:

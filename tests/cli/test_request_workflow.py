@@ -158,3 +158,44 @@ def test_a_runner_never_makes_a_password(tmp_path: Path) -> None:
                               env={"JITGRANT_CONFIG_DIR": str(remote.config)})
     assert done.exit_code == 1 and "--github-actor needs --sealed" in done.output
     assert not (remote.config / "secrets").exists()
+
+
+APP = "my-jitgrant[bot]"
+
+
+def validate_as(remote: Remote, rev: str, *extra: str) -> Any:
+    return CliRunner().invoke(main, ["validate", "--repo", str(remote.repo.root), "--base",
+                                     "main", "--rev", rev, "--pr-author", APP, *extra],
+                              catch_exceptions=False)
+
+
+def test_validate_lets_the_request_app_s_sealed_grants_through(tmp_path: Path) -> None:
+    """The pull request's author is the App, not the actor: with --request-app (the validate
+    workflow's JITGRANT_REQUEST_APP) its sealed grants pass the author check; without it, or
+    for a grant carrying a verifier, the check refuses as before."""
+    remote = Remote(tmp_path)
+    assert remote.run_workflow("alice-gh").returncode == 0
+    [branch] = remote.branches()
+    git(remote.repo.root, "fetch", "-q", "origin")
+    rev = f"origin/{branch}"
+    assert validate_as(remote, rev).exit_code == 1
+    assert validate_as(remote, rev, "--request-app", APP).exit_code == 0
+    git(remote.repo.root, "checkout", "-q", "-b", "forged", rev)
+    path = git(remote.repo.root, "ls-tree", "-r", "--name-only", "HEAD", "grants/")
+    text = (remote.repo.root / path).read_text().replace("delivery: sealed\n", "")
+    (remote.repo.root / path).write_text(text + 'password_verifier: "*' + "A" * 40 + '"\n')
+    remote.repo.commit("a verifier added to the App's pull request")
+    refused = validate_as(remote, "forged", "--request-app", APP)
+    assert refused.exit_code == 1 and "is not the pull request's author" in refused.output
+
+
+def test_the_request_workflow_passes_actionlint(tmp_path: Path) -> None:
+    from tests.cli.test_init import tool
+
+    actionlint = tool("actionlint")  # skips when it is not installed
+    root = tmp_path / "init"
+    CliRunner().invoke(main, ["init", str(root), "--action", PINNED_ACTION],
+                       catch_exceptions=False)
+    proc = subprocess.run([actionlint, str(root / ".github/workflows/request.yml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
