@@ -196,3 +196,15 @@ def test_jitgrant_extend_keeps_the_password(pg_sealed: Sealed, config_dir: Path)
     assert (kept["verifier"], kept["password"]) == (first["verifier"], first["password"])
     ok = pg_sealed.connect(pg_sealed.key, *PSQL, config=config_dir)
     assert ok.returncode == 0 and ok.stdout.strip() == pg_sealed.world.login(), ok.stderr
+
+
+@pytest.mark.prints_password
+def test_print_env_opens_the_sealed_password_too(pg_sealed: Sealed, config_dir: Path) -> None:
+    pg_sealed.grant()
+    pg_sealed.apply()
+    found = pg_sealed.sealed()
+    assert found is not None
+    proc = run(pg_sealed.repo.root, "connect", "db1", "--as", "alice", "--identity",
+               str(pg_sealed.key), "--print-env", config=config_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert f"export PGPASSWORD={opened(found, pg_sealed.key)}" in proc.stdout.splitlines()
