@@ -596,14 +596,16 @@ def commit_files(repo: git.Repo, files: dict[str, bytes], message: str,
 PENDING = "jitgrant/audit-pending"
 
 
-def files_under(repo: git.Repo, commit: str, top: str) -> dict[str, bytes]:
-    """Regular files under `top` at `commit`, path -> bytes: one ls-tree and one cat-file."""
+def files_under(repo: git.Repo, commit: str, top: str,
+                max_bytes: int = MAX_FILE_BYTES) -> dict[str, bytes]:
+    """Regular files under `top` at `commit`, path -> bytes: one ls-tree and one cat-file.
+    Files larger than `max_bytes` are left out unread (a hostile commit's huge blob)."""
     wanted: dict[str, str] = {}
-    listing = repo.git.ls_tree("-r", "-z", "--full-tree", commit, "--", top)
+    listing = repo.git.ls_tree("-r", "-z", "--long", "--full-tree", commit, "--", top)
     for item in filter(None, listing.split("\0")):
         meta, path = item.split("\t", 1)
-        mode, kind, sha = meta.split()
-        if kind == "blob" and mode in ("100644", "100755"):
+        mode, kind, sha, size = meta.split()
+        if kind == "blob" and mode in ("100644", "100755") and int(size) <= max_bytes:
             wanted[path] = sha
     blobs = cat_blobs(repo, sorted(set(wanted.values())))
     return {path: blobs[sha] for path, sha in wanted.items()}

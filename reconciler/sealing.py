@@ -31,7 +31,7 @@ from typing import Any
 
 from . import credentials
 from .model import ActualRole, ActualState, DesiredLogin, DesiredState, Grant, Policy
-from .sealed import SealedFile, parse_file, seal, sealed_path
+from .sealed import SEALED_FILE_BYTES, SealedFile, parse_file, seal, sealed_path
 
 
 @dataclass(frozen=True)
@@ -166,13 +166,14 @@ def for_run(repo_path: Any, snapshot: Any, run_id: str, fetch_pending: bool) -> 
     if snapshot.commit is None:
         return sealer
     repo = gitrepo.open_repo(repo_path)
-    sealer.existing = gitrepo.files_under(repo, snapshot.commit, "sealed")
+    sealer.existing = gitrepo.files_under(repo, snapshot.commit, "sealed", SEALED_FILE_BYTES)
     if any(g.delivery == "sealed" for g in snapshot.grants):
         commits = list(gitrepo.fetch_pending(repo).values()) if fetch_pending \
             else gitrepo.pending_commits(repo)
         pending: dict[str, list[bytes]] = {}
         for commit in commits:
-            for path, data in gitrepo.files_under(repo, commit, "sealed").items():
+            for path, data in gitrepo.files_under(repo, commit, "sealed",
+                                                  SEALED_FILE_BYTES).items():
                 if data != sealer.existing.get(path):
                     pending.setdefault(path, []).append(data)
         sealer.pending = pending

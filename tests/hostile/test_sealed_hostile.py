@@ -195,3 +195,18 @@ def test_a_request_made_for_someone_else_is_sealed_to_the_grantee(
     assert logs_in(world, opened(found, pg_sealed.key))
     with pytest.raises(Exception, match="cannot open the sealed password"):
         opened(found, bob_key)
+
+
+def test_a_huge_or_broken_sealed_file_stops_nothing(pg_sealed: Sealed) -> None:
+    """A pull request that plants a 2 MiB blob where the sealed file goes, and YAML that is no
+    sealed file beside it: apply reads neither, grants, and writes its own file over the blob;
+    the junk in sealed/db1/ is removed from the tip with the audit commit."""
+    login = pg_sealed.world.login()
+    pg_sealed.repo.write(f"sealed/db1/{login}.yaml", b"#" * (2 * 1024 * 1024))
+    pg_sealed.repo.write("sealed/db1/junk.yaml", "a: &a [*a]\n")
+    pg_sealed.grant()
+    pg_sealed.apply()
+    found = pg_sealed.sealed()
+    assert found is not None and server_verifier(pg_sealed.world) == found["verifier"]
+    assert git(pg_sealed.repo.root, "ls-tree", "--name-only", "HEAD", "sealed/db1/") == \
+        f"sealed/db1/{login}.yaml"
