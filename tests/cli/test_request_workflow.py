@@ -199,3 +199,19 @@ def test_the_request_workflow_passes_actionlint(tmp_path: Path) -> None:
     proc = subprocess.run([actionlint, str(root / ".github/workflows/request.yml")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_pull_request_s_offline_plan_shows_the_sealed_login(tmp_path: Path) -> None:
+    """What the validate workflow's summary runs on the request's pull request: the login is
+    planned with a password (masked), made in memory and written nowhere."""
+    remote = Remote(tmp_path)
+    assert remote.run_workflow("alice-gh").returncode == 0
+    [branch] = remote.branches()
+    git(remote.repo.root, "fetch", "-q", "origin")
+    git(remote.repo.root, "merge", "-q", "--no-ff", "-m", "Merge", f"origin/{branch}")
+    planned = CliRunner().invoke(main, ["plan", "--offline", "--base", "main~1", "--repo",
+                                        str(remote.repo.root), "--format", "markdown"],
+                                 catch_exceptions=False)
+    assert planned.exit_code == 2, planned.output
+    assert "this change creates 1 login" in planned.output
+    assert git(remote.repo.root, "status", "--porcelain") == ""
