@@ -140,6 +140,17 @@ def test_mariadb_apply_then_connect_with_the_right_key_only(my_sealed: Sealed,
 
 def test_extension_keeps_the_password_a_new_grant_rotates_it(pg_sealed: Sealed,
                                                               config_dir: Path) -> None:
+    extension_and_rotation(pg_sealed, config_dir, PSQL, pg_sealed.world.login())
+
+
+@pytest.mark.mysql
+def test_mariadb_extension_keeps_the_password_a_new_grant_rotates_it(
+        my_sealed: Sealed, config_dir: Path) -> None:
+    extension_and_rotation(my_sealed, config_dir, MARIADB, f"{my_sealed.world.login()}@%")
+
+
+def extension_and_rotation(pg_sealed: Sealed, config_dir: Path, client: tuple[str, ...],
+                           who: str) -> None:
     pg_sealed.grant(hours=2)
     pg_sealed.apply()
     first = pg_sealed.sealed()
@@ -156,8 +167,8 @@ def test_extension_keeps_the_password_a_new_grant_rotates_it(pg_sealed: Sealed,
     rotated = pg_sealed.sealed()
     assert rotated is not None and rotated["grant"] == "grants/db1/alice-again.yaml"
     assert rotated["verifier"] != first["verifier"]
-    ok = pg_sealed.connect(pg_sealed.key, *PSQL, config=config_dir)
-    assert ok.returncode == 0 and ok.stdout.strip() == pg_sealed.world.login(), ok.stderr
+    ok = pg_sealed.connect(pg_sealed.key, *client, config=config_dir)
+    assert ok.returncode == 0 and ok.stdout.strip() == who, ok.stderr
 
 
 def test_revocation_removes_the_ciphertext_from_the_tip(pg_sealed: Sealed) -> None:
