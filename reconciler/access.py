@@ -557,6 +557,7 @@ class Connection:
     host: str | None
     port: int | None
     dbname: str | None
+    sealed: str | None = field(default=None, repr=False)  # a sealed grant's opened password
 
 
 def choose_grant(snapshot: Snapshot, person: str, target_name: str, access: str | None,
@@ -617,6 +618,8 @@ def build_connection(snapshot: Snapshot, grant: Grant, host: str | None,
 
 
 def password_for(conn: Connection) -> str:
+    if conn.sealed is not None:
+        return conn.sealed
     password = secretstore.load(conn.target.name, conn.login)
     if password is None and conn.grant.password_verifier is None:
         raise UserError(f"{conn.grant.path} carries no password (as a request made for you by "
@@ -737,10 +740,14 @@ class _ClientArgs(click.Command):
               help="Print shell export lines, password included, instead of connecting.")
 @click.option("--pgpass", is_flag=True,
               help="Print a .pgpass line, password included, instead of connecting.")
+@click.option("--identity", type=click.Path(dir_okay=False, path_type=Path),
+              help="A sealed grant: the SSH private key (or age identity file) to open its "
+                   "password with (default ~/.ssh/id_ed25519, then ~/.ssh/id_rsa).")
 @handled
 def connect_command(repo: Path, mainline_ref: str | None, target: str, access: str | None,
                     client: str | None, as_handle: str | None, host: str | None,
-                    port: int | None, print_env: bool, pgpass: bool) -> int:
+                    port: int | None, print_env: bool, pgpass: bool,
+                    identity: Path | None) -> int:
     """Start a client logged in as my active grant's login (extra client args after --)."""
     from .snapshot import read_snapshot
 
@@ -752,6 +759,11 @@ def connect_command(repo: Path, mainline_ref: str | None, target: str, access: s
     grant = choose_grant(snapshot, person, target, access, now,
                          lambda: pending_rows(git_repo, base, snapshot, now))
     conn = build_connection(snapshot, grant, host, port)
+    if grant.delivery == "sealed":
+        from .sealing import sealed_password
+
+        opened = sealed_password(git_repo, base.sha, grant, conn.login, identity)
+        conn = replace(conn, sealed=opened)
     if print_env or pgpass:
         return _print_secret(conn, pgpass)
     chosen = pick_client(conn.target.engine, client)

@@ -62,6 +62,8 @@ class TargetRun:
     execute_seconds: float | None = None
     # grant file -> the audit's `approval` object (lookup.py), for its creates and updates
     approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # login -> sealing.Outcome for its sealed logins (None: not planned with a sealer)
+    sealed: dict[str, Any] | None = None
 
     @property
     def status(self) -> str:
@@ -90,6 +92,7 @@ class Run:
     finished: datetime | None = None
     review: Review | None = None  # with --base: what the pull request changes
     offline: bool = False  # planned against a server with none of our logins
+    sealer: Any = None  # sealing.Sealer: the sealed files the audit commit writes and removes
 
     @property
     def problems(self) -> list[Problem]:
@@ -288,7 +291,7 @@ def reconcile(snapshot: Snapshot, now: datetime, *, only: Sequence[str] = (),
               jobs: int = DEFAULT_JOBS, environments: Sequence[str] = (),
               run_id: str | None = None,
               on_target: Callable[[TargetRun], None] | None = None,
-              approver: Approver | None = None) -> Run:
+              approver: Approver | None = None, sealer: Any = None) -> Run:
     """Plan (and with `execute`, apply) every selected target, at most `jobs` connections at
     once (the prefetch's bound when there is one, see jobs.py); a failing target never stops
     the others. `while_executing(target_run)` runs in a thread while a target's statements
@@ -297,9 +300,10 @@ def reconcile(snapshot: Snapshot, now: datetime, *, only: Sequence[str] = (),
     `env`). `earlier(target name)`: the actions an earlier run left cut, compared with the
     server. `on_target(target_run)` is called, from a worker, as each target finishes (the
     progress line, the event log). `approver` (lookup.py) judges the grants of each plan's
-    creates and updates; those it refuses are planned again as not granted."""
+    creates and updates; those it refuses are planned again as not granted. `sealer`
+    (sealing.Sealer) gives sealed logins their passwords; without one they are held."""
     env = os.environ if env is None else env
-    run = Run(snapshot, now, [], offline=offline)
+    run = Run(snapshot, now, [], offline=offline, sealer=sealer)
     if run_id is not None:
         run.run_id = run_id
     selected = select_targets(snapshot, only, environments)
@@ -311,7 +315,7 @@ def reconcile(snapshot: Snapshot, now: datetime, *, only: Sequence[str] = (),
     if prefetch is not None:
         prefetch.keep_only({task[0].name for task in todo[:jobs]})
     context = _Context(snapshot, now, execute, offline, env, while_executing, prefetch,
-                       earlier, slots, on_target, approver)
+                       earlier, slots, on_target, approver, sealer)
     with no_gc_pauses():
         done = bounded_map(todo, context.task, jobs)
     by_name = {r.target.name: r for results in done for r in results}
@@ -343,6 +347,7 @@ class _Context:
     slots: threading.BoundedSemaphore
     on_done: Callable[[TargetRun], None] | None
     approver: Approver | None = None
+    sealer: Any = None
 
     def task(self, targets: list[Target]) -> list[TargetRun]:
         """The targets one after another (they share a lock when there are several)."""
@@ -429,6 +434,7 @@ def _approved(ctx: _Context, result: TargetRun, target: Target, desired: Desired
     a login they alone would make or extend is not made or extended; one they alone keep is
     revoked). Only the refused grants' logins change, and their other grants were judged with
     them, so one more pass is enough."""
+    desired = _sealed(ctx, result, desired, actual)
     plan = diff(desired, actual, ctx.now)
     if ctx.approver is None:
         return plan, desired
@@ -436,10 +442,22 @@ def _approved(ctx: _Context, result: TargetRun, target: Target, desired: Desired
     result.approvals = verdicts.approvals
     if verdicts.refused:
         desired = desired_state(ctx.snapshot, target, ctx.now, verdicts.refused)
+        desired = _sealed(ctx, result, desired, actual)
         plan = diff(desired, actual, ctx.now)
     if verdicts.notes:
         plan = replace(plan, problems=plan.problems + tuple(verdicts.notes))
     return plan, desired
+
+
+def _sealed(ctx: _Context, result: TargetRun, desired: DesiredState,
+            actual: ActualState) -> DesiredState:
+    """Sealed logins with their passwords' verifiers (sealing.py), or held without a sealer."""
+    from .sealing import hold
+
+    if ctx.sealer is None:
+        return hold(desired, actual)
+    desired, result.sealed = ctx.sealer.settle(desired, actual)
+    return desired
 
 
 @contextmanager

@@ -261,19 +261,24 @@ def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) 
     commit (and push) it. A pushing run that executed nothing still delivers the records
     whose push was refused."""
     changed = any(t.executed or t.follow_ups for t in run.targets)
+    writes, removes = _sealed_tip(run)
+    changed = changed or bool(writes or removes)
     used = sessions.usage_changed(repo_path, run)
     if not changed and not used:
         if commit and push:
             _deliver_pending(gitrepo.open_repo(repo_path), run.run_id)
         return None
     repo = gitrepo.open_repo(repo_path)
-    if not used and repeats_latest(Path(str(repo.working_tree_dir)), run):
+    if not used and not (writes or removes) and \
+            repeats_latest(Path(str(repo.working_tree_dir)), run):
         if commit and push:
             _deliver_pending(repo, run.run_id)
         return None
     content = to_json(record(run, gitrepo.committer(repo), actions=False),
                       {"actions": action_lines(run, endings_from(repo_path, run.snapshot))})
     rel = write(Path(str(repo.working_tree_dir)), run, content)
+    if not commit:
+        _write_sealed(Path(str(repo.working_tree_dir)), writes, removes)
     if commit:
         count = sum(len(t.plan.actions) for t in run.targets if t.plan and t.executed)
         what = f"{count} change(s)" if changed else "sessions and counters seen"
@@ -281,12 +286,30 @@ def persist(repo_path: Path, run: Run, commit: bool = True, push: bool = False) 
             pending = gitrepo.fetch_pending(repo) if push else {}
             carried = gitrepo.missing_records(repo, pending.values())
             also = f", and {len(carried)} record(s) whose push was refused" if carried else ""
-            gitrepo.commit_files(repo, {**carried, rel: content},
+            gitrepo.commit_files(repo, {**carried, **writes, rel: content},
                                  f"audit: {what} by jitgrant apply "
-                                 f"{run.run_id}{also} [skip ci]")
+                                 f"{run.run_id}{also} [skip ci]", remove=removes)
             if push:
                 _deliver(repo, run.run_id, rel, pending, content)
     return rel
+
+
+def _sealed_tip(run: Run) -> tuple[dict[str, bytes], list[str]]:
+    """The sealed files (sealing.py) this run's audit commit writes and removes."""
+    if run.sealer is None:
+        return {}, []
+    from .sealing import tip_changes
+
+    return tip_changes(run.targets, run.sealer.existing)
+
+
+def _write_sealed(root: Path, writes: dict[str, bytes], removes: list[str]) -> None:
+    """--no-commit: the sealed files beside the record, for the operator to commit."""
+    for rel, content in writes.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(content)
+    for rel in removes:
+        (root / rel).unlink(missing_ok=True)
 
 
 def repeats_latest(root: Path, run: Run) -> bool:

@@ -100,9 +100,12 @@ def main(verbose: bool) -> None:
               "requesters_for_others (repeatable; the variable: space-separated).")
 @click.option("--auto-approvable", is_flag=True,
               help="Exit 0 only if the change is grants of auto_approve levels (needs --base).")
+@click.option("--request-app", envvar="JITGRANT_REQUEST_APP", show_envvar=True,
+              help="The login the request workflow opens pull requests as: its sealed grants "
+                   "pass the --pr-author check (the workflow checked its actor).")
 @handled
 def validate(repo: Path, base: str | None, rev: str | None, fmt: str, pr_author: str | None,
-             teams: tuple[str, ...], auto_approvable: bool) -> int:
+             teams: tuple[str, ...], auto_approvable: bool, request_app: str | None) -> int:
     """Check policies and grants; every problem as path:line: message."""
     from .render import problems_github, problems_json, problems_text
     from .review import author_problems, not_auto_approvable
@@ -113,7 +116,8 @@ def validate(repo: Path, base: str | None, rev: str | None, fmt: str, pr_author:
     now = now_utc()
     snapshot = read_snapshot(repo, rev, now, base)
     problems = sorted(snapshot.problems + (
-        author_problems(snapshot, pr_author, teams, base_reader(repo, str(base)))
+        author_problems(snapshot, pr_author, teams, base_reader(repo, str(base)),
+                        request_app=request_app or None)
         if pr_author else []))
     render = {"text": problems_text, "json": problems_json, "github": problems_github}[fmt]
     output = render(problems)
@@ -188,7 +192,8 @@ def plan(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, .
                 _approver(repo, snapshot, log, offline=offline, record=False) as approver:
             run = reconcile(snapshot, now, only=only, offline=offline, prefetch=prefetch,
                             environments=environments, run_id=log.run_id if log else None,
-                            on_target=done, approver=approver)
+                            on_target=done, approver=approver,
+                            sealer=_plan_sealer(repo, snapshot))
     if log is not None:
         log.ran(run)
     if base is not None:
@@ -315,6 +320,7 @@ def apply(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, 
     from .apply import Prefetch, new_run_id, reconcile
     from .audit import endings_from, persist, preparer
     from .overdue import parse_grace
+    from .sealing import for_run
     from .snapshot import read_snapshot
 
     grace = parse_grace(overdue_grace)
@@ -325,13 +331,15 @@ def apply(repo: Path, rev: str, only: tuple[str, ...], environments: tuple[str, 
                   environments=environments) as prefetch:
         snapshot = read_snapshot(repo, rev, started, on_policy=prefetch.start)
         earlier = None if dry_run else reader(repo, sorted(snapshot.policy.targets))
+        run_id = log.run_id if log else new_run_id()
+        sealer = for_run(repo, snapshot, run_id, push and not dry_run)
         with _progress(snapshot, only, environments, log) as finished, \
                 _approver(repo, snapshot, log) as approver:
             run = reconcile(snapshot, started, only=only, execute=not dry_run,
                             while_executing=preparer(snapshot, endings_from(repo, snapshot)),
                             prefetch=prefetch, earlier=earlier, environments=environments,
-                            run_id=log.run_id if log else None, on_target=finished,
-                            approver=approver)
+                            run_id=run_id, on_target=finished,
+                            approver=approver, sealer=sealer)
     if log is not None:
         log.ran(run)
     _print_run(run, fmt)
@@ -363,6 +371,15 @@ def _notify(url: str | None, run: Any, log: Any) -> None:
         log.emit("warning", message=problem)
     else:
         click.echo(f"jitgrant: warning: {problem}", err=True)
+
+
+def _plan_sealer(repo: Path, snapshot: Any) -> Any:
+    """Plan sealed logins as apply would (new passwords stay in memory), when there are any."""
+    if not any(g.delivery == "sealed" for g in snapshot.grants):
+        return None
+    from .sealing import for_run
+
+    return for_run(repo, snapshot, "plan", fetch_pending=False)
 
 
 def _report_run(run: Any, grace: Any, audit: str | None, metrics_file: Path | None,

@@ -594,16 +594,25 @@ def commit_file(repo: git.Repo, rel_path: str, content: bytes, message: str) -> 
     return commit_files(repo, {rel_path: content}, message)
 
 
-def commit_files(repo: git.Repo, files: dict[str, bytes], message: str) -> str:
-    """Write the files and commit only them on the current branch; return the new commit."""
+def commit_files(repo: git.Repo, files: dict[str, bytes], message: str,
+                 remove: Iterable[str] = ()) -> str:
+    """Write the files (and delete `remove`) and commit only them on the current branch;
+    return the new commit."""
     for rel_path, content in files.items():
         target = Path(str(repo.working_tree_dir)) / rel_path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
     env = _fallback_identity(repo)
     paths = sorted(files)
+    gone = sorted(remove)
     try:
-        repo.git.add("--", *paths)
+        if gone:  # sealed files of revoked logins (sealing.py)
+            repo.git.rm("-q", "--cached", "--ignore-unmatch", "--", *gone)
+            for rel_path in gone:
+                (Path(str(repo.working_tree_dir)) / rel_path).unlink(missing_ok=True)
+            paths = sorted(set(paths) | set(gone))
+        if files:
+            repo.git.add("--", *files)
         repo.git.commit("--only", "--no-verify", "-q", "-m", message, "--", *paths, env=env)
     except git.GitCommandError as exc:
         raise UserError(f"could not commit {', '.join(paths)}: {_git_message(exc)}") from None
@@ -616,6 +625,28 @@ def commit_files(repo: git.Repo, files: dict[str, bytes], message: str) -> str:
 # branch of its own on origin, which the next run fetches: it carries the records it lacks
 # into its own audit commit, and deletes the pending branches once that commit is on origin.
 PENDING = "jitgrant/audit-pending"
+
+
+def files_under(repo: git.Repo, commit: str, top: str,
+                max_bytes: int = MAX_FILE_BYTES) -> dict[str, bytes]:
+    """Regular files under `top` at `commit`, path -> bytes: one ls-tree and one cat-file.
+    Files larger than `max_bytes` are left out unread (a hostile commit's huge blob)."""
+    wanted: dict[str, str] = {}
+    listing = repo.git.ls_tree("-r", "-z", "--long", "--full-tree", commit, "--", top)
+    for item in filter(None, listing.split("\0")):
+        meta, path = item.split("\t", 1)
+        mode, kind, sha, size = meta.split()
+        if kind == "blob" and mode in ("100644", "100755") and int(size) <= max_bytes:
+            wanted[path] = sha
+    blobs = cat_blobs(repo, sorted(set(wanted.values())))
+    return {path: blobs[sha] for path, sha in wanted.items()}
+
+
+def pending_commits(repo: git.Repo) -> list[str]:
+    """The commits of origin's pending audit branches as last fetched (none without origin)."""
+    out = str(repo.git.for_each_ref("--format=%(objectname)",
+                                    f"refs/remotes/origin/{PENDING}/"))
+    return out.split()
 
 
 def keep_pending(repo: git.Repo, name: str) -> str | None:
@@ -753,7 +784,7 @@ def _rebase_audit_commits(repo: git.Repo, upstream: str) -> None:
     merges = repo.git.rev_list("--min-parents=2", ours).split()
     paths = set(filter(None, repo.git.log("--format=", "--name-only", "--no-renames", "-z",
                                           ours).split("\0")))
-    foreign = sorted(p for p in paths if not p.startswith("audit/"))
+    foreign = sorted(p for p in paths if not p.startswith(("audit/", "sealed/")))
     if merges or foreign:
         what = f"merge commit {merges[0][:12]}" if merges else ", ".join(foreign[:3])
         raise UserError(f"origin moved, and the local branch has unpushed commits that are not "

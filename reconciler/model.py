@@ -97,6 +97,8 @@ class Person:
     groups: tuple[str, ...] = ()
     active: bool = True
     gitlab: str | None = None  # matched against merge request authors and approvers
+    # Public keys (SSH ed25519/RSA, age recipients) a sealed password is encrypted to (sealed.py)
+    keys: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,10 @@ class Grant:
     ticket: str | None = None
     password_verifier: str | None = field(default=None, repr=False)
     provenance: Provenance | None = None
+    # "sealed": apply makes the password and commits it encrypted to the grantee's keys
+    delivery: str | None = None
+    # the grant file this one extends (jitgrant extend of a sealed grant): keeps its password
+    extends: str | None = None
 
     def is_current(self, now: datetime) -> bool:
         """starts <= now < expires (the grantee's status is checked separately)."""

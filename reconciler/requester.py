@@ -182,7 +182,8 @@ def _verifier(engine: str | None, password: str) -> str | None:
 
 def _grant_fields(grantee: str, target: str, access: str, starts: datetime | None,
                   expires: datetime, reason: str, ticket: str | None,
-                  verifier: str | None) -> dict[str, str]:
+                  verifier: str | None, sealed: bool = False,
+                  extends: str | None = None) -> dict[str, str]:
     fields = {"grantee": grantee, "target": target, "access": access}
     if starts is not None:
         fields["starts"] = iso(starts) or ""
@@ -191,6 +192,10 @@ def _grant_fields(grantee: str, target: str, access: str, starts: datetime | Non
         fields["ticket"] = ticket
     if verifier is not None:
         fields["password_verifier"] = verifier
+    if sealed:  # apply makes the password and seals it to the grantee's keys (sealing.py)
+        fields["delivery"] = "sealed"
+    if extends is not None:
+        fields["extends"] = extends
     return fields
 
 
@@ -299,6 +304,8 @@ class Ask:
     starts: datetime | None = None
     ticket: str | None = None
     as_handle: str | None = None
+    sealed: bool = False  # delivery: sealed, no password made here
+    github_actor: str | None = None  # the requester, by GitHub login (a workflow's actor)
 
 
 def request(repo_path: Path, ask: Ask, now: datetime) -> Made:
@@ -306,17 +313,34 @@ def request(repo_path: Path, ask: Ask, now: datetime) -> Made:
     request for someone else carries no password: nobody may hold the password of a login
     the audit attributes to another person (the grantee gives it one with `password`)."""
     head = _open_clean(repo_path)
-    me = whoami(head.repo, head.policy)
+    me = actor_person(head.policy, ask.github_actor, ask.sealed) \
+        if ask.github_actor is not None else whoami(head.repo, head.policy)
     grantee = ask.as_handle or me or _unknown_me(head.repo)
     # (when git knows nobody, --as is taken at its word, and the pull request's author check
     # refuses a verifier for anyone but its author)
     for_other = me is not None and me != grantee
-    if for_other:
+    if for_other and not ask.sealed:
         _no_password_possible(head, ask, me or "", grantee)
-    password = None if for_other else credentials.new_password()
+    password = None if for_other or ask.sealed else credentials.new_password()
     path, content, grant = _requested_grant(head, ask, grantee, password, now)
     check_may_act(head.policy, me, grantee, ask.target)
     return _commit_request(head, grant, path, content, password, now)
+
+
+def actor_person(policy: Policy, actor: str, sealed: bool) -> str:
+    """The person whose people.<handle>.github is `actor` (GitHub logins ignore case); a
+    workflow's actor nobody maps to is refused, and so is a request from a runner that would
+    leave a password on it."""
+    if not sealed:
+        raise UserError("--github-actor needs --sealed: a password made here would stay on "
+                        "this machine, not with the person asking")
+    found = sorted(h for h, p in policy.people.items()
+                   if p.github and p.github.lower() == actor.lower())
+    if len(found) != 1:
+        what = "nobody's" if not found else f"shared by {', '.join(found)}"
+        raise UserError(f"the GitHub login {actor!r} is {what} people.<handle>.github in "
+                        "policies/: no request is made for it")
+    return found[0]
 
 
 def _no_password_possible(head: _Head, ask: Ask, me: str, grantee: str) -> None:
@@ -338,7 +362,7 @@ def _requested_grant(head: _Head, ask: Ask, grantee: str, password: str | None,
     verifier = None if password is None else _verifier(target.engine if target else None,
                                                        password)
     fields = _grant_fields(grantee, ask.target, ask.access, ask.starts, expires, ask.reason,
-                           ask.ticket, verifier)
+                           ask.ticket, verifier, sealed=ask.sealed)
     path = f"grants/{ask.target}/{grantee}-{ask.access}-{_stamp(now)}.yaml"
     content = grant_text(fields)
     return path, content, _validated(head, path, content, now, "the grant")
@@ -360,8 +384,9 @@ def _commit_request(head: _Head, grant: Grant, path: str, content: bytes,
                    grant.expires)
     if password is None:
         sha = _commit(head, branch, {path: content}, title, body)
-        return Made(branch, sha, title, body, lines, notes=_no_password_notes(grant, login),
-                    grant=about)
+        notes = _sealed_notes(grant, login) if grant.delivery == "sealed" else \
+            _no_password_notes(grant, login)
+        return Made(branch, sha, title, body, lines, notes=notes, grant=about)
     secretstore.check(grant.target, login)  # a store it would refuse: refused before the branch
     replaced = secretstore.secret_path(grant.target, login).exists()
     sha = _commit(head, branch, {path: content}, title, body)
@@ -370,6 +395,14 @@ def _commit_request(head: _Head, grant: Grant, path: str, content: bytes,
              "one when this grant is applied and is the one expiring last (to keep the current "
              "password, use `jitgrant extend` instead)",) if replaced else ()
     return Made(branch, sha, title, body, lines, secret, notes, about)
+
+
+def _sealed_notes(grant: Grant, login: str) -> tuple[str, ...]:
+    return (f"note: sealed delivery: no password was made here; once merged, apply makes the "
+            f"password of {login} and commits it sealed to people.{grant.grantee}.keys; "
+            f"{grant.grantee} then runs "
+            f"{shlex.join(['jitgrant', 'connect', grant.target, grant.access])} "
+            "--identity ~/.ssh/KEY",)
 
 
 def _no_password_notes(grant: Grant, login: str) -> tuple[str, ...]:
@@ -419,8 +452,10 @@ def extend(repo_path: Path, grant_arg: str, duration: timedelta, reason: str | N
     expires = _end(old.expires, duration)
     starts = old.starts if old.starts and old.starts > now else None
     _check_extension_fits(head.policy, old, starts or now, expires)
+    sealed = old.delivery == "sealed"
     fields = _grant_fields(old.grantee, old.target, old.access, starts, expires,
-                           reason or old.reason, old.ticket, old.password_verifier)
+                           reason or old.reason, old.ticket, old.password_verifier,
+                           sealed=sealed, extends=old.path if sealed else None)
     # Its own suffix: told apart from requests in the folder, and never the same name as a
     # request made in the same second.
     path = f"grants/{old.target}/{old.grantee}-{old.access}-{_stamp(now)}-extend.yaml"
@@ -433,7 +468,7 @@ def extend(repo_path: Path, grant_arg: str, duration: timedelta, reason: str | N
     sha = _commit(head, branch, {path: grant_text(fields)}, title, body)
     lines = (f"{path}: {grant.access} on {grant.target} for {grant.grantee}, "
              f"{_window(grant, now)}, beside {old.path} (until {iso(old.expires)})",)
-    return Made(branch, sha, title, body, lines, notes=_secret_note(head, old),
+    return Made(branch, sha, title, body, lines, notes=() if sealed else _secret_note(head, old),
                 grant=_about(path, grant.grantee, grant.target, grant.access, grant.starts,
                              grant.expires))
 
@@ -618,27 +653,51 @@ _GRANT_ARG = click.argument("grant", metavar="GRANT", shell_complete=complete_gr
 _PUSH = click.option("--push", is_flag=True, help="Push the new branch to origin.")
 
 
+# The request workflow (templates/ci/github) passes its form's inputs through these variables,
+# never pasted into a script: each one stands for its argument or option.
 @click.command("request")
-@click.argument("target", shell_complete=complete_targets)
-@click.argument("access", shell_complete=complete_access)
+@click.argument("target", shell_complete=complete_targets, envvar="JITGRANT_REQUEST_TARGET")
+@click.argument("access", shell_complete=complete_access, envvar="JITGRANT_REQUEST_ACCESS")
 @click.option("--for", "duration", required=True, metavar="DURATION",
+              envvar="JITGRANT_REQUEST_FOR",
               help="How long: 30m, 2h, 1h30m, 1d or PT2H; at most the level's max_duration.")
-@click.option("--reason", required=True, help="Why: shown to the approvers, kept in git.")
+@click.option("--reason", required=True, help="Why: shown to the approvers, kept in git.",
+              envvar="JITGRANT_REQUEST_REASON")
 @click.option("--starts", metavar="TIME", help="Begin then (RFC 3339 with a zone), not now.")
-@click.option("--ticket", help="A ticket or incident id.")
+@click.option("--ticket", help="A ticket or incident id.", envvar="JITGRANT_REQUEST_TICKET")
 @click.option("--as", "as_handle", metavar="HANDLE", shell_complete=complete_people,
+              envvar="JITGRANT_REQUEST_AS",
               help="Ask for this person (needs requesters_for_others for someone else).")
+@click.option("--sealed", is_flag=True,
+              help="delivery: sealed: no password here; apply makes it and seals it to the "
+                   "grantee's people.<handle>.keys.")
+@click.option("--github-actor", metavar="LOGIN", envvar="JITGRANT_GITHUB_ACTOR",
+              help="The requester is the person whose people.<handle>.github is LOGIN (a "
+                   "workflow's github.actor); needs --sealed. Env: JITGRANT_GITHUB_ACTOR.")
+@click.option("--open-pr", is_flag=True,
+              help="With --push: open the pull request with GitHub's gh command.")
 @_PUSH
 @_FORMAT
 @repo_option
 @handled
 def request_command(target: str, access: str, duration: str, reason: str, starts: str | None,
                     ticket: str | None, as_handle: str | None, push: bool, fmt: str,
-                    repo: Path) -> int:
+                    repo: Path, sealed: bool, github_actor: str | None,
+                    open_pr: bool) -> int:
     """Ask for access: a grant file on a new branch, the password kept on this machine."""
-    ask = Ask(target, access, _duration(duration), reason, _timestamp(starts), ticket,
-              as_handle)
-    _finish(repo, request(repo, ask, _now()), push, fmt, "request")
+    if open_pr and not push:
+        raise UserError("--open-pr needs --push: the pull request is opened from origin")
+    ask = Ask(target, access, _duration(duration), reason, _timestamp(starts), ticket or None,
+              as_handle or None, sealed, github_actor or None)
+    made = request(repo, ask, _now())
+    _finish(repo, made, push, fmt, "request")
+    if open_pr:
+        from .ghpr import open_pull_request
+
+        base = gitrepo.current_branch(gitrepo.open_repo(repo))
+        address = open_pull_request(made.branch, base, made.title, made.body)
+        click.echo(f"pull request: {address}" if address else "pull request: opened",
+                   err=fmt == "json")
     return 0
 
 

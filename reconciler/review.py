@@ -21,18 +21,23 @@ def changed_grants(snapshot: Snapshot) -> list[Grant | RawGrant]:
 
 
 def author_problems(snapshot: Snapshot, author: str, teams: Iterable[str] = (),
-                    read_base: BaseReader | None = None) -> list[Problem]:
+                    read_base: BaseReader | None = None,
+                    request_app: str | None = None) -> list[Problem]:
     """A grant for someone other than the pull request's author is refused, unless the author
     (or one of their teams) is in the target's requesters_for_others. Even then it may not
     bring a password verifier the base did not already hold for that login: whoever makes a
     verifier holds its password, and only the grantee may hold it (`read_base` reads the
-    base's versions of changed files; without it, every verifier for someone else is new)."""
+    base's versions of changed files; without it, every verifier for someone else is new).
+    `request_app`: the login the request workflow opens pull requests as; its sealed grants
+    pass (the workflow mapped its actor and applied requesters_for_others itself, and a sealed
+    password is the grantee's alone), anything else it brings is judged as usual."""
     policy = snapshot.policy
     mine = {h for h, p in policy.people.items() if p.github and p.github.lower() == author.lower()}
     problems = []
     others: list[Grant] = []
+    by_app = request_app is not None and author.lower() == request_app.lower()
     for grant in changed_grants(snapshot):
-        if grant.grantee in mine:
+        if grant.grantee in mine or (by_app and _sealed(grant)):
             continue
         if not _may_ask_for_others(policy, grant.target, author, teams):
             problems.append(Problem(grant.path, 1, f"grantee: {grant.grantee!r} is not the "
@@ -46,6 +51,11 @@ def author_problems(snapshot: Snapshot, author: str, teams: Iterable[str] = (),
         problems += [_foreign_verifier(g, author) for g in others
                      if g.password_verifier not in known.get(_triple(g), set())]
     return problems
+
+
+def _sealed(grant: Grant | RawGrant) -> bool:
+    return isinstance(grant, Grant) and grant.delivery == "sealed" \
+        and grant.password_verifier is None
 
 
 def _foreign_verifier(grant: Grant, author: str) -> Problem:

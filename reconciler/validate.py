@@ -451,7 +451,20 @@ def _power_roles(name: str, roles: list[str], doc: Document, problems: list[Prob
 def _person(name: str, v: dict[str, Any], doc: Document, problems: list[Problem]) -> Person:
     return Person(handle=name, email=v.get("email"), github=v.get("github"),
                   groups=tuple(v.get("groups", ())), active=bool(v.get("active", True)),
-                  gitlab=v.get("gitlab"))
+                  gitlab=v.get("gitlab"),
+                  keys=_person_keys(name, v.get("keys", ()), doc, problems))
+
+
+def _person_keys(name: str, keys: list[str], doc: Document,
+                 problems: list[Problem]) -> tuple[str, ...]:
+    """The keys a sealed password may be encrypted to; each one that is not is an error
+    (sealedkeys.py), its text never echoed."""
+    if not keys:
+        return ()
+    from .sealedkeys import check_keys
+
+    return check_keys(name, keys, lambda i: doc.line("people", name, "keys", i),
+                      lambda line, message: problems.append(Problem(doc.path, line, message)))
 
 
 def _opt_tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:
@@ -484,7 +497,8 @@ def check_grant(source: SourceFile, policy: Policy, ctx: Context,
     grant = Grant(path=source.path, grantee=data["grantee"], target=data["target"],
                   access=data["access"], expires=expires, starts=starts, reason=data["reason"],
                   ticket=data.get("ticket"), password_verifier=data.get("password_verifier"),
-                  provenance=ctx.provenance.get(source.path))
+                  provenance=ctx.provenance.get(source.path), delivery=data.get("delivery"),
+                  extends=data.get("extends"))
     _check_policy(doc, grant, policy, ctx, problems)
     return grant, raw
 
@@ -553,7 +567,9 @@ def _check_policy(doc: Document, grant: Grant, policy: Policy, ctx: Context,
             # (a new grant already past gets its own, clearer problem below; one committed
             # before a shallow clone's boundary has no known commit time)
             _check_lifetime(grant, level, ctx, error)
-    if target is not None and target.engine == "mysql" and grant.password_verifier is None:
+    if grant.delivery == "sealed":
+        _check_sealed(grant, person, error)
+    elif target is not None and target.engine == "mysql" and grant.password_verifier is None:
         error("target", "password_verifier: required for mysql targets (an account without "
                         "one would accept an empty password)")
     if target is not None and grant.password_verifier is not None:
@@ -562,6 +578,15 @@ def _check_policy(doc: Document, grant: Grant, policy: Policy, ctx: Context,
             error("password_verifier", f"password_verifier: {message}")
     if past_and_new:
         error("expires", "expires: already in the past")
+
+
+def _check_sealed(grant: Grant, person: Person | None, error: Any) -> None:
+    if grant.password_verifier is not None:
+        error("password_verifier", "password_verifier: a sealed grant carries none: apply "
+                                   "makes the password and seals it to the grantee's keys")
+    if person is not None and not person.keys:
+        error("delivery", f"delivery: sealed needs people.{person.handle}.keys (an SSH or age "
+                          "public key to seal the password to)")
 
 
 def _check_level(grant: Grant, target: Target, level: AccessLevel, person: Person | None,

@@ -7,9 +7,12 @@ A pytest plugin (loaded by tests/conftest.py). While the suite runs it collects
   folder;
 - the outputs: each test's captured stdout, stderr and log, every `CliRunner` result, and
   everything a subprocess returned through `communicate` (which `subprocess.run` uses).
-At the end of the session it scans those outputs, every file under the temporary folder except
-the secret stores themselves, and every object of every git repository there (commits, trees,
-blobs, dangling ones too: `git cat-file --batch-all-objects`), and fails the session on a hit.
+At the end it also opens every age ciphertext (a sealed password, sealing.py, also one a
+subprocess wrote) in the files and git objects there with every private key the tests made
+there, and adds what it opens to the passwords. It scans those outputs, every file under the
+temporary folder except the secret stores themselves, and every object of every git
+repository there (commits, trees, blobs, dangling ones too: `git cat-file
+--batch-all-objects`), and fails the session on a hit.
 
 A test whose purpose is to print a password (`connect --print-env`, `--pgpass`) carries the
 marker `prints_password`; its outputs are not collected. This is instrumentation of the test
@@ -141,6 +144,43 @@ def stored_passwords(roots: Iterable[Path]) -> set[str]:
     return {p for p in found if len(p) >= MIN_LENGTH}
 
 
+_ARMOR = re.compile(r"-----BEGIN AGE ENCRYPTED FILE-----[A-Za-z0-9+/=\s]*?"
+                    r"-----END AGE ENCRYPTED FILE-----")
+_PRIVATE = (b"-----BEGIN OPENSSH PRIVATE KEY-----", b"AGE-SECRET-KEY-")
+
+
+def sealed_passwords(roots: Iterable[Path]) -> set[str]:
+    """Passwords apply sealed (sealing.py), also in subprocesses: every age ciphertext in a
+    file or git object under `roots`, opened with every private key the tests made there."""
+    from reconciler.errors import UserError
+    from reconciler.sealed import SealedFile, open_sealed, read_identity
+
+    roots = list(roots)
+    keys, texts = [], []
+    for root in roots:
+        for path in _files(root):
+            with _suppressed(OSError):
+                head = path.read_bytes()[:64]
+                if head.lstrip().startswith(_PRIVATE):
+                    with _suppressed(UserError):
+                        keys.append((read_identity(path), path))
+                elif b"AGE ENCRYPTED" in path.read_bytes():
+                    texts.append(path.read_bytes().decode("utf-8", "replace"))
+        for git_dir in _git_dirs(root):
+            proc = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file",
+                                   "--batch-all-objects", "--batch"], capture_output=True)
+            texts.append(proc.stdout.decode("utf-8", "replace"))
+    armored = {m.group(0) for text in texts for m in _ARMOR.finditer(text)}
+    found = set()
+    for block in armored:
+        lines = block.replace("\\n", "\n").splitlines()
+        sealed = SealedFile("", "", "", "", "", "", "\n".join(x.strip() for x in lines))
+        for identity, path in keys:
+            with _suppressed(UserError):
+                found.add(open_sealed(sealed, identity, path))
+    return {p for p in found if len(p) >= MIN_LENGTH}
+
+
 _TOKEN = re.compile(rf"[A-Za-z0-9_-]{{{MIN_LENGTH},}}")
 
 
@@ -230,7 +270,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if home_store.exists() and home_store.stat().st_mtime >= started:
         hits.append(f"{home_store}: a test wrote to the real config folder "
                     "(set JITGRANT_CONFIG_DIR)")
-    passwords = COLLECTOR.passwords | stored_passwords(roots)
+    passwords = COLLECTOR.passwords | stored_passwords(roots) | sealed_passwords(roots)
     COLLECTOR.quiet = True  # the scan's own git output is not the suite's
     hits += scan(passwords, COLLECTOR.outputs, roots)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

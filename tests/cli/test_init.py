@@ -209,7 +209,8 @@ def test_the_pull_request_check_passes_the_author_and_teams(written: Path) -> No
     assert validate["with"]["command"] == "validate --base origin/main --format github"
     assert validate["env"] == {
         "JITGRANT_PR_AUTHOR": "${{ github.event.pull_request.user.login }}",
-        "JITGRANT_AUTHOR_TEAMS": "${{ steps.teams.outputs.teams }}"}
+        "JITGRANT_AUTHOR_TEAMS": "${{ steps.teams.outputs.teams }}",
+        "JITGRANT_REQUEST_APP": "${{ vars.JITGRANT_REQUEST_APP }}"}
 
 
 def test_the_written_workflows_pass_actionlint(written: Path) -> None:
@@ -290,7 +291,8 @@ def test_the_current_folder_by_default(tmp_path: Path, monkeypatch: pytest.Monke
 # -- the other CI kinds ----------------------------------------------------------------------
 
 GITHUB_PR = (".github/CODEOWNERS", ".github/dependabot.yml", ".github/workflows/validate.yml",
-             ".github/workflows/auto-approve.yml", ".github/workflows/queue.yml")
+             ".github/workflows/auto-approve.yml", ".github/workflows/queue.yml",
+             ".github/workflows/request.yml")
 KIND_FILES = {  # one entry per kind of scaffold.CI_KINDS (checked below)
     "github": (*GITHUB_PR, ".github/workflows/reconcile.yml"),
     "gitlab": (".gitlab/CODEOWNERS", ".gitlab-ci.yml"),

@@ -121,7 +121,8 @@ def test_init_validate_request_check_approve_merge_apply(
     gh.answer(author="alice-gh", head=sha, teams=["example-org/sre"])
     runner = Runner(tmp_path, {
         "github.event.pull_request.user.login": "alice-gh", "github.repository_owner": "acme",
-        "secrets.JITGRANT_READ_ORG_TOKEN": "a-token-for-the-stand-in"})
+        "secrets.JITGRANT_READ_ORG_TOKEN": "a-token-for-the-stand-in",
+        "vars.JITGRANT_REQUEST_APP": ""})  # no request App: the author check as before
     check = clone(origin, tmp_path / "check", "--detach", "origin/main")
     git(check, "merge", "-q", "--no-ff", "-m", "Merge into main", f"origin/{branch}")
     runner.job(check, workflows / "validate.yml", "check")

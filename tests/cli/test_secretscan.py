@@ -60,3 +60,23 @@ def test_phrases_are_matched_as_substrings_and_made_passwords_are_recorded(
     git(tmp_path, "init", "-q")
     assert secretscan.scan({made}, [], [tmp_path]) == []
     secretscan.COLLECTOR.passwords.discard(made)
+
+
+def test_a_sealed_password_is_opened_with_the_test_keys_and_then_looked_for(
+        tmp_path: Path) -> None:
+    """A password sealed by a subprocess (never seen by the collector) is opened from the
+    sealed file in git with a private key the tests made, and then found where it leaked."""
+    from reconciler.sealed import SealedFile, seal
+    from tests.sealing_world import ssh_key
+
+    _, public = ssh_key(tmp_path / "keys", "scan")
+    sealed = SealedFile("db1", "jit_a_readonly", "a", "grants/db1/a.yaml", "run", "V",
+                        seal(PASSWORD, (public,)))
+    repo = AccessRepo(tmp_path / "repo")
+    repo.write("sealed/db1/jit_a_readonly.yaml", sealed.dump().decode())
+    repo.commit("sealed")
+    repo.remove("sealed/db1/jit_a_readonly.yaml")
+    repo.commit("revoked: gone from the tip, kept in history")
+    assert secretscan.sealed_passwords([tmp_path]) == {PASSWORD}
+    (tmp_path / "apply.log").write_text(f"oops {PASSWORD}\n")
+    assert secretscan.scan({PASSWORD}, [], [tmp_path])
