@@ -182,6 +182,9 @@ class DesiredLogin:
     grants: tuple[Grant, ...]
     settings: tuple[tuple[str, str], ...] = ()  # (name, value), sorted: AccessLevel.settings
     audit: bool = False  # MariaDB: kept in server_audit_incl_users (setting server_audit)
+    # A password apply made this run (sealed delivery): set on the server even where its
+    # verifier cannot be read (a non-superuser reconciler), since nothing else would tell.
+    set_password: bool = False
 
     @property
     def fingerprint(self) -> str:

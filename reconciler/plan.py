@@ -439,7 +439,8 @@ def compare(target: Target, want: DesiredLogin, have: ActualRole,
     values = (  # in the order of Changes' fields
         bad_attrs,  # attributes
         postgres and have.valid_until != want.expires,  # valid_until
-        have.verifier_known and have.verifier != want.verifier,  # password
+        (have.verifier != want.verifier if have.verifier_known  # password
+         else want.set_password),
         have.connection_limit != want.connection_limit,  # connection_limit
         postgres and have.comment != marker_comment(want, target.name),  # comment
         # per-database settings, or (a role read without its settings) any setting at all

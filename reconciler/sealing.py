@@ -62,9 +62,11 @@ class Sealer:
             grant = sealed_grant(want)
             if grant is None:
                 continue
-            outcome = self._outcome(desired.target.name, want, grant, actual.roles.get(name))
+            role = actual.roles.get(name)
+            outcome = self._outcome(desired.target.name, want, grant, role)
             outcomes[name] = outcome
-            logins[name] = replace(want, verifier=outcome.file.verifier)
+            logins[name] = replace(want, verifier=outcome.file.verifier,
+                                   set_password=outcome.new and role is not None)
         return replace(desired, logins=MappingProxyType(logins)), outcomes
 
     def _outcome(self, target: str, want: DesiredLogin, grant: Grant,
@@ -99,10 +101,15 @@ def sealed_grant(want: DesiredLogin) -> Grant | None:
 def trusted(found: SealedFile, target: str, want: DesiredLogin, grant: Grant,
             role: ActualRole | None) -> bool:
     """The file was made for this grant of this login (or for the current grant this one
-    extends), and the server holds its verifier."""
+    extends), and the server holds its verifier. A reconciler that cannot read verifiers
+    (PostgreSQL without superuser) takes the file on its names alone: it then never sets the
+    verifier the file carries (plan sets a password only when it can compare, or when this run
+    made it), so a file a pull request rewrote can at worst keep the grantee from their
+    password, never give its author one."""
     return (found.target == target and found.login == want.name
             and found.grantee == want.grantee and _same_grant(found, want, grant)
-            and role is not None and role.verifier_known and role.verifier == found.verifier)
+            and role is not None
+            and (role.verifier == found.verifier if role.verifier_known else True))
 
 
 def _same_grant(found: SealedFile, want: DesiredLogin, grant: Grant) -> bool:
@@ -120,8 +127,8 @@ def hold(desired: DesiredState, actual: ActualState) -> DesiredState:
         role = actual.roles.get(name)
         if sealed_grant(want) is None:
             logins[name] = want
-        elif role is not None and role.verifier_known:
-            logins[name] = replace(want, verifier=role.verifier)
+        elif role is not None:  # its verifier as found, or none where it cannot be read
+            logins[name] = replace(want, verifier=role.verifier if role.verifier_known else None)
     return replace(desired, logins=MappingProxyType(logins))
 
 

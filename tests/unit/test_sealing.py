@@ -51,8 +51,11 @@ def test_trusted_only_for_this_grant_and_the_server_s_verifier() -> None:
     assert not trusted(sealed_file(verifier="SCRAM-SHA-256$other"), "db1", want, grant(), role)
     assert not trusted(sealed_file("grants/db1/b.yaml"), "db1", want, grant(), role)
     assert not trusted(sealed_file(), "db1", want, grant(), None)  # no login: new password
+    # A reconciler that cannot read verifiers takes the file on its names alone (and then never
+    # sets the verifier it carries: tests/integration/test_sealed_least_privilege.py).
     unknown = ActualRole("jit_alice_readonly", verifier=None, verifier_known=False)
-    assert not trusted(sealed_file(), "db1", want, grant(), unknown)
+    assert trusted(sealed_file(), "db1", want, grant(), unknown)
+    assert not trusted(sealed_file("grants/db1/b.yaml"), "db1", want, grant(), unknown)
 
 
 def test_an_extension_is_trusted_only_while_the_grant_it_extends_is_current() -> None:
@@ -74,6 +77,9 @@ def test_without_a_sealer_nothing_is_made_and_nothing_is_taken() -> None:
     assert set(hold(desired(sealed, plain), actual()).logins) == {"jit_bob_readonly"}
     kept = hold(desired(sealed), actual(ActualRole("jit_alice_readonly", verifier=VERIFIER)))
     assert kept.logins["jit_alice_readonly"].verifier == VERIFIER
+    unread = ActualRole("jit_alice_readonly", verifier=None, verifier_known=False)
+    kept = hold(desired(sealed), actual(unread))  # kept, never revoked for want of a verifier
+    assert kept.logins["jit_alice_readonly"].verifier is None
 
 
 @dataclass
