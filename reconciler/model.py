@@ -182,9 +182,11 @@ class DesiredLogin:
     grants: tuple[Grant, ...]
     settings: tuple[tuple[str, str], ...] = ()  # (name, value), sorted: AccessLevel.settings
     audit: bool = False  # MariaDB: kept in server_audit_incl_users (setting server_audit)
-    # A password apply made this run (sealed delivery): set on the server even where its
-    # verifier cannot be read (a non-superuser reconciler), since nothing else would tell.
-    set_password: bool = False
+    # Where the server's verifier cannot be read (PostgreSQL without superuser), whether this
+    # one is set: None, a grant file's (reviewed): when the granted state changed; True, a
+    # password apply made this run (sealed delivery): always; False, a sealed file's taken on
+    # its names alone (sealing.trusted): never.
+    set_password: bool | None = None
 
     @property
     def fingerprint(self) -> str:

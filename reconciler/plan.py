@@ -436,13 +436,13 @@ def compare(target: Target, want: DesiredLogin, have: ActualRole,
                  or have.replication or have.bypassrls or not have.inherit)
     wanted_roles = set(want.roles)
     backstop = not postgres and wants_backstop(target, actual)
+    comment = postgres and have.comment != marker_comment(want, target.name)
     values = (  # in the order of Changes' fields
         bad_attrs,  # attributes
         postgres and have.valid_until != want.expires,  # valid_until
-        (have.verifier != want.verifier if have.verifier_known  # password
-         else want.set_password),
+        _password_differs(want, have, comment),  # password
         have.connection_limit != want.connection_limit,  # connection_limit
-        postgres and have.comment != marker_comment(want, target.name),  # comment
+        comment,  # comment
         # per-database settings, or (a role read without its settings) any setting at all
         bool(have.config_databases) or (have.has_config and not have.settings),
         not postgres and have.locked,  # unlock
@@ -466,6 +466,18 @@ def compare(target: Target, want: DesiredLogin, have: ActualRole,
     if not any(values):
         return NO_CHANGES
     return Changes(**dict(zip(_CHANGE_FIELDS, values, strict=True)))  # type: ignore[arg-type]
+
+
+def _password_differs(want: DesiredLogin, have: ActualRole, granted_changed: bool) -> bool:
+    """Whether the password is set. Where the server's verifier cannot be read (PostgreSQL
+    without superuser), a grant file's verifier is set when the granted state (the marker's
+    fingerprint, which covers the verifier) changed: a new verifier in a reviewed grant must
+    reach the server. A sealed file's is set only when this run made it (sealing.py)."""
+    if have.verifier_known:
+        return have.verifier != want.verifier
+    if want.set_password is None:
+        return granted_changed and want.verifier is not None
+    return want.set_password
 
 
 def _setting_changes(want: DesiredLogin, have: ActualRole

@@ -66,7 +66,7 @@ class Sealer:
             outcome = self._outcome(desired.target.name, want, grant, role)
             outcomes[name] = outcome
             logins[name] = replace(want, verifier=outcome.file.verifier,
-                                   set_password=outcome.new and role is not None)
+                                   set_password=outcome.new)
         return replace(desired, logins=MappingProxyType(logins)), outcomes
 
     def _outcome(self, target: str, want: DesiredLogin, grant: Grant,

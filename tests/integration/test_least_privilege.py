@@ -215,3 +215,21 @@ def test_without_pg_read_all_stats_a_session_is_seen_without_its_start(
             sql.Identifier(w.prefix + "reconciler")))
     seen = _held_session_seen(w)
     assert seen == {"started": None, "client": None}
+
+
+def test_a_new_verifier_in_the_grant_reaches_the_server(scram_pg: PgServer,
+                                                         tmp_path: Path) -> None:
+    """A non-superuser reconciler cannot read verifiers to compare them; a grant file that
+    brings a new one (a new password, reviewed like any change) still sets it."""
+    with least_privilege_world(scram_pg, tmp_path / "repo") as w:
+        first, second = new_password(), new_password()
+        w.add_grant(verifier=scram_sha256_verifier(first))
+        assert not w.run().failed
+        psycopg.connect(w.server.login_dsn(w.login(), first)).close()
+        w.add_grant(verifier=scram_sha256_verifier(second), expires=utc(hours=3))
+        run = w.run()
+        assert not run.failed, run.targets[0].error
+        psycopg.connect(w.server.login_dsn(w.login(), second)).close()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(w.server.login_dsn(w.login(), first)).close()
+        assert w.run().targets[0].plan.actions == ()  # type: ignore[union-attr]
