@@ -58,6 +58,11 @@ class Target:
     expiry_backstop: str | None = None
     path: str = ""
     line: int = 0
+    # Request deadlines for every level on this target that does not set its own (queue.py).
+    review_within: timedelta | None = None
+    escalate_to: tuple[str, ...] = ()
+    request_ttl: timedelta | None = None
+    remind_before: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,7 @@ class AccessLevel:
     review_within: timedelta | None = None
     escalate_to: tuple[str, ...] = ()
     request_ttl: timedelta | None = None
-    remind_before: timedelta = timedelta(minutes=30)
+    remind_before: timedelta | None = None  # None: the target's, else 30m (queue.py)
 
 
 @fast_init

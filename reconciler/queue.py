@@ -2,9 +2,10 @@
 grants about to end, with what is due for each: escalate, remind or close.
 
 It reads the request deadlines of the access levels (`review_within`, `escalate_to`,
-`request_ttl`, `remind_before`), the request branches of the remote (gitrepo, in a few
-batched git processes) and, through `gh` (forge.py), the open pull requests. With `--act` it
-takes the due steps through `gh`, reading each pull request's reviewers and comments first:
+`request_ttl`, `remind_before`; a level without one takes its target's), the request
+branches of the remote (gitrepo, in a few batched git processes) and, through `gh`
+(forge.py), the open pull requests. With `--act` it takes the due steps through `gh`,
+reading each pull request's reviewers and comments first:
 a hidden marker in a comment it posted says a step was taken, so a second run does nothing.
 
 The queue never grants: it asks people for reviews, reminds and closes requests. A date
@@ -39,6 +40,7 @@ from .validate import RawGrant, Snapshot, check_grant
 
 MARK = "<!-- jitgrant:queue:{} -->"
 EXTEND_AT_MOST = timedelta(hours=1)  # the `jitgrant extend --for` a reminder proposes, at most
+REMIND_BEFORE = timedelta(minutes=30)  # when neither the level nor the target says
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def request_items(data: QueueInput) -> Iterable[Item]:
 def request_item(request: Request, policy: Policy, now: datetime) -> Item:
     """What is due for one request: close (past its TTL, or its start or end passed), else
     escalate or remind (waited longer than review_within), else nothing yet."""
-    levels = [policy.access[g.access] for g in request.grants
+    levels = [deadlines(policy, g.access, g.target) for g in request.grants
               if g.access is not None and g.access in policy.access]
     age, age_from = _age(request, now)
     base = Item("request", request.branch, "", "", request.pull.number if request.pull else None,
@@ -200,11 +202,28 @@ def ending_items(data: QueueInput) -> Iterable[Item]:
     pull request the grant arrived with, with the command that extends it."""
     policy, now = data.snapshot.policy, data.now
     for grant in data.snapshot.grants:
-        level = policy.access.get(grant.access)
-        if level is None or not grant.is_current(now) \
-                or grant.expires - now > level.remind_before:
+        if grant.access not in policy.access or not grant.is_current(now):
             continue
-        yield ending_item(grant, level, now)
+        level = deadlines(policy, grant.access, grant.target)
+        assert level.remind_before is not None
+        if grant.expires - now <= level.remind_before:
+            yield ending_item(grant, level, now)
+
+
+def deadlines(policy: Policy, access: str, target: str | None) -> AccessLevel:
+    """The level with the deadlines that apply on `target`: the level's own, else the
+    target's; remind_before at last REMIND_BEFORE."""
+    level = policy.access[access]
+    on = policy.targets.get(target) if target is not None else None
+    if on is None:
+        return replace(level, remind_before=level.remind_before or REMIND_BEFORE)
+    return replace(
+        level,
+        review_within=level.review_within if level.review_within is not None
+        else on.review_within,
+        escalate_to=level.escalate_to or on.escalate_to,
+        request_ttl=level.request_ttl if level.request_ttl is not None else on.request_ttl,
+        remind_before=level.remind_before or on.remind_before or REMIND_BEFORE)
 
 
 def ending_item(grant: Grant, level: AccessLevel, now: datetime) -> Item:
@@ -222,7 +241,7 @@ def ending_item(grant: Grant, level: AccessLevel, now: datetime) -> Item:
          f"{format_duration(level.max_duration)} from now."]
     pr = grant.provenance.pull_request if grant.provenance else None
     return Item("ending", grant.path, "remind", f"ends in {format_duration(left)} "
-                f"(remind_before {format_duration(level.remind_before)})", pr,
+                f"(remind_before {format_duration(level.remind_before or REMIND_BEFORE)})", pr,
                 command=command, body="\n".join(lines), marker=marker,
                 extra={"grantee": grant.grantee, "target": grant.target,
                        "access": grant.access, "expires": iso(grant.expires)})

@@ -328,6 +328,9 @@ def _target(name: str, v: dict[str, Any], doc: Document, problems: list[Problem]
     source = (defaults or DsnDefaults()).source(name, v, doc, problems)
     if source is None:
         return None
+    deadlines = _deadlines(name, v, doc, problems, "targets")
+    if deadlines is None:
+        return None
     return Target(
         name=name, engine=v["engine"], dsn_env=source[0], dsn_file=source[1],
         environment=v.get("environment"),
@@ -335,7 +338,8 @@ def _target(name: str, v: dict[str, Any], doc: Document, problems: list[Problem]
         never_touch=frozenset(v.get("never_touch", ())), approvers=tuple(v.get("approvers", ())),
         requesters_for_others=tuple(v.get("requesters_for_others", ())),
         connect=MappingProxyType(dict(v.get("connect", {}))),
-        expiry_backstop=v.get("expiry_backstop"), path=doc.path, line=doc.line("targets", name))
+        expiry_backstop=v.get("expiry_backstop"), path=doc.path, line=doc.line("targets", name),
+        **deadlines)
 
 
 def _access(name: str, v: dict[str, Any], doc: Document,
@@ -374,10 +378,11 @@ def _access(name: str, v: dict[str, Any], doc: Document,
 DEADLINE_KEYS = ("review_within", "request_ttl", "remind_before")
 
 
-def _deadlines(name: str, v: dict[str, Any], doc: Document,
-               problems: list[Problem]) -> dict[str, Any] | None:
-    """The request deadlines of a level (queue.py reads them), parsed like max_duration;
-    None when one is bad (the level is then left out, as for a bad max_duration)."""
+def _deadlines(name: str, v: dict[str, Any], doc: Document, problems: list[Problem],
+               section: str = "access") -> dict[str, Any] | None:
+    """The request deadlines of a level or a target (queue.py reads them), parsed like
+    max_duration; None when one is bad (the level or target is then left out, as for a bad
+    max_duration)."""
     found: dict[str, Any] = {}
     for key in DEADLINE_KEYS:
         if key not in v:
@@ -385,12 +390,12 @@ def _deadlines(name: str, v: dict[str, Any], doc: Document,
         try:
             found[key] = parse_duration(str(v[key]))
         except ValueError as exc:
-            problems.append(Problem(doc.path, doc.line("access", name, key),
-                                    f"access.{name}.{key}: {exc}"))
+            problems.append(Problem(doc.path, doc.line(section, name, key),
+                                    f"{section}.{name}.{key}: {exc}"))
             return None
     if v.get("escalate_to") and "review_within" not in v:
-        problems.append(Problem(doc.path, doc.line("access", name, "escalate_to"),
-                                f"access.{name}.escalate_to: needs review_within (when to "
+        problems.append(Problem(doc.path, doc.line(section, name, "escalate_to"),
+                                f"{section}.{name}.escalate_to: needs review_within (when to "
                                 "escalate)"))
         return None
     found["escalate_to"] = tuple(v.get("escalate_to", ()))

@@ -13,8 +13,8 @@ from reconciler import forge
 from reconciler.errors import Problem
 from reconciler.load import SourceFile
 from reconciler.model import AccessLevel, Grant, Policy, Provenance
-from reconciler.queue import (Item, QueueInput, Request, _fenced, _requested, ending_item,
-                              items, request_item)
+from reconciler.queue import (Item, QueueInput, Request, _fenced, _requested, deadlines,
+                              ending_item, items, request_item)
 from reconciler.validate import RawGrant, Snapshot, load_policy
 from tests.helpers import policy
 
@@ -47,7 +47,7 @@ def test_the_deadline_keys_are_read_like_max_duration() -> None:
     assert level.remind_before == timedelta(minutes=45)
     plain = load()[0].access["readonly"]
     assert (plain.review_within, plain.request_ttl, plain.escalate_to) == (None, None, ())
-    assert plain.remind_before == timedelta(minutes=30)
+    assert plain.remind_before is None  # the target's, else 30m (queue.deadlines)
 
 
 @pytest.mark.parametrize(("key", "value"), [("review_within", "soon"),
@@ -137,6 +137,41 @@ def test_no_deadline_no_step() -> None:
     level = AccessLevel("readonly", ("app",), timedelta(hours=8))
     item = request_item(a_request(timedelta(days=30)), a_policy(level), NOW)
     assert item.due == "" and "no review_within" in item.why
+
+
+def load_target(**deadlines: Any) -> tuple[Policy, list[Problem], str]:
+    doc = policy(approvers=["@acme/dba"])
+    doc["targets"]["db1"].update(deadlines)
+    text = yaml.safe_dump(doc, sort_keys=False)
+    problems: list[Problem] = []
+    found = load_policy([SourceFile("policies/main.yaml", text.encode())], problems)
+    return found, problems, text
+
+
+def test_a_target_gives_its_deadlines_to_levels_without_their_own() -> None:
+    found, problems, _ = load_target(review_within="10m", escalate_to=["@acme/leads"],
+                                     request_ttl="2h", remind_before="1h")
+    assert problems == []
+    plain = AccessLevel("readonly", ("app",), timedelta(hours=8))
+    on_target = Policy(found.targets, {"readonly": plain}, found.people)
+    item = request_item(a_request(timedelta(minutes=11)), on_target, NOW)
+    assert item.due == "escalate" and item.add_reviewers == ("@acme/leads",)
+    assert request_item(a_request(timedelta(hours=2)), on_target, NOW).due == "close"
+    level = deadlines(on_target, "readonly", "db1")
+    assert level.remind_before == timedelta(hours=1)
+    # the level's own deadlines win over the target's
+    own = Policy(found.targets, {"readonly": LEVEL}, found.people)
+    assert request_item(a_request(timedelta(minutes=11)), own, NOW).due == ""
+    assert deadlines(own, "readonly", "db1").escalate_to == ("@acme/oncall-leads",)
+    assert deadlines(a_policy(plain), "readonly", None).remind_before == timedelta(minutes=30)
+
+
+def test_a_bad_target_deadline_is_refused_at_its_line() -> None:
+    found, problems, text = load_target(request_ttl="tomorrow")
+    assert "db1" not in found.targets
+    [problem] = [p for p in problems if "request_ttl" in p.message]
+    assert problem.message.startswith("targets.db1.request_ttl: ")
+    assert text.splitlines()[problem.line - 1].strip().startswith("request_ttl:")
 
 
 def test_an_ending_grant_gets_the_extend_command_that_fits() -> None:
