@@ -967,7 +967,9 @@ def request_branches(repo: git.Repo, base: str, remote: str = "origin",
     tips: dict[str, tuple[str, datetime]] = {}
     for line in out.splitlines():
         sha, when, ref = line.split(" ", 2)
-        if not ref.endswith("/HEAD"):
+        # A name that is not UTF-8 (lone surrogates: not printable) is no request branch:
+        # it could not be passed to git or printed.
+        if not ref.endswith("/HEAD") and ref.isprintable():
             tips[ref] = (sha, datetime.fromtimestamp(int(when), timezone.utc))
     if not tips:
         return []
@@ -995,12 +997,15 @@ def _touched(repo: git.Repo, refs: list[str], base: str, top: str) -> dict[str, 
     cmd = ["git", "--git-dir", str(repo.git_dir), "log", "--stdin", "--source", "--no-merges",
            "--no-renames", "--diff-filter=AMD", "--name-only", "-z", "--format=%x01%S", "--",
            top]
-    proc = subprocess.run(cmd, input="".join(f"{r}\n" for r in refs) + f"^{base}\n",
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, input=("".join(f"{r}\n" for r in refs) + f"^{base}\n").encode(),
+                          capture_output=True, check=False)
     if proc.returncode:
-        raise UserError(f"git log of the request branches failed: {one_line(proc.stderr)}")
+        raise UserError("git log of the request branches failed: "
+                        f"{one_line(proc.stderr.decode('utf-8', 'replace'))}")
     touched: dict[str, set[str]] = {}
-    for record in proc.stdout.split("\x01")[1:]:
+    # A name that is not UTF-8 keeps its bytes as lone surrogates: not printable, so dropped
+    # below (a branch's file name must not stop the queue for every other request).
+    for record in proc.stdout.decode("utf-8", "surrogateescape").split("\x01")[1:]:
         ref, _, names = record.partition("\0")  # "<ref>\0\n<path>\0<path>\0"
         paths = set(names.removeprefix("\n").split("\0"))
         # A name with a control character is no grant file (and would break the batch's lines).
