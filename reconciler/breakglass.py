@@ -45,6 +45,8 @@ from .validate import load_policy
 if TYPE_CHECKING:
     from git import Repo
 
+    from .validate import Snapshot
+
     from .auditlog import Query
 
 REVIEWS = "reviews"
@@ -381,6 +383,34 @@ def queue_fields(grant: BreakGlassGrant) -> dict[str, Any]:
                    f"{REVIEWS}/{grant.target}/ record by a code owner, committed after the merge",
             "pr": grant.pull_request, "waiting_on": grant.waiting_on,
             "extra": grant.as_dict()}
+
+
+# -- auto-approval: no stretching ---------------------------------------------------------------
+
+
+def live_at_base(snapshot: Snapshot, base: Snapshot, now: datetime) -> list[str]:
+    """Why a pull request's break-glass grants need a person after all: each one whose grantee
+    already holds break-glass access on that target at the base that has not ended (current or
+    yet to start). Without this, an extension, a second file or a rename, each auto-approved
+    and each within max_duration from its own merge, would keep access going for as long as
+    the grantee likes before anyone reviews it (empty: nothing live is stretched)."""
+    live = {(g.grantee, g.target): g.path for g in (*base.grants, *base.inactive)
+            if g.expires > now and _is_break_glass(base.policy, g.access)}
+    reasons = []
+    for path in sorted(snapshot.changed or ()):
+        grant = snapshot.grant_at(path)
+        if grant is None or not _is_break_glass(snapshot.policy, grant.access):
+            continue
+        held = live.get((grant.grantee or "", grant.target or ""))
+        if held is not None:
+            reasons.append(f"{path}: {grant.grantee} already holds break-glass access on "
+                           f"{grant.target} ({held}, not ended): extending it needs a person")
+    return reasons
+
+
+def _is_break_glass(policy: Policy, access: str | None) -> bool:
+    level = policy.access.get(access or "")
+    return level is not None and level.break_glass
 
 
 # -- `jitgrant audit --break-glass` -----------------------------------------------------------
