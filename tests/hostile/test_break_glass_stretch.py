@@ -17,7 +17,7 @@ from reconciler.snapshot import read_snapshot
 from reconciler.timeutil import now_utc
 from tests.break_glass import BG, BreakGlassRepo, identity
 from tests.cli.conftest import jitgrant
-from tests.cli.test_auto_approve import Gh, expected_writes
+from tests.cli.test_auto_approve import Gh
 from tests.helpers import git, grant, utc
 
 GRANT = "grants/db1/alice-bg.yaml"
