@@ -130,11 +130,12 @@ class Status:
 def from_records(records: Mapping[str, Mapping[str, Any]]) -> list[BreakGlassGrant]:
     """The break-glass grants of the audit records (file -> record, as auditlog.load keeps
     them): one per grant file and commit, from the first run that granted it, oldest first.
-    Only actions that succeeded count: a failed create gave no access."""
+    Only actions that succeeded, or whose outcome is in doubt (`unknown`: the connection was
+    lost during the COMMIT, so it may have given access), count: a failed create gave none."""
     found: dict[tuple[str, str, str | None], BreakGlassGrant] = {}
     for rel, data in sorted(records.items(), key=lambda r: (r[1]["started"], r[0])):
         for action in data["actions"]:
-            if action.get("break_glass") is not True or action["status"] != "ok" \
+            if action.get("break_glass") is not True or action["status"] not in ("ok", "unknown") \
                     or action["action"] == "revoke":
                 continue
             for entry in action["grants"]:
