@@ -392,20 +392,28 @@ def queue_fields(grant: BreakGlassGrant) -> dict[str, Any]:
 def live_at_base(snapshot: Snapshot, base: Snapshot, now: datetime) -> list[str]:
     """Why a pull request's break-glass grants need a person after all: each one whose grantee
     already holds break-glass access on that target at the base that has not ended (current or
-    yet to start). Without this, an extension, a second file or a rename, each auto-approved
-    and each within max_duration from its own merge, would keep access going for as long as
-    the grantee likes before anyone reviews it (empty: nothing live is stretched)."""
+    yet to start), or that is the second for them there in the pull request (back-to-back
+    windows, each later one set to start as the one before ends). Without this, an extension,
+    a second file or a rename, each auto-approved and each within max_duration from its own
+    start, would keep access going for as long as the grantee likes before anyone reviews it
+    (empty: nothing is stretched)."""
     live = {(g.grantee, g.target): g.path for g in (*base.grants, *base.inactive)
             if g.expires > now and _is_break_glass(base.policy, g.access)}
     reasons = []
+    mine: dict[tuple[str, str], str] = {}
     for path in sorted(snapshot.changed or ()):
         grant = snapshot.grant_at(path)
         if grant is None or not _is_break_glass(snapshot.policy, grant.access):
             continue
-        held = live.get((grant.grantee or "", grant.target or ""))
+        key = (grant.grantee or "", grant.target or "")
+        held = live.get(key)
         if held is not None:
             reasons.append(f"{path}: {grant.grantee} already holds break-glass access on "
                            f"{grant.target} ({held}, not ended): extending it needs a person")
+        elif key in mine:
+            reasons.append(f"{path}: a second break-glass grant for {grant.grantee} on "
+                           f"{grant.target} in one pull request ({mine[key]}): needs a person")
+        mine.setdefault(key, path)
     return reasons
 
 

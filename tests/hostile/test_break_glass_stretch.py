@@ -53,6 +53,18 @@ def test_live_break_glass_access_is_not_stretched_without_a_person(
     assert reason.startswith(f"{rel}: alice already holds break-glass access on db1 ({GRANT}")
 
 
+def test_back_to_back_windows_in_one_pull_request_need_a_person(tmp_path: Path) -> None:
+    """Nothing live at the base, but two files: now to +59m, and +59m to +1h58m."""
+    world = BreakGlassRepo(tmp_path / "repo")
+    git(world.root, "checkout", "-q", "-B", "windows", "main")
+    world.repo.write(GRANT, grant("alice", access=BG, expires=utc(minutes=59), reason="INC-9"))
+    world.repo.write("grants/db1/alice-bg2.yaml", grant(
+        "alice", access=BG, starts=utc(minutes=59), expires=utc(minutes=118), reason="INC-9"))
+    sha = world.repo.commit("two windows", **identity("alice"))
+    [reason] = reasons(world, sha)
+    assert reason.startswith("grants/db1/alice-bg2.yaml: a second break-glass grant for alice")
+
+
 def test_another_grantee_or_ended_access_is_auto_approvable(tmp_path: Path) -> None:
     """dave (sre) is not held back by alice's access; and once alice's has ended (its file
     removed), her next emergency is a new one."""
