@@ -970,7 +970,7 @@ def request_branches(repo: git.Repo, base: str, remote: str = "origin",
         # A name that is not UTF-8 (lone surrogates: not printable) is no request branch:
         # it could not be passed to git or printed.
         if not ref.endswith("/HEAD") and ref.isprintable():
-            tips[ref] = (sha, datetime.fromtimestamp(int(when), timezone.utc))
+            tips[ref] = (sha, _unix_date(when))
     if not tips:
         return []
     base_sha = resolve(repo, base)
@@ -989,6 +989,18 @@ def request_branches(repo: git.Repo, base: str, remote: str = "origin",
     return [RequestBranch(ref.removeprefix(prefix), tips[ref][0], tips[ref][1],
                           tuple(files.get(ref, ())), tuple(removes.get(ref, ())))
             for ref in sorted(set(files) | set(removes))]
+
+
+# A commit date git cannot show or Python cannot hold (its author wrote the commit object):
+# read as the farthest future, which the queue ages as now.
+_FAR = datetime(9999, 12, 31, tzinfo=timezone.utc)
+
+
+def _unix_date(text: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(int(text), timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return _FAR
 
 
 def _touched(repo: git.Repo, refs: list[str], base: str, top: str) -> dict[str, set[str]]:

@@ -76,3 +76,29 @@ def test_a_file_name_in_a_close_comment_mentions_nobody(remote: Remote, gh: GhSt
 def outside_code(text: str) -> str:
     """`text` without its code spans (CommonMark: a run of backticks up to the same run)."""
     return re.sub(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", "", text, flags=re.S)
+
+
+@pytest.mark.parametrize("date", ["99999999999999", "18446744073709551615"])
+def test_a_commit_date_python_cannot_hold_does_not_stop_the_queue(remote: Remote, gh: GhStandIn,
+                                                                  date: str) -> None:
+    """A commit object written by hand, dated past year 9999 (git prints the second one
+    as nothing): that branch is aged as now, and the others' steps are still taken."""
+    root = remote.requester.root
+    git(root, "checkout", "-q", "-b", "hostile-date", "main")
+    remote.requester.write("grants/db1/bob.yaml", grant("bob", expires=utc(hours=6)))
+    remote.requester.commit("bob asks")
+    tree, parent = git(root, "rev-parse", "HEAD^{tree}", "main").split()
+    body = (f"tree {tree}\nparent {parent}\nauthor M <m@x> {date} +0000\n"
+            f"committer M <m@x> {date} +0000\n\nfrom the future\n")
+    sha = subprocess.run(["git", "-C", str(root), "hash-object", "-t", "commit", "-w",
+                          "--stdin", "--literally"], input=body, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    git(root, "push", "-q", "origin", f"{sha}:refs/heads/access/future")
+    git(root, "checkout", "-q", "main")
+    remote.push_request(STALE, "grants/db1/alice.yaml", grant("alice", expires=utc(hours=6)))
+    gh.add_pull(11, STALE, created=stamp(utc(hours=-2)))
+    result = queue(remote, "--act", "--format", "json")
+    assert result.exit_code == 0, result.output
+    by = {i["subject"]: i for i in json.loads(result.stdout)["items"]}
+    assert by["access/future"]["age_seconds"] == 0
+    assert gh.writes()[0] == ["pr", "edit", "11", "--add-reviewer", "acme/oncall-leads"]
