@@ -439,9 +439,17 @@ def shallow_boundary(repo: git.Repo) -> frozenset[str]:
 
 def _parse_header(head: str) -> _Commit:
     sha, parents, author, email, authored, committed, subject = head.split("\x1f", 6)
-    return _Commit(sha, tuple(parents.split()), author, email,
-                   datetime.fromisoformat(authored).astimezone(timezone.utc),
-                   datetime.fromisoformat(committed).astimezone(timezone.utc), subject)
+    return _Commit(sha, tuple(parents.split()), author, email, _iso_date(authored),
+                   _iso_date(committed), subject)
+
+
+def _iso_date(text: str) -> datetime:
+    """A date git printed; one it could not print, or past year 9999 (a commit object written
+    by hand), is the far future: a date in the future is refused, never trusted (validate)."""
+    try:
+        return datetime.fromisoformat(text).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        return _FAR
 
 
 def _arrivals(commits: dict[str, _Commit], tip: str) -> dict[str, str]:
