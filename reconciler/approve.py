@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from . import forge
+from .breakglass import live_at_base
 from .clicommon import handled, repo_option
 from .review import author_problems, not_auto_approvable
 from .snapshot import base_reader, read_snapshot
@@ -30,8 +31,11 @@ def auto_approve_command(repo: Path, base: str, number: int, sha: str, org: str 
                          merge_method: str) -> int:
     """Approve and enable auto-merge if the pull request is auto-approvable (exit 0 either
     way: a pull request that is not waits for people)."""
-    snapshot = read_snapshot(repo, sha, now_utc(), base)
+    now = now_utc()
+    snapshot = read_snapshot(repo, sha, now, base)
     reasons = not_auto_approvable(snapshot)  # decided before any call to GitHub
+    if not reasons:  # break-glass access that is live at the base is not stretched
+        reasons = live_at_base(snapshot, read_snapshot(repo, base, now), now)
     if not reasons:
         pr = forge.pull_request(number)
         teams = forge.author_teams(org, pr.author) if org else []

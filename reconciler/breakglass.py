@@ -45,6 +45,8 @@ from .validate import load_policy
 if TYPE_CHECKING:
     from git import Repo
 
+    from .validate import Snapshot
+
     from .auditlog import Query
 
 REVIEWS = "reviews"
@@ -128,11 +130,12 @@ class Status:
 def from_records(records: Mapping[str, Mapping[str, Any]]) -> list[BreakGlassGrant]:
     """The break-glass grants of the audit records (file -> record, as auditlog.load keeps
     them): one per grant file and commit, from the first run that granted it, oldest first.
-    Only actions that succeeded count: a failed create gave no access."""
+    Only actions that succeeded, or whose outcome is in doubt (`unknown`: the connection was
+    lost during the COMMIT, so it may have given access), count: a failed create gave none."""
     found: dict[tuple[str, str, str | None], BreakGlassGrant] = {}
     for rel, data in sorted(records.items(), key=lambda r: (r[1]["started"], r[0])):
         for action in data["actions"]:
-            if action.get("break_glass") is not True or action["status"] != "ok" \
+            if action.get("break_glass") is not True or action["status"] not in ("ok", "unknown") \
                     or action["action"] == "revoke":
                 continue
             for entry in action["grants"]:
@@ -381,6 +384,42 @@ def queue_fields(grant: BreakGlassGrant) -> dict[str, Any]:
                    f"{REVIEWS}/{grant.target}/ record by a code owner, committed after the merge",
             "pr": grant.pull_request, "waiting_on": grant.waiting_on,
             "extra": grant.as_dict()}
+
+
+# -- auto-approval: no stretching ---------------------------------------------------------------
+
+
+def live_at_base(snapshot: Snapshot, base: Snapshot, now: datetime) -> list[str]:
+    """Why a pull request's break-glass grants need a person after all: each one whose grantee
+    already holds break-glass access on that target at the base that has not ended (current or
+    yet to start), or that is the second for them there in the pull request (back-to-back
+    windows, each later one set to start as the one before ends). Without this, an extension,
+    a second file or a rename, each auto-approved and each within max_duration from its own
+    start, would keep access going for as long as the grantee likes before anyone reviews it
+    (empty: nothing is stretched)."""
+    live = {(g.grantee, g.target): g.path for g in (*base.grants, *base.inactive)
+            if g.expires > now and _is_break_glass(base.policy, g.access)}
+    reasons = []
+    mine: dict[tuple[str, str], str] = {}
+    for path in sorted(snapshot.changed or ()):
+        grant = snapshot.grant_at(path)
+        if grant is None or not _is_break_glass(snapshot.policy, grant.access):
+            continue
+        key = (grant.grantee or "", grant.target or "")
+        held = live.get(key)
+        if held is not None:
+            reasons.append(f"{path}: {grant.grantee} already holds break-glass access on "
+                           f"{grant.target} ({held}, not ended): extending it needs a person")
+        elif key in mine:
+            reasons.append(f"{path}: a second break-glass grant for {grant.grantee} on "
+                           f"{grant.target} in one pull request ({mine[key]}): needs a person")
+        mine.setdefault(key, path)
+    return reasons
+
+
+def _is_break_glass(policy: Policy, access: str | None) -> bool:
+    level = policy.access.get(access or "")
+    return level is not None and level.break_glass
 
 
 # -- `jitgrant audit --break-glass` -----------------------------------------------------------

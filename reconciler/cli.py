@@ -135,6 +135,9 @@ def validate(repo: Path, base: str | None, rev: str | None, fmt: str, pr_author:
         click.echo(f"invalid: {summary}" if failed else summary)
     if auto_approvable:
         reasons = not_auto_approvable(snapshot)
+        if not reasons:  # break-glass access live at the base is not stretched
+            from .breakglass import live_at_base
+            reasons = live_at_base(snapshot, read_snapshot(repo, base, now), now)
         for reason in reasons:
             click.echo(f"not auto-approvable: {reason}", err=True)
         if fmt == "text" and not reasons:

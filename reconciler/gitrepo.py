@@ -439,9 +439,17 @@ def shallow_boundary(repo: git.Repo) -> frozenset[str]:
 
 def _parse_header(head: str) -> _Commit:
     sha, parents, author, email, authored, committed, subject = head.split("\x1f", 6)
-    return _Commit(sha, tuple(parents.split()), author, email,
-                   datetime.fromisoformat(authored).astimezone(timezone.utc),
-                   datetime.fromisoformat(committed).astimezone(timezone.utc), subject)
+    return _Commit(sha, tuple(parents.split()), author, email, _iso_date(authored),
+                   _iso_date(committed), subject)
+
+
+def _iso_date(text: str) -> datetime:
+    """A date git printed; one it could not print, or past year 9999 (a commit object written
+    by hand), is the far future: a date in the future is refused, never trusted (validate)."""
+    try:
+        return datetime.fromisoformat(text).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        return _FAR
 
 
 def _arrivals(commits: dict[str, _Commit], tip: str) -> dict[str, str]:
@@ -998,8 +1006,10 @@ def request_branches(repo: git.Repo, base: str, remote: str = "origin",
     tips: dict[str, tuple[str, datetime]] = {}
     for line in out.splitlines():
         sha, when, ref = line.split(" ", 2)
-        if not ref.endswith("/HEAD"):
-            tips[ref] = (sha, datetime.fromtimestamp(int(when), timezone.utc))
+        # A name that is not UTF-8 (lone surrogates: not printable) is no request branch:
+        # it could not be passed to git or printed.
+        if not ref.endswith("/HEAD") and ref.isprintable():
+            tips[ref] = (sha, _unix_date(when))
     if not tips:
         return []
     base_sha = resolve(repo, base)
@@ -1020,18 +1030,33 @@ def request_branches(repo: git.Repo, base: str, remote: str = "origin",
             for ref in sorted(set(files) | set(removes))]
 
 
+# A commit date git cannot show or Python cannot hold (its author wrote the commit object):
+# read as the farthest future, which the queue ages as now.
+_FAR = datetime(9999, 12, 31, tzinfo=timezone.utc)
+
+
+def _unix_date(text: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(int(text), timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return _FAR
+
+
 def _touched(repo: git.Repo, refs: list[str], base: str, top: str) -> dict[str, set[str]]:
     """ref -> paths under `top` that its commits not in `base` touch, by one git log
     reading the refs from stdin (a branch name is never an argument: it may begin with -)."""
     cmd = ["git", "--git-dir", str(repo.git_dir), "log", "--stdin", "--source", "--no-merges",
            "--no-renames", "--diff-filter=AMD", "--name-only", "-z", "--format=%x01%S", "--",
            top]
-    proc = subprocess.run(cmd, input="".join(f"{r}\n" for r in refs) + f"^{base}\n",
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, input=("".join(f"{r}\n" for r in refs) + f"^{base}\n").encode(),
+                          capture_output=True, check=False)
     if proc.returncode:
-        raise UserError(f"git log of the request branches failed: {one_line(proc.stderr)}")
+        raise UserError("git log of the request branches failed: "
+                        f"{one_line(proc.stderr.decode('utf-8', 'replace'))}")
     touched: dict[str, set[str]] = {}
-    for record in proc.stdout.split("\x01")[1:]:
+    # A name that is not UTF-8 keeps its bytes as lone surrogates: not printable, so dropped
+    # below (a branch's file name must not stop the queue for every other request).
+    for record in proc.stdout.decode("utf-8", "surrogateescape").split("\x01")[1:]:
         ref, _, names = record.partition("\0")  # "<ref>\0\n<path>\0<path>\0"
         paths = set(names.removeprefix("\n").split("\0"))
         # A name with a control character is no grant file (and would break the batch's lines).

@@ -10,6 +10,7 @@ warning; it never changes the exit code of the command that posted.
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -48,7 +49,8 @@ def post(url: str, text: str) -> str | None:
             response.read()
     except urllib.error.HTTPError as exc:
         return f"--notify: {host} answered HTTP {exc.code}; nothing was posted"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        # (HTTPException: an answer that is no HTTP, cut short, or with too many headers)
         reason = getattr(exc, "reason", exc)
         kind = "no answer in time" if isinstance(reason, TimeoutError) or \
             "timed out" in str(reason) else type(reason).__name__

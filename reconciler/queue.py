@@ -156,10 +156,10 @@ def _close_reason(request: Request, levels: list[AccessLevel], age: timedelta,
                   now: datetime) -> str | None:
     for grant in request.grants:
         if grant.expires is not None and grant.expires <= now:
-            return f"{grant.path} ends at {iso(grant.expires)}, which has passed"
+            return f"{_code(grant.path)} ends at {iso(grant.expires)}, which has passed"
         starts = grant.starts if isinstance(grant, Grant) else None
         if starts is not None and starts <= now:
-            return f"{grant.path} starts at {iso(starts)}, which has passed"
+            return f"{_code(grant.path)} starts at {iso(starts)}, which has passed"
     ttls = [lv.request_ttl for lv in levels if lv.request_ttl is not None]
     if ttls and age >= min(ttls):
         return f"the request is older than its request_ttl of {format_duration(min(ttls))}"
@@ -245,6 +245,14 @@ def ending_item(grant: Grant, level: AccessLevel, now: datetime) -> Item:
                 command=command, body="\n".join(lines), marker=marker,
                 extra={"grantee": grant.grantee, "target": grant.target,
                        "access": grant.access, "expires": iso(grant.expires)})
+
+
+def _code(text: str) -> str:
+    """`text` as a code span no backtick in it can end: a file name is the branch author's to
+    choose, and GitHub turns no @name in a code span into a mention (its docs; not tried
+    against GitHub)."""
+    ticks = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    return f"{ticks} {text} {ticks}" if "`" in text else f"{ticks}{text}{ticks}"
 
 
 def _fenced(text: str) -> str:
