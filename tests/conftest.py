@@ -20,7 +20,9 @@ from reconciler.engines.mysql import parse_dsn
 from tests.helpers import IDENTITY
 from tests.mysql_server import ThrowawayMariadb
 
-pytest_plugins = ["tests.secretscan"]  # fails the session when a generated password leaked
+# tests.secretscan fails the session when a generated password leaked; tests.queue_world gives
+# the queue's tests their `remote` and `gh` fixtures.
+pytest_plugins = ["tests.secretscan", "tests.queue_world"]
 
 MACHINE_PG_DSN = "postgresql://root@127.0.0.1:5432/postgres"
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")

@@ -11,20 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_queue import FRESH, STALE, Remote, queue, queue_policy
+from tests.queue_world import FRESH, STALE, Remote, queue, queue_policy
 from tests.ghstandin import GhStandIn
 from tests.helpers import git, grant, stamp, utc
 from tests.webhook_stub import SECRET_PATH, webhook
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Remote:
-    return Remote(tmp_path, queue_policy())
-
-
-@pytest.fixture
-def gh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GhStandIn:
-    return GhStandIn(tmp_path, monkeypatch)
 
 
 def dated(when: str) -> dict[str, str]:
