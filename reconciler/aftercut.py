@@ -79,7 +79,7 @@ def reader(root: Path, targets: list[str]) -> Earlier:
     for second in _seconds(root):
         for _, data in second:
             followed |= {(f.get("target"), f.get("record"))
-                         for f in _dicts(data.get("follow_ups"))}
+                         for f in records.dicts(data.get("follow_ups"))}
         for name in sorted(wanted):
             touching = [(rel, data) for rel, data in second if name in _touched(data)]
             if touching:
@@ -94,7 +94,8 @@ def reader(root: Path, targets: list[str]) -> Earlier:
 def _seconds(root: Path) -> Iterator[list[tuple[str, dict[str, Any]]]]:
     """The records, newest second first, those of one second together."""
     group: list[tuple[str, dict[str, Any]]] = []
-    for rel, data in _records(root):
+    for path, data in records.newest(root / "audit", LOOK_BACK, _load):
+        rel = path.relative_to(root).as_posix()
         if group and _second(group[0][0]) != _second(rel):
             yield group
             group = []
@@ -107,27 +108,10 @@ def _second(rel: str) -> str:
     return rel.rsplit("/", 1)[-1].split("-", 1)[0]  # <yyyymmddTHHMMSSZ>-<run id>.json
 
 
-def _records(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(path, content) of the newest LOOK_BACK records under audit/YYYY/MM/DD/, each read
-    only up to its actions unless a target of it was cut; an unreadable one is skipped (no
-    reason to stop a run)."""
-    seen = 0
-    for path in records.newest_first(root / "audit"):
-        if seen >= LOOK_BACK:
-            return
-        seen += 1
-        try:
-            data = _load(path)
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
-            yield path.relative_to(root).as_posix(), data
-
-
 def _load(path: Path) -> Any:
     """A record with its actions only when a target of it was cut."""
     data = records.read_head(path)
-    if isinstance(data, dict) and not any(_was_cut(t) for t in _dicts(data.get("targets"))):
+    if isinstance(data, dict) and not any(_was_cut(t) for t in records.dicts(data.get("targets"))):
         return data
     return json.loads(path.read_bytes())
 
@@ -142,8 +126,8 @@ def _was_cut(target: dict[str, Any]) -> bool:
 
 def _touched(data: dict[str, Any]) -> set[str]:
     """The targets a record ran actions on, or followed up: its newest word on them."""
-    names = {t.get("target") for t in _dicts(data.get("targets")) if t.get("actions")}
-    names |= {f.get("target") for f in _dicts(data.get("follow_ups"))}
+    names = {t.get("target") for t in records.dicts(data.get("targets")) if t.get("actions")}
+    names |= {f.get("target") for f in records.dicts(data.get("follow_ups"))}
     return {n for n in names if isinstance(n, str)}
 
 
@@ -152,12 +136,10 @@ def _cut_actions(rel: str, data: dict[str, Any], target: str) -> list[CutAction]
     return [CutAction(rel, str(data.get("run_id")), target, str(a.get("login")),
                       str(a.get("action")), str(a.get("cut") or "in_doubt"),
                       str(a.get("status")))
-            for a in _dicts(data.get("actions"))
+            for a in records.dicts(data.get("actions"))
             if a.get("target") == target and (a.get("cut") or a.get("status") == "unknown")]
 
 
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def compare(earlier: list[CutAction], actual: ActualState, plan: TargetPlan

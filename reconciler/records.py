@@ -3,7 +3,8 @@ and each only as far as its actions (audit.to_json puts everything else before t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,25 @@ def newest_first(folder: Path) -> Iterator[Path]:
         for month in _descending(year):
             for day in _descending(month):
                 yield from sorted(day.glob("*.json"), reverse=True)
+
+
+def newest(folder: Path, limit: int, read: Callable[[Path], Any] | None = None
+           ) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(path, record) of the newest `limit` records under folder, each read by `read` (by
+    default only up to its actions); one that cannot be read, or is no JSON object, is skipped
+    and still counts toward the limit (no reason to stop a run)."""
+    for path in islice(newest_first(folder), limit):
+        try:
+            data = (read or read_head)(path)
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            yield path, data
+
+
+def dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a record's list field; nothing when the field is not a list."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _descending(folder: Path) -> list[Path]:

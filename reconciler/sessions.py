@@ -7,7 +7,7 @@ access was used"."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,36 +156,18 @@ def newest_seen(root: Path, targets: set[str]) -> dict[str, list[Seen]]:
     found: dict[str, list[Seen]] = {}
     done: set[str] = set()
     second = None
-    for name, data in _heads(root):
-        if name[:16] != second:  # <yyyymmddTHHMMSSZ>-<run id>.json
+    for path, data in records.newest(root / "audit", LOOK_BACK):
+        if path.name[:16] != second:  # <yyyymmddTHHMMSSZ>-<run id>.json
             done |= set(found)
-            second = name[:16]
+            second = path.name[:16]
             if done >= targets:
                 break
-        sampled_here = {str(t.get("target")) for t in _dicts(data.get("targets"))
+        sampled_here = {str(t.get("target")) for t in records.dicts(data.get("targets"))
                         if t.get("sampled")}
         for target in sampled_here & (targets - done):
             found.setdefault(target, []).append(_seen(
-                (s for s in _dicts(data.get("sessions")) if s.get("target") == target),
-                (u for u in _dicts(data.get("usage")) if u.get("target") == target)))
+                (s for s in records.dicts(data.get("sessions")) if s.get("target") == target),
+                (u for u in records.dicts(data.get("usage")) if u.get("target") == target)))
     return found
 
 
-def _heads(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The newest LOOK_BACK records' heads (audit.to_json puts sessions and usage before the
-    actions); an unreadable one is skipped."""
-    seen = 0
-    for path in records.newest_first(root / "audit"):
-        if seen >= LOOK_BACK:
-            return
-        seen += 1
-        try:
-            data = records.read_head(path)
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
-            yield path.name, data
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
