@@ -8,12 +8,13 @@ documented responses, and GitLab's (API v4: GET /projects/:id/merge_requests/:ii
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.http_stub import serving
 
 REPOSITORY = "acme/access"
 TOKEN = "ghs_stubTOKEN0123456789abcdefSECRET"  # what a test looks for in every output
@@ -166,15 +167,8 @@ def fake_github() -> Iterator[FakeGitHub]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    forge.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as forge.url:
         yield forge
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def rate_limited() -> Answer:

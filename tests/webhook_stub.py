@@ -5,12 +5,13 @@ thread, that records every POST (path, headers, JSON body) and answers 200 "ok" 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.http_stub import serving
 
 SECRET_PATH = "/services/T000/B000/webhookSECRETpath"  # a webhook's path is its credential
 
@@ -42,12 +43,6 @@ def webhook() -> Iterator[Hook]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}{SECRET_PATH}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as base:
+        hook.url = base + SECRET_PATH
         yield hook
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -6,9 +6,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from reconciler.metrics import Figures, registry_for
 from tests.cli.conftest import Namespace, jitgrant
 from tests.helpers import AccessRepo, grant
+from tests.http_stub import serving
 
 RULES = Path(__file__).resolve().parents[2] / "contrib" / "prometheus" / "jitgrant.rules.yml"
 
@@ -44,14 +44,8 @@ def gateway() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
     (PUT/POST /metrics/job/<job>) with 200 and records each request's body."""
     received: list[tuple[str, str, bytes]] = []
     handler = type("Gateway", (_Gateway,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler) as url:
+        yield url, received
 
 
 def test_apply_pushes_the_runs_metrics(namespace: Namespace, pg_repo: AccessRepo,
