@@ -43,13 +43,19 @@ def access_repo(root: Path, namespace: Namespace, required: int = 0) -> AccessRe
 def merge_pr(repo: AccessRepo, number: int, files: dict[str, dict[str, Any]]) -> str:
     """A branch with `files`, merged as GitHub's merge button does; the merge commit's sha."""
     branch = f"pr-{number}"
+    return merge_branch(repo, branch, files, f"grant in #{number}",
+                        f"Merge pull request #{number} from someone/{branch}")
+
+
+def merge_branch(repo: AccessRepo, branch: str, files: dict[str, dict[str, Any]],
+                 subject: str, message: str) -> str:
+    """`files` committed on a new branch, merged into main with `message`; the merge's sha."""
     git(repo.root, "checkout", "-q", "-b", branch)
     for rel, doc in files.items():
         repo.write(rel, doc)
-    repo.commit(f"grant in #{number}")
+    repo.commit(subject)
     git(repo.root, "checkout", "-q", "main")
-    git(repo.root, "merge", "-q", "--no-ff", branch, "-m",
-        f"Merge pull request #{number} from someone/{branch}")
+    git(repo.root, "merge", "-q", "--no-ff", branch, "-m", message)
     return head(repo)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from reconciler.doctor import check_forge
 from tests.cli.conftest import Namespace, jitgrant
-from tests.cli.test_approvals import grants_of, latest_record
+from tests.cli.test_approvals import grants_of, latest_record, merge_branch
 from tests.forge_stub import (GITLAB_WEB, TOKEN, FakeGitHub, fake_github, gitlab_approval,
                               merge_request)
 from tests.helpers import AccessRepo, git, grant
@@ -42,14 +42,9 @@ def gitlab_merge(repo: AccessRepo, iid: int, files: dict[str, dict[str, Any]],
     """A branch merged as GitLab's merge button does with its default template:
     "Merge branch 'x' into 'main'", the title, then "See merge request acme/access!N"."""
     branch = branch or f"mr-{iid}"
-    git(repo.root, "checkout", "-q", "-b", branch)
-    for rel, doc in files.items():
-        repo.write(rel, doc)
-    repo.commit(f"grant in !{iid}")
-    git(repo.root, "checkout", "-q", "main")
-    git(repo.root, "merge", "-q", "--no-ff", branch, "-m",
-        f"Merge branch '{branch}' into 'main'\n\n{title}\n\nSee merge request acme/access!{iid}")
-    return git(repo.root, "rev-parse", "HEAD")
+    return merge_branch(repo, branch, files, f"grant in !{iid}",
+                        f"Merge branch '{branch}' into 'main'\n\n{title}\n\n"
+                        f"See merge request acme/access!{iid}")
 
 
 def apply(repo: AccessRepo, namespace: Namespace, forge: FakeGitHub,
