@@ -35,7 +35,7 @@ from .approvals import recorded_approvers
 from .clicommon import handled, repo_option
 from .completion import target_option
 from .errors import ConfigError, Problem, one_line
-from .timeutil import iso
+from .timeutil import iso, record_time
 
 WORK_START, WORK_END = time(8, 0), time(18, 0)  # working hours: 08:00 <= t < 18:00, Mon-Fri
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -132,7 +132,7 @@ def load(root: Path, keep: dict[str, dict[str, Any]] | None = None) -> AuditLog:
             keep[rel] = data
         log.records += 1
         log.entries.extend(entries)
-        log.samples.extend(usage.samples(data, _time(data["started"])))
+        log.samples.extend(usage.samples(data, record_time(data["started"])))
     return log
 
 
@@ -179,13 +179,13 @@ def _read(path: Path, check: Callable[[Any], str | None]
 
 
 def _entries(rel: str, data: dict[str, Any]) -> Iterator[Entry]:
-    at, finished = _time(data["started"]), _time(data["finished"])
+    at, finished = record_time(data["started"]), record_time(data["finished"])
     for index, a in enumerate(data["actions"]):
         yield Entry(
             at=at, finished=finished, run_id=data["run_id"], index=index, record=rel,
             actor=data["actor"], commit=data["commit"], target=a["target"], login=a["login"],
             grantee=a["grantee"], access=a["access"], action=a["action"], cause=a["cause"],
-            expires=_time(a["expires"]) if a["expires"] else None, status=a["status"],
+            expires=record_time(a["expires"]) if a["expires"] else None, status=a["status"],
             error=a["error"], statements=a["statements"], sessions_ended=a["sessions_ended"],
             held=a["held"], approvals=tuple(_approval(g) for g in a["grants"]),
             ended_by=_ending(a.get("ended_by")),  # absent from older records
@@ -208,10 +208,6 @@ def _approval(g: dict[str, Any]) -> Approval:
                     reason=g["reason"], ticket=g["ticket"],
                     approved_by=tuple(recorded_approvers(forge)),
                     pull_request_url=forge.get("url"))
-
-
-def _time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
 # -- access periods ----------------------------------------------------------------------------
@@ -514,7 +510,7 @@ def _cell(column: str, value: Any, zone: tzinfo) -> str:
     if value is None or value == "":
         return "-"
     if column in TIME_COLUMNS:
-        local = _time(value).astimezone(zone)
+        local = record_time(value).astimezone(zone)
         offset = "Z" if local.utcoffset() == timedelta(0) else local.strftime("%z")
         return local.strftime("%Y-%m-%d %H:%M") + offset
     if column == "merge_commits":

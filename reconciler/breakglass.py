@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ from .errors import Problem
 from .load import Document, SourceFile, YamlProblem, parse_yaml
 from .model import Person, Policy, Provenance
 from .schemas import describe, errors
+from .timeutil import iso, record_time
 from .validate import load_policy
 
 if TYPE_CHECKING:
@@ -95,8 +96,8 @@ class BreakGlassGrant:
                 "access": self.access, "grant_file": self.grant_file,
                 "grant_commit": self.grant_commit, "merge_commit": self.merge_commit,
                 "pull_request": self.pull_request, "pull_request_url": self.pull_request_url,
-                "requested_by": self.requested_by, "created": _iso(self.created),
-                "expires": _iso(self.expires), "reason": self.reason, "ticket": self.ticket,
+                "requested_by": self.requested_by, "created": iso(self.created),
+                "expires": iso(self.expires), "reason": self.reason, "ticket": self.ticket,
                 "run_id": self.run_id, "record": self.record,
                 "reviewed": self.reviewed_by is not None, "reviewed_by": self.reviewed_by,
                 "review_file": self.review_file, "waiting_on": list(self.waiting_on)}
@@ -156,8 +157,8 @@ def _grant(rel: str, data: Mapping[str, Any], action: Mapping[str, Any],
         access=action["access"], grant_file=entry["file"], grant_commit=entry.get("commit"),
         merge_commit=entry.get("merge_commit"), pull_request=entry.get("pull_request"),
         pull_request_url=approval.get("url"), requested_by=entry.get("author"),
-        requested_email=entry.get("author_email"), created=_time(data["started"]),
-        expires=_time(action["expires"]) if action["expires"] else None,
+        requested_email=entry.get("author_email"), created=record_time(data["started"]),
+        expires=record_time(action["expires"]) if action["expires"] else None,
         reason=entry.get("reason"), ticket=entry.get("ticket"), run_id=data["run_id"],
         record=rel)
 
@@ -366,19 +367,11 @@ def _same_email(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and str(a).strip().lower() == str(b).strip().lower()
 
 
-def _time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
-
-
 def queue_fields(grant: BreakGlassGrant) -> dict[str, Any]:
     """An unreviewed grant as the fields of a "needs review" queue item (queue.Item's names:
     kind, subject, due, why, pr, waiting_on, extra). Nothing is due: it is listed, never
     acted on, until the review record lands."""
-    since = _iso(grant.created)
+    since = iso(grant.created)
     return {"kind": "break-glass", "subject": grant.grant_file, "due": "",
             "why": f"break-glass access granted {since}: needs review after the fact, a "
                    f"{REVIEWS}/{grant.target}/ record by a code owner, committed after the merge",

@@ -29,7 +29,7 @@ from markupsafe import Markup
 
 from . import __version__
 from .auditlog import WORK_END, WORK_START, Query, after_hours
-from .timeutil import iso
+from .timeutil import iso, record_time_or_none
 
 Row = dict[str, Any]
 MAX_SHADED_DAYS = 3 * 366  # after-hours bands beyond this span are not drawn (too thin to see)
@@ -121,11 +121,12 @@ def _item(row: Row, zone: tzinfo) -> Row:
         applications=_unique(row.get("applications") or []),
         shown={})
     for k in TIMES:  # a time that is not one (02-30, 25:00) is shown as no time at all
-        at = _parse(row.get(k))
+        at = record_time_or_none(row.get(k))
         item[k] = iso(at)
         if at is not None:
             item["shown"][k] = _show(at, zone)
-    judged = _parse(row.get("first_used")) or _parse(row.get("granted_at"))
+    judged = record_time_or_none(row.get("first_used")) or \
+        record_time_or_none(row.get("granted_at"))
     item["after_hours"] = judged is not None and after_hours(judged, zone)
     item["judged_by"] = "sessions" if item["first_used"] else "grant"
     return item
@@ -137,15 +138,6 @@ def _unique(values: Any) -> list[Any]:
 
 def _https(url: Any) -> str | None:
     return url if isinstance(url, str) and url.startswith("https://") else None
-
-
-def _parse(text: Any) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
 
 
 def _show(at: datetime, zone: tzinfo) -> str:
@@ -161,7 +153,7 @@ def _bands(items: list[Row], zone: tzinfo, now: datetime) -> list[list[int]]:
     """The times outside working hours (08:00-18:00, Monday to Friday, in `zone`) from the
     first to the last time of the rows, as [start, end) in milliseconds since the epoch, as
     auditlog.after_hours judges them."""
-    times = [at for i in items for k in TIMES if (at := _parse(i.get(k))) is not None]
+    times = [at for i in items for k in TIMES if (at := record_time_or_none(i.get(k))) is not None]
     if not times:
         return []
     first, last = min(times), max(max(times), now)

@@ -29,7 +29,7 @@ from .usage import PeriodUsage, UsageIndex
 from .approvals import recorded_approvers
 from .auditlog import AccessPeriod, Approval, Entry, Query, access_periods, load
 from .errors import ConfigError, UserError, one_line
-from .timeutil import iso
+from .timeutil import iso, record_time
 
 Data = dict[str, Any]
 Key = tuple[str, str]  # (target, login)
@@ -152,7 +152,7 @@ def _place_events(periods: list[Period], entries: list[Entry]) -> None:
 def _place_samples(periods: list[Period], raw: dict[str, Data]) -> None:
     """The sessions and counters each record sampled, and the sessions each revoke ended."""
     for _rel, data in sorted(raw.items(), key=lambda kv: (kv[1]["started"], kv[0])):
-        at = _time(data["started"])
+        at = record_time(data["started"])
         for p in periods:
             start, end = p.window()
             if start <= at <= end and _read_target(data, p.span.target):
@@ -200,10 +200,6 @@ def _latest(a: str | None, b: str | None) -> str | None:
 def _action(raw: dict[str, Data], e: Entry) -> Data:
     action: Data = raw[e.record]["actions"][e.index]
     return action
-
-
-def _time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
 # -- the pull requests -------------------------------------------------------------------------
@@ -345,7 +341,7 @@ def _when(zone: tzinfo) -> Callable[[str | None], str]:
         if not value:
             return "-"
         try:
-            local = _time(value).astimezone(zone)
+            local = record_time(value).astimezone(zone)
         except ValueError:  # a session's time the schema's pattern let through: 02-30, 25:00
             return _clean(value)
         offset = "Z" if local.utcoffset() == timedelta(0) else local.strftime("%z")

@@ -76,6 +76,22 @@ def format_duration(value: timedelta) -> str:
     return sign + ("".join(parts) or "0s")
 
 
+def record_time(text: str) -> datetime:
+    """An audit record's time, as `iso` writes it (2026-11-21T18:00:00Z), in UTC."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+def record_time_or_none(text: object) -> datetime | None:
+    """`record_time`, or None when absent, not text, or impossible (the audit schema's pattern
+    lets 2026-02-30T25:61:00Z through): not known, never a reason to stop reading a trail."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return record_time(text)
+    except ValueError:
+        return None
+
+
 def iso(value: datetime | None) -> str | None:
     """UTC timestamp as 2026-11-21T18:00:00Z, the form used in output and audit."""
     if value is None:

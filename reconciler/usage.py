@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from .timeutil import iso
+from .timeutil import iso, record_time_or_none
 
 if TYPE_CHECKING:
     from .auditlog import AccessPeriod
@@ -70,19 +70,8 @@ def samples(data: dict[str, Any], at: datetime) -> list[Sample]:
 
 
 def session(s: dict[str, Any]) -> SeenSession:
-    return SeenSession(s["id"], _time(s["started"]), s.get("client"), s.get("application"),
-                       s.get("database"))
-
-
-def _time(text: str | None) -> datetime | None:
-    """A record's time; None when absent or impossible (the schema's pattern lets
-    2026-02-30T25:61:00Z through): not known, never a reason to stop reading the trail."""
-    if text is None:
-        return None
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
+    return SeenSession(s["id"], record_time_or_none(s["started"]), s.get("client"),
+                       s.get("application"), s.get("database"))
 
 
 @dataclass
