@@ -76,12 +76,17 @@ def _mode_at(repo: git.Repo, commit: str, path: str) -> str:
 
 def list_tree(repo: git.Repo, commit: str, tops: Iterable[str]) -> list[TreeEntry]:
     """The YAML files under `tops` at `commit`, unread: one ls-tree."""
+    return [e for e in _blobs_under(repo, commit, tops) if e[3].endswith(YAML_SUFFIXES)]
+
+
+def _blobs_under(repo: git.Repo, commit: str, tops: Iterable[str]) -> list[TreeEntry]:
+    """Every blob under `tops` at `commit` (symbolic links included), unread: one ls-tree."""
     listing = repo.git.ls_tree("-r", "-z", "--long", "--full-tree", commit, "--", *tops)
     entries = []
     for item in filter(None, listing.split("\0")):
         meta, path = item.split("\t", 1)
         mode, kind, sha, size = meta.split()
-        if kind == "blob" and path.endswith(YAML_SUFFIXES):
+        if kind == "blob":
             entries.append((mode, sha, int(size), path))
     return entries
 
@@ -239,17 +244,23 @@ def read_blobs(repo: git.Repo, files: list[tuple[str, str]]) -> list[SourceFile]
 
 def blob_sizes(repo: git.Repo, shas: list[str]) -> dict[str, int]:
     """Blob sha -> size in bytes, through one `git cat-file --batch-check`."""
-    if not shas:
-        return {}
-    proc = subprocess.run(["git", "-C", str(repo.working_tree_dir or repo.git_dir), "cat-file",
-                           "--batch-check=%(objectname) %(objectsize)"],
-                          input="".join(s + "\n" for s in shas).encode(),
-                          capture_output=True, check=True)
     sizes = {}
-    for line in proc.stdout.decode().splitlines():
+    for line in _batch_check(repo, shas, "%(objectname) %(objectsize)"):
         sha, size = line.split(" ")
         sizes[sha] = int(size)
     return sizes
+
+
+def _batch_check(repo: git.Repo, names: list[str], fmt: str) -> list[str]:
+    """One `git cat-file --batch-check=fmt` line per object name (a sha, or commit:path),
+    in one process."""
+    if not names:
+        return []
+    proc = subprocess.run(["git", "--git-dir", str(repo.git_dir), "cat-file",
+                           f"--batch-check={fmt}"],
+                          input="".join(f"{n}\n" for n in names).encode(),
+                          capture_output=True, check=True)
+    return proc.stdout.decode("utf-8", "replace").splitlines()
 
 
 @fast_init
@@ -639,13 +650,8 @@ def files_under(repo: git.Repo, commit: str, top: str,
                 max_bytes: int = MAX_FILE_BYTES) -> dict[str, bytes]:
     """Regular files under `top` at `commit`, path -> bytes: one ls-tree and one cat-file.
     Files larger than `max_bytes` are left out unread (a hostile commit's huge blob)."""
-    wanted: dict[str, str] = {}
-    listing = repo.git.ls_tree("-r", "-z", "--long", "--full-tree", commit, "--", top)
-    for item in filter(None, listing.split("\0")):
-        meta, path = item.split("\t", 1)
-        mode, kind, sha, size = meta.split()
-        if kind == "blob" and mode in ("100644", "100755") and int(size) <= max_bytes:
-            wanted[path] = sha
+    wanted = {path: sha for mode, sha, size, path in _blobs_under(repo, commit, [top])
+              if mode in ("100644", "100755") and size <= max_bytes}
     blobs = cat_blobs(repo, sorted(set(wanted.values())))
     return {path: blobs[sha] for path, sha in wanted.items()}
 
@@ -1067,13 +1073,7 @@ def _touched(repo: git.Repo, refs: list[str], base: str, top: str) -> dict[str, 
 
 def _blobs_at(repo: git.Repo, specs: list[tuple[str, str]]) -> list[str | None]:
     """The blob sha of each (commit, path), None where the path is missing, in one process."""
-    if not specs:
-        return []
-    proc = subprocess.run(["git", "--git-dir", str(repo.git_dir), "cat-file",
-                           "--batch-check=%(objectname) %(objecttype)"],
-                          input="".join(f"{c}:{p}\n" for c, p in specs).encode(),
-                          capture_output=True, check=True)
-    lines = proc.stdout.decode("utf-8", "replace").splitlines()
+    lines = _batch_check(repo, [f"{c}:{p}" for c, p in specs], "%(objectname) %(objecttype)")
     return [line.split(" ")[0] if line.endswith(" blob") else None for line in lines]
 
 
