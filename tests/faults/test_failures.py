@@ -228,6 +228,18 @@ done
 """
 
 
+def protected_origin(root: Path, tmp_path: Path) -> Path:
+    """A bare origin holding root's main, whose pre-receive hook refuses every push to main
+    (PROTECTED_MAIN), as branch protection does."""
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
+    git(root, "push", "-q", str(origin), "main")
+    hook = origin / "hooks/pre-receive"
+    hook.write_text(PROTECTED_MAIN)
+    hook.chmod(0o755)
+    return origin
+
+
 @pytest.mark.parametrize("next_run_changes", [True, False])
 def test_a_record_whose_push_main_refused_is_delivered_by_the_next_run(
         namespace: Namespace, tmp_path: Path, next_run_changes: bool) -> None:  # noqa: F811
@@ -236,12 +248,7 @@ def test_a_record_whose_push_main_refused_is_delivered_by_the_next_run(
     jitgrant/audit-pending/<run id>; the next run, on a fresh clone, carries it into its own
     audit commit and deletes the pending branch once main has both."""
     t = TwoTargets(namespace, tmp_path / "seed", "postgres", PG_DSN)
-    origin = tmp_path / "origin.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
-    git(t.repo.root, "push", "-q", str(origin), "main")
-    hook = origin / "hooks/pre-receive"
-    hook.write_text(PROTECTED_MAIN)
-    hook.chmod(0o755)
+    origin = protected_origin(t.repo.root, tmp_path)
     subprocess.run(["git", "clone", "-q", str(origin), str(tmp_path / "ci1")], check=True)
     first = jitgrant_apply(tmp_path / "ci1", t.env, "--push")
     assert first.code == 1, (first.stdout, first.stderr)
@@ -255,7 +262,8 @@ def test_a_record_whose_push_main_refused_is_delivered_by_the_next_run(
     git(origin, "cat-file", "-e", f"{pending}:{rel}")
     shutil.rmtree(tmp_path / "ci1")  # the runner is gone
 
-    hook.unlink()  # e.g. the bot was allowed to push again; main moves meanwhile
+    # e.g. the bot was allowed to push again; main moves meanwhile
+    (origin / "hooks/pre-receive").unlink()
     if next_run_changes:
         t.repo.write("grants/db1/alice.yaml", grant(reason="INC-2", expires=utc(hours=3)))
         t.repo.commit("alice's grant changes")

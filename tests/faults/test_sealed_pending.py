@@ -14,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from reconciler.cli import main
-from tests.faults.test_failures import PROTECTED_MAIN
+from tests.faults.test_failures import protected_origin
 from tests.helpers import git
 from tests.integration.conftest import World, scram_world  # noqa: F401 - the fixture
 from tests.integration.test_sealed import Sealed, sealed_on_postgres
@@ -30,12 +30,7 @@ def test_a_refused_push_does_not_cost_the_password(scram_world: World,  # noqa: 
                                                    tmp_path: Path) -> None:
     s: Sealed = sealed_on_postgres(scram_world, tmp_path)
     s.grant()
-    origin = tmp_path / "origin.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
-    git(s.repo.root, "push", "-q", str(origin), "main")
-    hook = origin / "hooks/pre-receive"
-    hook.write_text(PROTECTED_MAIN)
-    hook.chmod(0o755)
+    origin = protected_origin(s.repo.root, tmp_path)
     login = scram_world.login()
     subprocess.run(["git", "clone", "-q", str(origin), str(tmp_path / "ci1")], check=True)
     assert apply_push(tmp_path / "ci1", scram_world.env) == 1
@@ -44,7 +39,7 @@ def test_a_refused_push_does_not_cost_the_password(scram_world: World,  # noqa: 
     kept = yaml.safe_load(git(origin, "show", f"{pending}:sealed/db1/{login}.yaml"))
     shutil.rmtree(tmp_path / "ci1")  # the runner is gone
 
-    hook.unlink()
+    (origin / "hooks/pre-receive").unlink()
     subprocess.run(["git", "clone", "-q", str(origin), str(tmp_path / "ci2")], check=True)
     assert apply_push(tmp_path / "ci2", scram_world.env) == 0
     delivered = yaml.safe_load(git(origin, "show", f"main:sealed/db1/{login}.yaml"))
