@@ -251,15 +251,20 @@ def _code(text: str) -> str:
     """`text` as a code span no backtick in it can end: a file name is the branch author's to
     choose, and GitHub turns no @name in a code span into a mention (its docs; not tried
     against GitHub)."""
-    ticks = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    ticks = _ticks(text, 1)
     return f"{ticks} {text} {ticks}" if "`" in text else f"{ticks}{text}{ticks}"
 
 
 def _fenced(text: str) -> str:
     """A code block no backtick in `text` can end."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
+    fence = _ticks(text, 3)
     return f"{fence}\n{text}\n{fence}"
+
+
+def _ticks(text: str, at_least: int) -> str:
+    """Backticks longer than any run of them in `text`, and at least `at_least`."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(at_least, longest + 1)
 
 
 # Producers of queue items, in order. Another producer (break-glass access awaiting review)
