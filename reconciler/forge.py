@@ -38,6 +38,8 @@ def _gh(*args: str, stdin: str | None = None) -> str:
     except subprocess.TimeoutExpired:
         raise UserError(f"gh {' '.join(args[:2])} gave no answer within {GH_TIMEOUT} s") \
             from None
+    except OSError as exc:
+        raise UserError(f"gh {' '.join(args[:2])} could not be run ({exc.strerror})") from None
     if proc.returncode != 0:
         # gh's own last line says what went wrong (no token, no such pull request).
         last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
@@ -155,3 +157,16 @@ def comment(number: int, body: str) -> None:
 def close(number: int, body: str) -> None:
     """Close the pull request, saying why (the branch is left: its author may reopen)."""
     _gh("pr", "close", str(number), f"--comment={body}")
+
+
+def open_pull_request(branch: str, base: str | None, title: str, body: str) -> str:
+    """`gh pr create` for a request's pushed branch (`jitgrant request --open-pr`, the request
+    workflow); what gh printed last, the pull request's address."""
+    try:
+        out = _gh("pr", "create", "--head", branch, *(["--base", base] if base else []),
+                  "--title", title, "--body", body)
+    except UserError as exc:
+        raise UserError(f"{exc}; the branch {branch} is pushed: open its pull request by "
+                        "hand") from None
+    lines = out.strip().splitlines()
+    return lines[-1] if lines else ""

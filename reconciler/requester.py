@@ -692,7 +692,7 @@ def request_command(target: str, access: str, duration: str, reason: str, starts
     made = request(repo, ask, _now())
     _finish(repo, made, push, fmt, "request")
     if open_pr:
-        from .ghpr import open_pull_request
+        from .forge import open_pull_request
 
         base = gitrepo.current_branch(gitrepo.open_repo(repo))
         address = open_pull_request(made.branch, base, made.title, made.body)
